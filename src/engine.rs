@@ -1,0 +1,613 @@
+//! The engine: the commit pipeline, checkpoints and recovery around one WAL and one database state.
+//!
+//! ```text
+//!   Transaction::commit ─┬─ append commit record (WAL lock) ──▶ apply to `latest` ──▶ release row locks
+//!                        │                                         │ a clone per commit
+//!                        │                                         ▼
+//!                        └─ CommitTicket::wait ◀── acknowledged ◀── pending queue ◀── flushed (+ acks)
+//!                                                    │
+//!                                                    ▼ publish the clone as `visible`
+//! ```
+//!
+//! Two states matter. `latest` has every commit that reached the WAL, in WAL order; writers read the
+//! newest version of a row they lock from it. `visible` has every commit that is acknowledged; every
+//! snapshot is a clone of it. A commit moves from one to the other only when its position is durable at
+//! the level the [`Durability`] policy asks for: today, flushed to the local disk; with synchronous
+//! replication, also confirmed by the standbys. So no session ever sees a transaction that a crash could
+//! still take back, and a committer's own next transaction sees its commit (invariant 2 of the design).
+//!
+//! A WAL write failure rolls `latest` back to the last durable commit, fails every commit after it and
+//! dooms every transaction that may have read them (their write sets were built on versions that no longer
+//! exist); readers go on with `visible`, which never held the lost commits.
+//!
+//! Recovery loads the snapshot the control file names, checks the checkpoint record it starts from, and
+//! replays commit records to the end of the log (see [`crate::wal::reader`] on torn tails and corruption).
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::control::{new_system_id, ClusterState, ControlFile};
+use crate::error::{Error, Result, SqlState};
+use crate::snapshot;
+use crate::storage::state::DbState;
+use crate::txn::lock::LockManager;
+use crate::txn::{Isolation, Transaction};
+use crate::wal::reader::{Timelines, WalReader};
+use crate::wal::record::{decode_commit, CheckpointInfo, Record, RecordKind};
+use crate::wal::segment;
+use crate::wal::writer::{lock, FlushListener, Wal};
+use crate::wal::Lsn;
+
+/// The lock file that keeps a second server out of a data directory.
+pub const PID_FILE: &str = "tandem.pid";
+
+/// The WAL folder inside a data directory.
+pub const WAL_DIR: &str = "pg_wal";
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Checkpoint after this much WAL.
+    pub checkpoint_wal_bytes: u64,
+    /// Checkpoint at least this often while there is new WAL.
+    pub checkpoint_interval: Duration,
+    /// How many old segments to keep renamed for reuse.
+    pub spare_segments: u64,
+    /// Run the background checkpointer.
+    pub background_checkpoints: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            checkpoint_wal_bytes: 256 << 20,
+            checkpoint_interval: Duration::from_secs(300),
+            spare_segments: 4,
+            background_checkpoints: true,
+        }
+    }
+}
+
+/// Decides how far commits are acknowledged, given how far the WAL is flushed locally. Synchronous
+/// replication plugs in here.
+pub trait Durability: Send + Sync {
+    /// The position up to which commits may be acknowledged.
+    fn ack_lsn(&self, local_flushed: Lsn) -> Lsn;
+}
+
+/// Commits are acknowledged once flushed locally.
+pub struct LocalFlush;
+
+impl Durability for LocalFlush {
+    fn ack_lsn(&self, local_flushed: Lsn) -> Lsn {
+        local_flushed
+    }
+}
+
+const PENDING: u8 = 0;
+const ACKED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// The fate of one commit, shared by its ticket and the pending queue.
+pub(crate) struct CommitSlot {
+    status: AtomicU8,
+}
+
+struct Pending {
+    end: Lsn,
+    state: DbState,
+    slot: Arc<CommitSlot>,
+}
+
+/// The acknowledged state and its position.
+#[derive(Clone)]
+pub struct Visible {
+    pub state: DbState,
+    /// The end of the last commit it includes.
+    pub lsn: Lsn,
+    /// Bumped at every publication, so a transaction can tell its snapshot is still current.
+    pub version: u64,
+}
+
+struct Pipeline {
+    pending: VecDeque<Pending>,
+    flushed: Lsn,
+    acked: Lsn,
+    last_error: Option<Error>,
+}
+
+/// What the engine shares with transactions and background threads.
+pub(crate) struct Core {
+    pub(crate) dir: PathBuf,
+    pub(crate) system_id: u64,
+    pub(crate) wal: Wal,
+    /// Every commit appended to the WAL. Locked after the WAL append lock, never before.
+    pub(crate) latest: Mutex<DbState>,
+    pub(crate) visible: RwLock<Visible>,
+    pipeline: Mutex<Pipeline>,
+    pipeline_cv: Condvar,
+    pub(crate) locks: LockManager,
+    pub(crate) next_xid: AtomicU64,
+    pub(crate) next_rowid: AtomicI64,
+    /// Bumped by every WAL write failure; transactions from an older epoch may not commit writes.
+    pub(crate) epoch: AtomicU64,
+    durability: RwLock<Arc<dyn Durability>>,
+    control: Mutex<ControlFile>,
+    checkpoint_lock: Mutex<()>,
+    last_checkpoint: Mutex<(Lsn, Instant)>,
+    shutdown: AtomicBool,
+    _pid_file: File,
+}
+
+/// A running database engine over one data directory.
+pub struct Engine {
+    core: Arc<Core>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A commit on its way to acknowledgement.
+pub struct CommitTicket {
+    core: Option<Arc<Core>>,
+    slot: Option<Arc<CommitSlot>>,
+    /// The end of the commit record (or, for a transaction that wrote nothing, the newest position whose
+    /// effects it may have read).
+    pub lsn: Lsn,
+}
+
+impl CommitTicket {
+    pub(crate) fn done() -> Self {
+        CommitTicket { core: None, slot: None, lsn: Lsn::INVALID }
+    }
+
+    pub(crate) fn pending(core: Arc<Core>, slot: Arc<CommitSlot>, lsn: Lsn) -> Self {
+        CommitTicket { core: Some(core), slot: Some(slot), lsn }
+    }
+
+    pub(crate) fn read_dependency(core: Arc<Core>, lsn: Lsn) -> Self {
+        CommitTicket { core: Some(core), slot: None, lsn }
+    }
+
+    /// Waits until the commit is acknowledged (durable and visible), or fails.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_cancelable(&AtomicBool::new(false))
+    }
+
+    /// Waits like [`wait`](Self::wait), but gives up when `cancel` is set. Giving up does not undo the
+    /// commit: it is in the WAL and becomes visible once acknowledged.
+    pub fn wait_cancelable(&self, cancel: &AtomicBool) -> Result<()> {
+        let Some(core) = &self.core else { return Ok(()) };
+        let mut p = lock(&core.pipeline);
+        loop {
+            match &self.slot {
+                Some(slot) => match slot.status.load(Ordering::Acquire) {
+                    ACKED => return Ok(()),
+                    FAILED => {
+                        let cause = p.last_error.as_ref().map_or("WAL write failed".into(), |e| e.message.clone());
+                        return Err(Error::new(SqlState::IO_ERROR, format!("could not commit: {cause}"))
+                            .with_detail("The transaction was not committed."));
+                    }
+                    _ => {}
+                },
+                None if p.acked >= self.lsn => return Ok(()),
+                None => {}
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::new(
+                    SqlState::QUERY_CANCELED,
+                    "canceling wait for commit acknowledgement due to user request",
+                )
+                .with_detail("The transaction is in the WAL and becomes visible once it is acknowledged."));
+            }
+            p = core.pipeline_cv.wait_timeout(p, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl FlushListener for Core {
+    fn flushed(&self, upto: Lsn) {
+        let mut p = lock(&self.pipeline);
+        p.flushed = upto;
+        p.last_error = None;
+        self.advance(&mut p);
+    }
+
+    fn failed(&self, flushed: Lsn, err: &Error) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut latest = lock(&self.latest);
+        let mut p = lock(&self.pipeline);
+        p.last_error = Some(err.clone());
+        while p.pending.back().is_some_and(|x| x.end > flushed) {
+            let lost = p.pending.pop_back().expect("checked");
+            lost.slot.status.store(FAILED, Ordering::Release);
+        }
+        *latest = match p.pending.back() {
+            Some(x) => x.state.clone(),
+            None => read(&self.visible).state.clone(),
+        };
+        drop(latest);
+        drop(p);
+        self.pipeline_cv.notify_all();
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    /// Acknowledges every pending commit the durability policy allows, publishing its state.
+    fn advance(&self, p: &mut Pipeline) {
+        let ack = read(&self.durability).ack_lsn(p.flushed);
+        if ack <= p.acked {
+            return;
+        }
+        p.acked = ack;
+        let mut newest = None;
+        let mut done = Vec::new();
+        while p.pending.front().is_some_and(|x| x.end <= ack) {
+            let x = p.pending.pop_front().expect("checked");
+            done.push(x.slot);
+            newest = Some((x.state, x.end));
+        }
+        if let Some((state, lsn)) = newest {
+            let mut v = write(&self.visible);
+            v.version += 1;
+            v.state = state;
+            v.lsn = lsn;
+        }
+        for slot in done {
+            slot.status.store(ACKED, Ordering::Release);
+        }
+        self.pipeline_cv.notify_all();
+    }
+
+    /// Queues a commit appended at `end` whose resulting state is `state`. Called with the WAL append lock
+    /// held, so the queue stays in WAL order.
+    pub(crate) fn enqueue(&self, end: Lsn, state: DbState) -> Arc<CommitSlot> {
+        let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING) });
+        lock(&self.pipeline).pending.push_back(Pending { end, state, slot: slot.clone() });
+        slot
+    }
+
+    /// The acknowledged position.
+    pub(crate) fn acked(&self) -> Lsn {
+        lock(&self.pipeline).acked
+    }
+}
+
+/// What `init` makes.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub segment_size: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { segment_size: segment::DEFAULT_SEGMENT_SIZE }
+    }
+}
+
+/// Whether a directory is missing or empty.
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    match fs::read_dir(dir) {
+        Ok(mut it) => Ok(it.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(format!("could not read directory \"{}\"", dir.display()), e)),
+    }
+}
+
+/// Takes the data directory's lock file, refusing if another live server holds it.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(PID_FILE);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("could not open lock file \"{}\"", path.display()), e))?;
+    if file.try_lock().is_err() {
+        let other = fs::read_to_string(&path).unwrap_or_default();
+        let pid = other.lines().next().unwrap_or("?").trim().to_string();
+        return Err(Error::new(
+            SqlState::OBJECT_IN_USE,
+            format!(
+                "lock file \"{}\" is held: another server (PID {pid}) is running in data directory \"{}\"",
+                path.display(),
+                dir.display()
+            ),
+        )
+        .with_hint("Stop that server first, or use another data directory."));
+    }
+    let mut f = &file;
+    file.set_len(0).map_err(|e| Error::io("could not write lock file", e))?;
+    writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))?;
+    Ok(file)
+}
+
+/// Reads the next record during recovery, telling a torn tail from corruption at the end.
+pub(crate) fn read_or_end(reader: &mut WalReader) -> Result<Option<Record>> {
+    if let Some(rec) = reader.next_record()? {
+        return Ok(Some(rec));
+    }
+    let end = reader.position();
+    if let Some(valid) = reader.find_valid_after(end)? {
+        let path = reader.segment_path(end);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        return Err(Error::corrupted(format!(
+            "WAL is corrupt: invalid record at {end} in segment file {name} at offset {}, but a valid record follows at {valid}",
+            end.segment_offset(reader.segment_size()),
+        ))
+        .with_detail("Nothing was changed. The WAL after the damaged record cannot be replayed safely.")
+        .with_hint("Restore the damaged segment from a standby (its pg_wal holds the same bytes), or rebuild this server from a base backup."));
+    }
+    Ok(None)
+}
+
+/// Applies one WAL record to a state during replay.
+pub(crate) fn redo(state: &mut DbState, rec: &Record) -> Result<()> {
+    if rec.kind == RecordKind::Commit {
+        let ops = decode_commit(&rec.payload).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
+        for op in &ops {
+            state.apply(op).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Creates a new data directory: control file, the first WAL segment with a checkpoint record, and
+    /// an empty snapshot. Refuses a directory that is not empty.
+    pub fn init(dir: &Path, options: &InitOptions) -> Result<u64> {
+        segment::check_segment_size(options.segment_size)?;
+        if !is_empty_dir(dir)? {
+            return Err(Error::new(
+                SqlState::CONFIG_FILE_ERROR,
+                format!("directory \"{}\" exists but is not empty", dir.display()),
+            )
+            .with_hint("Remove it or empty it, or run init with another directory."));
+        }
+        let io = |what: &Path, e| Error::io(format!("could not create directory \"{}\"", what.display()), e);
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let wal_dir = dir.join(WAL_DIR);
+        fs::create_dir_all(&wal_dir).map_err(|e| io(&wal_dir, e))?;
+        let snap_dir = dir.join(snapshot::SNAPSHOT_DIR);
+        fs::create_dir_all(&snap_dir).map_err(|e| io(&snap_dir, e))?;
+        for d in [dir, &wal_dir, &snap_dir] {
+            let _ = fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+        let system_id = new_system_id();
+        let timeline = 1;
+        // The log starts at the first segment, as PostgreSQL's does.
+        let start = Lsn(options.segment_size);
+        let wal = Wal::open(&wal_dir, options.segment_size, timeline, start, Lsn::INVALID)?;
+        let info = CheckpointInfo { system_id, timeline };
+        let rec = wal.append(RecordKind::Checkpoint, 0, &info.encode())?;
+        wal.wait_flushed(rec.end)?;
+        wal.shutdown();
+        snapshot::write(dir, system_id, rec.start, &DbState::new())?;
+        ControlFile {
+            system_id,
+            segment_size: options.segment_size,
+            timeline,
+            checkpoint: rec.start,
+            state: ClusterState::ShutDown,
+        }
+        .write(dir)?;
+        segment::sync_dir(dir)?;
+        Ok(system_id)
+    }
+
+    /// Opens a data directory: takes its lock, recovers, and starts the WAL writer and checkpointer.
+    pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine> {
+        let control = ControlFile::read(dir)?;
+        let pid_file = lock_data_dir(dir)?;
+        let wal_dir = dir.join(WAL_DIR);
+        let (state, end, last_record) = recover(dir, &control)?;
+        let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
+        let next_rowid = state.max_rowid() + 1;
+        let core = Arc::new(Core {
+            dir: dir.to_path_buf(),
+            system_id: control.system_id,
+            wal,
+            latest: Mutex::new(state.clone()),
+            visible: RwLock::new(Visible { state, lsn: end, version: 0 }),
+            pipeline: Mutex::new(Pipeline { pending: VecDeque::new(), flushed: end, acked: end, last_error: None }),
+            pipeline_cv: Condvar::new(),
+            locks: LockManager::default(),
+            next_xid: AtomicU64::new(1),
+            next_rowid: AtomicI64::new(next_rowid),
+            epoch: AtomicU64::new(0),
+            durability: RwLock::new(Arc::new(LocalFlush)),
+            control: Mutex::new(ControlFile { state: ClusterState::InProduction, ..control.clone() }),
+            checkpoint_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
+            shutdown: AtomicBool::new(false),
+            _pid_file: pid_file,
+        });
+        core.wal.set_listener(core.clone());
+        lock(&core.control).write(dir)?;
+        let engine = Engine { core, checkpointer: Mutex::new(None) };
+        if config.background_checkpoints {
+            engine.start_checkpointer(config);
+        }
+        Ok(engine)
+    }
+
+    fn start_checkpointer(&self, config: EngineConfig) {
+        let core = self.core.clone();
+        let handle = std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
+            while !core.shutdown.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(200));
+                let (last, when) = *lock(&core.last_checkpoint);
+                let insert = core.wal.insert_lsn();
+                let due = insert.0.saturating_sub(last.0) >= config.checkpoint_wal_bytes
+                    || (when.elapsed() >= config.checkpoint_interval && insert.0 > last.0 + 64);
+                if due && !core.shutdown.load(Ordering::Acquire) {
+                    if let Err(e) = checkpoint(&core, config.spare_segments) {
+                        eprintln!("tandem: checkpoint failed: {e}");
+                        *lock(&core.last_checkpoint) = (last, Instant::now());
+                    }
+                }
+            }
+        });
+        *lock(&self.checkpointer) = handle.ok();
+    }
+
+    /// Begins a transaction.
+    pub fn begin(&self, isolation: Isolation) -> Transaction {
+        Transaction::begin(self.core.clone(), isolation)
+    }
+
+    /// A snapshot of the acknowledged state, for reading outside a transaction.
+    pub fn snapshot(&self) -> Visible {
+        read(&self.core.visible).clone()
+    }
+
+    /// Writes a checkpoint now. Returns its position.
+    pub fn checkpoint(&self) -> Result<Lsn> {
+        checkpoint(&self.core, 4)
+    }
+
+    /// Replaces the durability policy (synchronous replication installs its own).
+    pub fn set_durability(&self, policy: Arc<dyn Durability>) {
+        *write(&self.core.durability) = policy;
+        self.recompute_acks();
+    }
+
+    /// Re-evaluates which commits are acknowledged, e.g. after a standby reported progress.
+    pub fn recompute_acks(&self) {
+        let mut p = lock(&self.core.pipeline);
+        self.core.advance(&mut p);
+    }
+
+    /// The WAL.
+    pub fn wal(&self) -> &Wal {
+        &self.core.wal
+    }
+
+    /// The system identifier.
+    pub fn system_id(&self) -> u64 {
+        self.core.system_id
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.core.dir
+    }
+
+    /// The position up to which commits are acknowledged.
+    pub fn acked_lsn(&self) -> Lsn {
+        self.core.acked()
+    }
+
+    /// The control file as last written.
+    pub fn control(&self) -> ControlFile {
+        lock(&self.core.control).clone()
+    }
+
+    /// Shuts down cleanly: waits for pending commits, checkpoints, marks the control file shut down.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.core.shutdown.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(h) = lock(&self.checkpointer).take() {
+            let _ = h.join();
+        }
+        let result = checkpoint(&self.core, 4);
+        self.core.wal.shutdown();
+        result?;
+        let mut control = lock(&self.core.control);
+        control.state = ClusterState::ShutDown;
+        control.write(&self.core.dir)
+    }
+
+    /// Stops at once, as a crash would (nothing more is written; recovery runs at the next open).
+    pub fn halt(&self) {
+        self.core.shutdown.store(true, Ordering::Release);
+        if let Some(h) = lock(&self.checkpointer).take() {
+            let _ = h.join();
+        }
+        self.core.wal.shutdown();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Writes a checkpoint: a record in the WAL, the state just before it in a snapshot, then the control file.
+fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
+    let _one = lock(&core.checkpoint_lock);
+    let timeline = core.wal.timeline();
+    let payload = CheckpointInfo { system_id: core.system_id, timeline }.encode();
+    let crc = crc32c::crc32c(&payload);
+    let (rec, state) = {
+        let mut g = core.wal.lock();
+        let latest = lock(&core.latest);
+        let rec = g.append(RecordKind::Checkpoint, 0, &payload, crc)?;
+        (rec, latest.clone())
+    };
+    core.wal.wait_flushed(rec.end)?;
+    snapshot::write(&core.dir, core.system_id, rec.start, &state)?;
+    {
+        let mut control = lock(&core.control);
+        let mut next = control.clone();
+        next.checkpoint = rec.start;
+        next.timeline = timeline;
+        next.write(&core.dir)?;
+        *control = next;
+    }
+    snapshot::remove_others(&core.dir, rec.start)?;
+    core.wal.recycle_before(rec.start, spare_segments)?;
+    *lock(&core.last_checkpoint) = (rec.start, Instant::now());
+    Ok(rec.start)
+}
+
+/// Loads the latest snapshot and replays the WAL to its end. Returns the state, the end of the log and
+/// the position of the last record.
+fn recover(dir: &Path, control: &ControlFile) -> Result<(DbState, Lsn, Lsn)> {
+    let mut state = snapshot::read(dir, control.system_id, control.checkpoint)?;
+    let wal_dir = dir.join(WAL_DIR);
+    let mut reader = WalReader::new(
+        &wal_dir,
+        control.segment_size,
+        Timelines::single(control.timeline),
+        control.checkpoint,
+        Lsn::INVALID,
+    );
+    let first = reader.next_record()?;
+    let Some(first) = first.filter(|r| r.kind == RecordKind::Checkpoint) else {
+        let path = reader.segment_path(control.checkpoint);
+        return Err(Error::corrupted(format!(
+            "could not locate a valid checkpoint record at {} (segment file \"{}\", offset {})",
+            control.checkpoint,
+            path.display(),
+            control.checkpoint.segment_offset(control.segment_size)
+        ))
+        .with_detail("The control file points at a WAL position that holds no checkpoint record of this system."));
+    };
+    let info = CheckpointInfo::decode(&first.payload)?;
+    if info.system_id != control.system_id {
+        return Err(Error::corrupted(format!(
+            "WAL file is from a different database system: WAL file database system identifier is {}, control file database system identifier is {}",
+            info.system_id, control.system_id
+        )));
+    }
+    while let Some(rec) = read_or_end(&mut reader)? {
+        redo(&mut state, &rec)?;
+    }
+    Ok((state, reader.position(), reader.prev()))
+}

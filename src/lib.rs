@@ -1,0 +1,18 @@
+//! tandem: a PostgreSQL-wire database server whose primary keeps a standby in lockstep by streaming its
+//! write-ahead log.
+//!
+//! The layers, from the bottom: [`wal`] (the log and its group-commit writer), [`storage`] (the in-memory
+//! persistent database state and its redo operations), [`txn`] (transactions, row locks, isolation),
+//! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together).
+
+pub mod control;
+pub mod encoding;
+pub mod engine;
+pub mod error;
+pub mod failpoint;
+pub mod snapshot;
+pub mod storage;
+pub mod txn;
+pub mod wal;
+
+pub use error::{Error, Result, SqlState};

@@ -1,0 +1,3 @@
+fn main() {
+    tandem::failpoint::init_from_env();
+}

@@ -1,0 +1,5 @@
+//! In-memory storage: values, the catalog and the persistent database state.
+
+pub mod catalog;
+pub mod state;
+pub mod value;

@@ -1,0 +1,450 @@
+//! Values and column types: what a row is made of.
+//!
+//! A [`Value`] is one field of a row. Rows and keys are shared slices of values (`Arc<[Value]>`), because
+//! the persistent maps that hold tables copy their nodes on write, and copying an entry must only bump a
+//! reference count. Values order totally (NULL after everything, floats by IEEE total order), so any
+//! column list can be a key.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::encoding::{Decoder, Encoder};
+use crate::error::Result;
+
+/// A row: the column values in table order.
+pub type Row = Arc<[Value]>;
+
+/// A key: the primary-key values of a row (or its hidden row id), or an index entry.
+pub type Key = Arc<[Value]>;
+
+/// A column type, with PostgreSQL's names and OIDs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    /// numeric(precision, scale), or unconstrained numeric.
+    Numeric(Option<(u32, u32)>),
+    Text,
+    /// varchar(n), or unconstrained varchar.
+    Varchar(Option<u32>),
+    /// char(n), blank-padded.
+    Char(u32),
+    Bytea,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Oid,
+}
+
+impl DataType {
+    /// The PostgreSQL type OID.
+    pub fn oid(&self) -> u32 {
+        match self {
+            DataType::Bool => 16,
+            DataType::Bytea => 17,
+            DataType::Int8 => 20,
+            DataType::Int2 => 21,
+            DataType::Int4 => 23,
+            DataType::Text => 25,
+            DataType::Oid => 26,
+            DataType::Float4 => 700,
+            DataType::Float8 => 701,
+            DataType::Char(_) => 1042,
+            DataType::Varchar(_) => 1043,
+            DataType::Date => 1082,
+            DataType::Timestamp => 1114,
+            DataType::TimestampTz => 1184,
+            DataType::Numeric(_) => 1700,
+        }
+    }
+
+    /// The type as `format_type` prints it: `integer`, `character(84)`, `numeric(10,2)`.
+    pub fn sql_name(&self) -> String {
+        match self {
+            DataType::Bool => "boolean".into(),
+            DataType::Int2 => "smallint".into(),
+            DataType::Int4 => "integer".into(),
+            DataType::Int8 => "bigint".into(),
+            DataType::Float4 => "real".into(),
+            DataType::Float8 => "double precision".into(),
+            DataType::Numeric(None) => "numeric".into(),
+            DataType::Numeric(Some((p, s))) => format!("numeric({p},{s})"),
+            DataType::Text => "text".into(),
+            DataType::Varchar(None) => "character varying".into(),
+            DataType::Varchar(Some(n)) => format!("character varying({n})"),
+            DataType::Char(n) => format!("character({n})"),
+            DataType::Bytea => "bytea".into(),
+            DataType::Date => "date".into(),
+            DataType::Timestamp => "timestamp without time zone".into(),
+            DataType::TimestampTz => "timestamp with time zone".into(),
+            DataType::Oid => "oid".into(),
+        }
+    }
+
+    pub(crate) fn encode(&self, e: &mut Encoder) {
+        match self {
+            DataType::Bool => e.u8(0),
+            DataType::Int2 => e.u8(1),
+            DataType::Int4 => e.u8(2),
+            DataType::Int8 => e.u8(3),
+            DataType::Float4 => e.u8(4),
+            DataType::Float8 => e.u8(5),
+            DataType::Numeric(None) => e.u8(6),
+            DataType::Numeric(Some((p, s))) => {
+                e.u8(7);
+                e.var(*p as u64);
+                e.var(*s as u64);
+            }
+            DataType::Text => e.u8(8),
+            DataType::Varchar(None) => e.u8(9),
+            DataType::Varchar(Some(n)) => {
+                e.u8(10);
+                e.var(*n as u64);
+            }
+            DataType::Char(n) => {
+                e.u8(11);
+                e.var(*n as u64);
+            }
+            DataType::Bytea => e.u8(12),
+            DataType::Date => e.u8(13),
+            DataType::Timestamp => e.u8(14),
+            DataType::TimestampTz => e.u8(15),
+            DataType::Oid => e.u8(16),
+        }
+    }
+
+    pub(crate) fn decode(d: &mut Decoder) -> Result<DataType> {
+        Ok(match d.u8()? {
+            0 => DataType::Bool,
+            1 => DataType::Int2,
+            2 => DataType::Int4,
+            3 => DataType::Int8,
+            4 => DataType::Float4,
+            5 => DataType::Float8,
+            6 => DataType::Numeric(None),
+            7 => DataType::Numeric(Some((d.var()? as u32, d.var()? as u32))),
+            8 => DataType::Text,
+            9 => DataType::Varchar(None),
+            10 => DataType::Varchar(Some(d.var()? as u32)),
+            11 => DataType::Char(d.var()? as u32),
+            12 => DataType::Bytea,
+            13 => DataType::Date,
+            14 => DataType::Timestamp,
+            15 => DataType::TimestampTz,
+            16 => DataType::Oid,
+            t => return Err(d.malformed(format!("unknown data type tag {t}"))),
+        })
+    }
+}
+
+/// An exact decimal: `mantissa * 10^-scale`.
+#[derive(Clone, Copy, Debug)]
+pub struct Decimal {
+    pub mantissa: i128,
+    pub scale: u32,
+}
+
+impl Decimal {
+    /// The same number with at least `scale` fractional digits, if it fits.
+    pub fn rescale_up(self, scale: u32) -> Option<Decimal> {
+        if scale <= self.scale {
+            return Some(self);
+        }
+        let factor = 10i128.checked_pow(scale - self.scale)?;
+        Some(Decimal { mantissa: self.mantissa.checked_mul(factor)?, scale })
+    }
+
+    /// The number as a float (for comparisons with floats and for math functions).
+    pub fn to_f64(self) -> f64 {
+        self.mantissa as f64 / 10f64.powi(self.scale as i32)
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Decimal {}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let scale = self.scale.max(other.scale);
+        match (self.rescale_up(scale), other.rescale_up(scale)) {
+            (Some(a), Some(b)) => a.mantissa.cmp(&b.mantissa),
+            _ => self.to_f64().total_cmp(&other.to_f64()),
+        }
+    }
+}
+
+impl Hash for Decimal {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal numbers must hash alike whatever their scale: strip trailing zeros.
+        let (mut m, mut s) = (self.mantissa, self.scale);
+        while s > 0 && m % 10 == 0 {
+            m /= 10;
+            s -= 1;
+        }
+        m.hash(state);
+        s.hash(state);
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.mantissa);
+        }
+        let neg = self.mantissa < 0;
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let scale = self.scale as usize;
+        let padded =
+            if digits.len() <= scale { format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits) } else { digits };
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{}{int}.{frac}", if neg { "-" } else { "" })
+    }
+}
+
+/// One field of a row.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// Any integer type (int2, int4, int8, oid); the column type bounds it.
+    Int(i64),
+    /// float4 or float8.
+    Float(f64),
+    Numeric(Decimal),
+    /// text, varchar, char.
+    Text(Arc<str>),
+    Bytes(Arc<[u8]>),
+    /// Days since 2000-01-01, as PostgreSQL counts them.
+    Date(i32),
+    /// Microseconds since 2000-01-01 00:00:00.
+    Timestamp(i64),
+    /// Microseconds since 2000-01-01 00:00:00 UTC.
+    TimestampTz(i64),
+}
+
+impl Value {
+    /// A text value.
+    pub fn text(s: &str) -> Value {
+        Value::Text(Arc::from(s))
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Bool(_) => 0,
+            Value::Int(_) | Value::Float(_) | Value::Numeric(_) => 1,
+            Value::Text(_) => 2,
+            Value::Bytes(_) => 3,
+            Value::Date(_) => 4,
+            Value::Timestamp(_) => 5,
+            Value::TimestampTz(_) => 6,
+            Value::Null => 7,
+        }
+    }
+
+    pub(crate) fn encode(&self, e: &mut Encoder) {
+        match self {
+            Value::Null => e.u8(0),
+            Value::Bool(false) => e.u8(1),
+            Value::Bool(true) => e.u8(2),
+            Value::Int(v) => {
+                e.u8(3);
+                e.svar(*v);
+            }
+            Value::Float(v) => {
+                e.u8(4);
+                e.u64(v.to_bits());
+            }
+            Value::Numeric(d) => {
+                e.u8(5);
+                e.u64(d.mantissa as u64);
+                e.u64((d.mantissa >> 64) as u64);
+                e.var(d.scale as u64);
+            }
+            Value::Text(s) => {
+                e.u8(6);
+                e.str(s);
+            }
+            Value::Bytes(b) => {
+                e.u8(7);
+                e.bytes(b);
+            }
+            Value::Date(v) => {
+                e.u8(8);
+                e.svar(*v as i64);
+            }
+            Value::Timestamp(v) => {
+                e.u8(9);
+                e.svar(*v);
+            }
+            Value::TimestampTz(v) => {
+                e.u8(10);
+                e.svar(*v);
+            }
+        }
+    }
+
+    pub(crate) fn decode(d: &mut Decoder) -> Result<Value> {
+        Ok(match d.u8()? {
+            0 => Value::Null,
+            1 => Value::Bool(false),
+            2 => Value::Bool(true),
+            3 => Value::Int(d.svar()?),
+            4 => Value::Float(f64::from_bits(d.u64()?)),
+            5 => {
+                let lo = d.u64()? as u128;
+                let hi = d.u64()? as u128;
+                let scale = d.var()?;
+                if scale > 1000 {
+                    return Err(d.malformed(format!("numeric scale {scale}")));
+                }
+                Value::Numeric(Decimal { mantissa: ((hi << 64) | lo) as i128, scale: scale as u32 })
+            }
+            6 => Value::Text(Arc::from(d.str()?)),
+            7 => Value::Bytes(Arc::from(d.bytes()?)),
+            8 => {
+                let v = d.svar()?;
+                Value::Date(i32::try_from(v).map_err(|_| d.malformed(format!("date {v} out of range")))?)
+            }
+            9 => Value::Timestamp(d.svar()?),
+            10 => Value::TimestampTz(d.svar()?),
+            t => return Err(d.malformed(format!("unknown value tag {t}"))),
+        })
+    }
+}
+
+/// Encodes a row or key: a count and the values.
+pub(crate) fn encode_values(e: &mut Encoder, values: &[Value]) {
+    e.var(values.len() as u64);
+    for v in values {
+        v.encode(e);
+    }
+}
+
+/// Decodes what [`encode_values`] wrote.
+pub(crate) fn decode_values(d: &mut Decoder) -> Result<Arc<[Value]>> {
+    let n = d.len()?;
+    let mut values = Vec::with_capacity(n);
+    for _ in 0..n {
+        values.push(Value::decode(d)?);
+    }
+    Ok(values.into())
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        use Value::*;
+        match (self, other) {
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Int(a), Int(b)) => a.cmp(b),
+            (Float(a), Float(b)) => a.total_cmp(b),
+            (Int(a), Float(b)) => (*a as f64).total_cmp(b),
+            (Float(a), Int(b)) => a.total_cmp(&(*b as f64)),
+            (Numeric(a), Numeric(b)) => a.cmp(b),
+            (Int(a), Numeric(b)) => Decimal { mantissa: *a as i128, scale: 0 }.cmp(b),
+            (Numeric(a), Int(b)) => a.cmp(&Decimal { mantissa: *b as i128, scale: 0 }),
+            (Float(a), Numeric(b)) => a.total_cmp(&b.to_f64()),
+            (Numeric(a), Float(b)) => a.to_f64().total_cmp(b),
+            (Text(a), Text(b)) => a.cmp(b),
+            (Bytes(a), Bytes(b)) => a.cmp(b),
+            (Date(a), Date(b)) => a.cmp(b),
+            (Timestamp(a), Timestamp(b)) => a.cmp(b),
+            (TimestampTz(a), TimestampTz(b)) => a.cmp(b),
+            (Null, Null) => Ordering::Equal,
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => 0u8.hash(state),
+            Value::Bool(b) => b.hash(state),
+            // Numbers that compare equal must hash alike across Int, Float and Numeric.
+            Value::Int(i) => Decimal { mantissa: *i as i128, scale: 0 }.hash(state),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e18 => {
+                Decimal { mantissa: *f as i128, scale: 0 }.hash(state)
+            }
+            Value::Float(f) => f.to_bits().hash(state),
+            Value::Numeric(d) => d.hash(state),
+            Value::Text(s) => s.hash(state),
+            Value::Bytes(b) => b.hash(state),
+            Value::Date(d) => d.hash(state),
+            Value::Timestamp(t) | Value::TimestampTz(t) => t.hash(state),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let values: Vec<Value> = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-42),
+            Value::Float(1.5),
+            Value::Numeric(Decimal { mantissa: -12345, scale: 2 }),
+            Value::text("abc"),
+            Value::Bytes(Arc::from(&b"\x00\xff"[..])),
+            Value::Date(-3),
+            Value::Timestamp(1_000_000),
+            Value::TimestampTz(-1),
+        ];
+        let mut e = Encoder::default();
+        encode_values(&mut e, &values);
+        let mut d = Decoder::new(&e.buf, "row");
+        let back = decode_values(&mut d).unwrap();
+        assert_eq!(&back[..], &values[..]);
+    }
+
+    #[test]
+    fn ordering() {
+        assert!(Value::Int(1) < Value::Int(2));
+        assert!(Value::Int(5) < Value::Null);
+        assert_eq!(
+            Value::Numeric(Decimal { mantissa: 150, scale: 2 }),
+            Value::Numeric(Decimal { mantissa: 15, scale: 1 })
+        );
+        assert!(Value::Int(1) < Value::Float(1.5));
+        assert_eq!(Decimal { mantissa: -5, scale: 3 }.to_string(), "-0.005");
+        assert_eq!(Decimal { mantissa: 12345, scale: 2 }.to_string(), "123.45");
+    }
+}

@@ -1,0 +1,505 @@
+//! Transactions: private write sets over snapshots, row locks, isolation levels, commit.
+//!
+//! A transaction reads from `state`: a snapshot of the acknowledged database with its own writes applied
+//! (a persistent-map clone, so taking it is O(1)). Its writes are also recorded as redo [`Op`]s; commit
+//! appends them as one WAL record and applies them to the engine's `latest` state.
+//!
+//! Writing a row first locks it. With the lock held, the writer looks at the newest version of the row
+//! (from `latest`, which includes commits not yet acknowledged):
+//!
+//! - READ COMMITTED (the default): the statement works on the newest version and re-checks its WHERE
+//!   against it, as PostgreSQL's EvalPlanQual does; each statement starts from a fresh snapshot.
+//! - REPEATABLE READ: if the newest version is not the one in the transaction's snapshot, another
+//!   transaction changed the row since: SQLSTATE 40001. Versions are compared by identity: each write
+//!   makes a new `Arc`, so an unchanged row is the very same allocation in both states.
+//!
+//! A transaction that wrote nothing but read a newest version (a re-check that found the row no longer
+//! matched) still waits, at commit, until what it read is acknowledged: nothing it reported can then be
+//! taken back by a crash.
+
+pub mod lock;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::engine::{CommitTicket, Core};
+use crate::error::{Error, Result, SqlState};
+use crate::storage::catalog::{Oid, TableDef};
+use crate::storage::state::{AlterOp, DbState, Op, TableData};
+use crate::storage::value::{Key, Row, Value};
+use crate::wal::record::{encode_commit, RecordKind};
+use crate::wal::writer::lock as lock_mutex;
+use crate::wal::Lsn;
+use lock::{LockKey, LockMode};
+
+/// Transaction isolation levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    ReadCommitted,
+    RepeatableRead,
+}
+
+/// A savepoint: the transaction as it was.
+#[derive(Clone)]
+pub struct Savepoint {
+    state: DbState,
+    ops: usize,
+    written: HashSet<(Oid, Key)>,
+}
+
+/// A transaction.
+pub struct Transaction {
+    core: Arc<Core>,
+    xid: u64,
+    isolation: Isolation,
+    /// The snapshot the transaction (RR) or statement (RC) started from.
+    base: DbState,
+    base_version: u64,
+    /// `base` with this transaction's writes applied.
+    state: DbState,
+    ops: Vec<Op>,
+    /// Rows this transaction wrote (its own versions are in `state`).
+    written: HashSet<(Oid, Key)>,
+    epoch: u64,
+    /// The newest WAL position whose effects this transaction may have read from `latest`.
+    read_dependency: Lsn,
+    /// Set from outside to cancel a lock wait or commit wait.
+    cancel: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl Transaction {
+    pub(crate) fn begin(core: Arc<Core>, isolation: Isolation) -> Transaction {
+        let xid = core.next_xid.fetch_add(1, Ordering::Relaxed);
+        let epoch = core.epoch.load(Ordering::Acquire);
+        let (base, base_version) = {
+            let v = core.visible.read().unwrap_or_else(|e| e.into_inner());
+            (v.state.clone(), v.version)
+        };
+        Transaction {
+            core,
+            xid,
+            isolation,
+            state: base.clone(),
+            base,
+            base_version,
+            ops: Vec::new(),
+            written: HashSet::new(),
+            epoch,
+            read_dependency: Lsn::INVALID,
+            cancel: Arc::new(AtomicBool::new(false)),
+            finished: false,
+        }
+    }
+
+    /// The transaction id.
+    pub fn xid(&self) -> u64 {
+        self.xid
+    }
+
+    /// The isolation level.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// What this transaction reads: its snapshot with its own writes.
+    pub fn state(&self) -> &DbState {
+        &self.state
+    }
+
+    /// Whether the transaction has written anything.
+    pub fn has_writes(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// The flag that cancels this transaction's waits.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Starts a new statement: under READ COMMITTED, takes a fresh snapshot (keeping the transaction's
+    /// own writes).
+    pub fn begin_statement(&mut self) -> Result<()> {
+        self.cancel.store(false, Ordering::Relaxed);
+        if self.isolation != Isolation::ReadCommitted {
+            return Ok(());
+        }
+        let (base, version) = {
+            let v = self.core.visible.read().unwrap_or_else(|e| e.into_inner());
+            if v.version == self.base_version {
+                return Ok(());
+            }
+            (v.state.clone(), v.version)
+        };
+        let mut state = base.clone();
+        for op in &self.ops {
+            state.apply(op)?;
+        }
+        self.base = base;
+        self.base_version = version;
+        self.state = state;
+        Ok(())
+    }
+
+    fn lock(&self, key: LockKey, mode: LockMode) -> Result<()> {
+        self.core.locks.acquire(self.xid, &key, mode, &self.cancel)
+    }
+
+    /// Locks a table for row changes (shared with other writers, exclusive of DDL).
+    pub fn lock_table_for_write(&self, table: Oid) -> Result<()> {
+        self.lock(LockKey::Table(table), LockMode::Shared)
+    }
+
+    /// The newest version of a row, from the engine's latest state (call with the row locked).
+    fn newest(&mut self, table: Oid, key: &Key) -> Option<Row> {
+        if self.written.contains(&(table, key.clone())) {
+            return self.state.row(table, key).cloned();
+        }
+        let latest = lock_mutex(&self.core.latest);
+        let row = latest.row(table, key).cloned();
+        let changed = match (&row, self.base.row(table, key)) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        };
+        drop(latest);
+        if changed {
+            // The version may belong to a commit not yet acknowledged.
+            self.read_dependency = self.read_dependency.max(self.core.wal.insert_lsn());
+        }
+        row
+    }
+
+    /// Locks a row for UPDATE or DELETE and returns its newest version (None if it is gone). Under
+    /// REPEATABLE READ, a row changed since the snapshot gives 40001.
+    pub fn lock_row(&mut self, table: Oid, key: &Key) -> Result<Option<Row>> {
+        self.lock_table_for_write(table)?;
+        self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
+        let newest = self.newest(table, key);
+        if self.isolation == Isolation::RepeatableRead && !self.written.contains(&(table, key.clone())) {
+            let same = match (&newest, self.base.row(table, key)) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Err(Error::new(
+                    SqlState::SERIALIZATION_FAILURE,
+                    "could not serialize access due to concurrent update",
+                ));
+            }
+        }
+        Ok(newest)
+    }
+
+    fn table(&self, table: Oid) -> Result<&TableData> {
+        self.state
+            .table_by_id(table)
+            .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation with oid {table} does not exist")))
+    }
+
+    /// A fresh hidden row id for a table without a primary key.
+    pub fn next_rowid(&self) -> i64 {
+        self.core.next_rowid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks the unique indexes of `table` for `row` at `key`, locking each unique value.
+    fn check_unique(&mut self, table: Oid, key: &Key, row: &[Value], old: Option<&Row>) -> Result<()> {
+        let def = self.table(table)?.def.clone();
+        for index in def.indexes.iter().filter(|i| i.unique) {
+            let values: Vec<Value> = index.columns.iter().map(|&c| row[c].clone()).collect();
+            if values.iter().any(Value::is_null) {
+                continue;
+            }
+            if let Some(old) = old {
+                if index.columns.iter().all(|&c| old[c] == row[c]) {
+                    continue;
+                }
+            }
+            let ukey: Key = values.clone().into();
+            self.lock(LockKey::Unique(index.id, ukey.clone()), LockMode::Exclusive)?;
+            let conflict = |state: &DbState| -> bool {
+                let Some(t) = state.table_by_id(table) else { return false };
+                let Some(map) = t.indexes.get(&index.id) else { return false };
+                let from: Key = values.clone().into();
+                map.range(from..)
+                    .take_while(|(e, _)| e[..values.len()] == values[..])
+                    .any(|(e, _)| e[values.len()..] != key[..])
+            };
+            let mut found = conflict(&self.state);
+            if !found {
+                let latest = lock_mutex(&self.core.latest).clone();
+                // Rows this transaction changed are judged by its own state.
+                found = conflict(&latest) && {
+                    let t = latest.table_by_id(table).and_then(|t| t.indexes.get(&index.id).cloned());
+                    let from: Key = values.clone().into();
+                    t.is_some_and(|m| {
+                        m.range(from..).take_while(|(e, _)| e[..values.len()] == values[..]).any(|(e, _)| {
+                            let other: Key = e[values.len()..].to_vec().into();
+                            !self.written.contains(&(table, other))
+                        })
+                    })
+                };
+            }
+            if found {
+                let cols: Vec<&str> = index.columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
+                let vals: Vec<String> = values.iter().map(display_value).collect();
+                return Err(Error::new(
+                    SqlState::UNIQUE_VIOLATION,
+                    format!("duplicate key value violates unique constraint \"{}\"", index.name),
+                )
+                .with_detail(format!(
+                    "Key ({})=({}) already exists.",
+                    cols.join(", "),
+                    vals.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts a row. The key is the primary key's values (or a hidden row id). Fails with 23505 if the
+    /// key or a unique value exists, seen by this transaction or committed by another.
+    pub fn insert(&mut self, table: Oid, row: Row) -> Result<Key> {
+        self.lock_table_for_write(table)?;
+        let def = self.table(table)?.def.clone();
+        if row.len() != def.columns.len() {
+            return Err(Error::internal(format!("row of {} values for table {}", row.len(), def.name)));
+        }
+        let key: Key = match &def.primary_key {
+            Some(pk) => {
+                let key: Vec<Value> = pk.columns.iter().map(|&c| row[c].clone()).collect();
+                if let Some(i) = key.iter().position(Value::is_null) {
+                    return Err(not_null(&def, pk.columns[i]));
+                }
+                let key: Key = key.into();
+                self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
+                let exists = if self.written.contains(&(table, key.clone())) {
+                    self.state.row(table, &key).is_some()
+                } else {
+                    self.state.row(table, &key).is_some() || self.newest(table, &key).is_some()
+                };
+                if exists {
+                    let cols: Vec<&str> = pk.columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
+                    let vals: Vec<String> = key.iter().map(display_value).collect();
+                    return Err(Error::new(
+                        SqlState::UNIQUE_VIOLATION,
+                        format!("duplicate key value violates unique constraint \"{}\"", pk.name),
+                    )
+                    .with_detail(format!(
+                        "Key ({})=({}) already exists.",
+                        cols.join(", "),
+                        vals.join(", ")
+                    )));
+                }
+                key
+            }
+            None => {
+                let key: Key = vec![Value::Int(self.next_rowid())].into();
+                self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
+                key
+            }
+        };
+        self.check_unique(table, &key, &row, None)?;
+        self.write(Op::Put { table, key: key.clone(), row })?;
+        Ok(key)
+    }
+
+    /// Replaces the row at `key` (locked by [`lock_row`](Self::lock_row)). If the primary key changes,
+    /// the row moves to its new key.
+    pub fn update(&mut self, table: Oid, key: &Key, row: Row) -> Result<Key> {
+        let def = self.table(table)?.def.clone();
+        let old = self.state.row(table, key).cloned();
+        let new_key: Key = match &def.primary_key {
+            Some(pk) => {
+                let k: Vec<Value> = pk.columns.iter().map(|&c| row[c].clone()).collect();
+                if let Some(i) = k.iter().position(Value::is_null) {
+                    return Err(not_null(&def, pk.columns[i]));
+                }
+                k.into()
+            }
+            None => key.clone(),
+        };
+        if new_key != *key {
+            self.delete(table, key)?;
+            return self.insert(table, row);
+        }
+        self.check_unique(table, key, &row, old.as_ref())?;
+        self.write(Op::Put { table, key: key.clone(), row })?;
+        Ok(new_key)
+    }
+
+    /// Deletes the row at `key` (locked by [`lock_row`](Self::lock_row)).
+    pub fn delete(&mut self, table: Oid, key: &Key) -> Result<()> {
+        self.write(Op::Delete { table, key: key.clone() })
+    }
+
+    fn write(&mut self, op: Op) -> Result<()> {
+        self.state.apply(&op)?;
+        match &op {
+            Op::Put { table, key, .. } | Op::Delete { table, key } => {
+                self.written.insert((*table, key.clone()));
+            }
+            _ => {}
+        }
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// A fresh oid for a new table or index.
+    pub fn allocate_oid(&mut self) -> Oid {
+        let latest = lock_mutex(&self.core.latest).next_oid;
+        let oid = self.state.next_oid.max(latest);
+        // Reserve it in this transaction's view; commit moves `latest` past it too.
+        self.state.next_oid = oid + 1;
+        oid
+    }
+
+    /// Creates a table. Its oid (and its indexes' oids) must come from [`allocate_oid`](Self::allocate_oid).
+    pub fn create_table(&mut self, def: TableDef) -> Result<()> {
+        self.lock(LockKey::Name(Arc::from(def.name.as_str())), LockMode::Exclusive)?;
+        let latest_has = lock_mutex(&self.core.latest).names.contains_key(def.name.as_str());
+        if latest_has || self.state.names.contains_key(def.name.as_str()) {
+            return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{}\" already exists", def.name)));
+        }
+        self.lock(LockKey::Table(def.id), LockMode::Exclusive)?;
+        let next_oid = self.state.next_oid;
+        self.write(Op::CreateTable(Arc::new(def)))?;
+        self.state.next_oid = self.state.next_oid.max(next_oid);
+        Ok(())
+    }
+
+    /// Locks a table exclusively for DDL and checks it still exists.
+    pub fn lock_table_for_ddl(&mut self, table: Oid) -> Result<()> {
+        self.lock(LockKey::Table(table), LockMode::Exclusive)?;
+        let exists = lock_mutex(&self.core.latest).tables.contains_key(&table);
+        if !exists && !self.state.tables.contains_key(&table) {
+            return Err(Error::new(SqlState::UNDEFINED_TABLE, format!("relation with oid {table} does not exist")));
+        }
+        Ok(())
+    }
+
+    /// Drops a table.
+    pub fn drop_table(&mut self, table: Oid) -> Result<()> {
+        self.lock_table_for_ddl(table)?;
+        if let Some(t) = self.state.table_by_id(table) {
+            let name: Arc<str> = Arc::from(t.def.name.as_str());
+            self.lock(LockKey::Name(name), LockMode::Exclusive)?;
+        }
+        self.write(Op::DropTable(table))
+    }
+
+    /// Removes every row of a table.
+    pub fn truncate(&mut self, table: Oid) -> Result<()> {
+        self.lock_table_for_ddl(table)?;
+        self.write(Op::Truncate(table))
+    }
+
+    /// Changes a table's definition.
+    pub fn alter_table(&mut self, table: Oid, op: AlterOp) -> Result<()> {
+        self.lock_table_for_ddl(table)?;
+        if let AlterOp::RenameTable(name) = &op {
+            self.lock(LockKey::Name(Arc::from(name.as_str())), LockMode::Exclusive)?;
+            if lock_mutex(&self.core.latest).names.contains_key(name.as_str()) {
+                return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+            }
+        }
+        self.write(Op::Alter { table, op })
+    }
+
+    /// Marks a savepoint.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint { state: self.state.clone(), ops: self.ops.len(), written: self.written.clone() }
+    }
+
+    /// Undoes everything after a savepoint. (Locks taken since are kept until the end, as a safe
+    /// simplification.)
+    pub fn rollback_to(&mut self, sp: &Savepoint) {
+        self.ops.truncate(sp.ops);
+        self.written = sp.written.clone();
+        // Under READ COMMITTED the base may have moved since: rebuild from the current base.
+        let mut state = self.base.clone();
+        let rebuilt = self.ops.iter().try_for_each(|op| state.apply(op));
+        self.state = if rebuilt.is_ok() { state } else { sp.state.clone() };
+    }
+
+    /// Commits: appends the commit record, applies it to the latest state and releases the locks. The
+    /// returned ticket's [`wait`](CommitTicket::wait) returns once the commit is acknowledged.
+    pub fn commit(mut self) -> Result<CommitTicket> {
+        self.finished = true;
+        let result = self.commit_inner();
+        self.core.locks.release_all(self.xid);
+        result
+    }
+
+    fn commit_inner(&mut self) -> Result<CommitTicket> {
+        if self.ops.is_empty() {
+            if self.read_dependency > self.core.acked() {
+                return Ok(CommitTicket::read_dependency(self.core.clone(), self.read_dependency));
+            }
+            return Ok(CommitTicket::done());
+        }
+        let payload = encode_commit(&self.ops);
+        let crc = crc32c::crc32c(&payload);
+        let mut wal = self.core.wal.lock();
+        if self.core.epoch.load(Ordering::Acquire) != self.epoch {
+            return Err(Error::new(
+                SqlState::SERIALIZATION_FAILURE,
+                "could not commit: a WAL write failure discarded commits this transaction may depend on",
+            )
+            .with_hint("Retry the transaction."));
+        }
+        let mut latest = lock_mutex(&self.core.latest);
+        let mut next = latest.clone();
+        for op in &self.ops {
+            next.apply(op)?;
+        }
+        next.next_oid = next.next_oid.max(self.state.next_oid);
+        let appended = wal.append(RecordKind::Commit, self.xid, &payload, crc)?;
+        *latest = next.clone();
+        let slot = self.core.enqueue(appended.end, next);
+        drop(latest);
+        drop(wal);
+        Ok(CommitTicket::pending(self.core.clone(), slot, appended.end))
+    }
+
+    /// Rolls back: forgets the writes and releases the locks.
+    pub fn rollback(mut self) {
+        self.finished = true;
+        self.core.locks.release_all(self.xid);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.core.locks.release_all(self.xid);
+        }
+    }
+}
+
+fn not_null(def: &TableDef, col: usize) -> Error {
+    Error::new(
+        SqlState::NOT_NULL_VIOLATION,
+        format!(
+            "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+            def.columns[col].name, def.name
+        ),
+    )
+}
+
+/// A value as an error message shows it.
+pub fn display_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => if *b { "t" } else { "f" }.into(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Numeric(d) => d.to_string(),
+        Value::Text(s) => s.to_string(),
+        Value::Bytes(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Value::Date(d) => format!("date {d}"),
+        Value::Timestamp(t) | Value::TimestampTz(t) => format!("timestamp {t}"),
+    }
+}
