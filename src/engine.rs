@@ -142,7 +142,7 @@ pub(crate) struct Core {
     checkpoint_lock: Mutex<()>,
     last_checkpoint: Mutex<(Lsn, Instant)>,
     shutdown: AtomicBool,
-    _pid_file: File,
+    _pid_file: PidFile,
 }
 
 /// A running database engine over one data directory.
@@ -306,9 +306,18 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Takes the data directory's lock file, refusing if another live server holds it.
-fn lock_data_dir(dir: &Path) -> Result<File> {
+/// The data directory's lock file, held (flock) for as long as the server runs.
+struct PidFile {
+    file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+/// Takes the data directory's lock file, refusing if another live server holds it. Nothing is written
+/// to it until [`PidFile::claim`], so a start that fails (say, on a corrupt WAL) changes no file.
+fn lock_data_dir(dir: &Path) -> Result<PidFile> {
     let path = dir.join(PID_FILE);
+    let created = !path.exists();
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -329,10 +338,23 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         )
         .with_hint("Stop that server first, or use another data directory."));
     }
-    let mut f = &file;
-    file.set_len(0).map_err(|e| Error::io("could not write lock file", e))?;
-    writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))?;
-    Ok(file)
+    Ok(PidFile { file, path, created })
+}
+
+impl PidFile {
+    /// Writes this process's pid into the lock file.
+    fn claim(&self) -> Result<()> {
+        let mut f = &self.file;
+        self.file.set_len(0).map_err(|e| Error::io("could not write lock file", e))?;
+        writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))
+    }
+
+    /// Gives the lock up after a failed start, removing the file if this start created it.
+    fn abandon(self) {
+        if self.created {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Reads the next record during recovery, telling a torn tail from corruption at the end.
@@ -413,8 +435,18 @@ impl Engine {
         let control = ControlFile::read(dir)?;
         let pid_file = lock_data_dir(dir)?;
         let wal_dir = dir.join(WAL_DIR);
-        let (state, end, last_record) = recover(dir, &control)?;
-        let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
+        let recovered = recover(dir, &control).and_then(|(state, end, last_record)| {
+            let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
+            Ok((state, end, wal))
+        });
+        let (state, end, wal) = match recovered {
+            Ok(r) => r,
+            Err(e) => {
+                pid_file.abandon();
+                return Err(e);
+            }
+        };
+        pid_file.claim()?;
         let next_rowid = state.max_rowid() + 1;
         let core = Arc::new(Core {
             dir: dir.to_path_buf(),
@@ -435,7 +467,8 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             _pid_file: pid_file,
         });
-        core.wal.set_listener(core.clone());
+        let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
+        core.wal.set_listener(listener);
         lock(&core.control).write(dir)?;
         let engine = Engine { core, checkpointer: Mutex::new(None) };
         if config.background_checkpoints {

@@ -343,7 +343,7 @@ pub(crate) fn encode_values(e: &mut Encoder, values: &[Value]) {
 
 /// Decodes what [`encode_values`] wrote.
 pub(crate) fn decode_values(d: &mut Decoder) -> Result<Arc<[Value]>> {
-    let n = d.len()?;
+    let n = d.count()?;
     let mut values = Vec::with_capacity(n);
     for _ in 0..n {
         values.push(Value::decode(d)?);

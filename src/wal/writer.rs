@@ -23,13 +23,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::wal::lsn::Lsn;
-use crate::wal::record::{frame, now_micros, RecordKind, HEADER_LEN, MAX_RECORD_LEN};
+use crate::wal::record::{frame, now_micros, Framing, RecordKind, HEADER_LEN, MAX_RECORD_LEN};
 use crate::wal::segment;
 
 /// Told when WAL becomes durable, or when a write fails.
@@ -79,7 +79,7 @@ struct Shared {
     work: Condvar,
     flush: Mutex<FlushState>,
     flushed_cv: Condvar,
-    listener: OnceLock<Arc<dyn FlushListener>>,
+    listener: OnceLock<Weak<dyn FlushListener>>,
     /// Serializes creating and recycling segment files.
     segment_files: Mutex<()>,
     preallocating: AtomicBool,
@@ -115,8 +115,9 @@ impl AppendGuard<'_> {
         }
         let start = self.st.insert;
         let prev = self.st.last_record;
-        frame(&mut self.st.buf, start, prev, xid, now_micros(), kind, payload, payload_crc);
-        let end = start.add((HEADER_LEN + payload.len()) as u64);
+        let framing = Framing { lsn: start, prev, xid, time: now_micros(), kind };
+        frame(&mut self.st.buf, framing, payload, payload_crc);
+        let end = start.plus((HEADER_LEN + payload.len()) as u64);
         self.st.insert = end;
         self.st.last_record = start;
         self.appended = true;
@@ -181,8 +182,9 @@ impl Wal {
         Ok(Wal { shared, flusher: Mutex::new(Some(flusher)) })
     }
 
-    /// Sets who hears about flushes and failures. Only the first call counts.
-    pub fn set_listener(&self, listener: Arc<dyn FlushListener>) {
+    /// Sets who hears about flushes and failures (held weakly: the listener usually owns the WAL). Only
+    /// the first call counts.
+    pub fn set_listener(&self, listener: Weak<dyn FlushListener>) {
         let _ = self.shared.listener.set(listener);
     }
 
@@ -346,7 +348,7 @@ impl Flusher {
                 st.buf_start = st.insert;
                 (start, data, st.last_record, st.timeline)
             };
-            let end = start.add(data.len() as u64);
+            let end = start.plus(data.len() as u64);
             match self.write_and_sync(timeline, start, &data) {
                 Ok(()) => {
                     {
@@ -356,7 +358,7 @@ impl Flusher {
                         f.last_error = None;
                     }
                     self.shared.flushed_cv.notify_all();
-                    if let Some(l) = self.shared.listener.get() {
+                    if let Some(l) = self.shared.listener.get().and_then(Weak::upgrade) {
                         l.flushed(end);
                     }
                 }
@@ -387,7 +389,7 @@ impl Flusher {
         let flushed = f.flushed;
         drop(f);
         self.shared.flushed_cv.notify_all();
-        if let Some(l) = self.shared.listener.get() {
+        if let Some(l) = self.shared.listener.get().and_then(Weak::upgrade) {
             l.failed(flushed, &err);
         }
         drop(st);
@@ -447,7 +449,7 @@ impl Flusher {
                 touched.push(segno);
             }
             data = &data[n..];
-            at = at.add(n as u64);
+            at = at.plus(n as u64);
         }
         Ok(())
     }
