@@ -94,9 +94,21 @@ const PENDING: u8 = 0;
 const ACKED: u8 = 1;
 const FAILED: u8 = 2;
 
-/// The fate of one commit, shared by its ticket and the pending queue.
+/// The fate of one commit, shared by its ticket and the pending queue. The waiting thread parks and is
+/// unparked by the acknowledgement itself, so a group commit wakes exactly its own committers and none
+/// of them has to queue on a shared mutex to find out.
 pub(crate) struct CommitSlot {
     status: AtomicU8,
+    waiter: Mutex<Option<std::thread::Thread>>,
+}
+
+impl CommitSlot {
+    fn finish(&self, status: u8) {
+        self.status.store(status, Ordering::Release);
+        if let Some(t) = lock(&self.waiter).take() {
+            t.unpark();
+        }
+    }
 }
 
 struct Pending {
@@ -182,6 +194,12 @@ impl CommitTicket {
     /// commit: it is in the WAL and becomes visible once acknowledged.
     pub fn wait_cancelable(&self, cancel: &AtomicBool) -> Result<()> {
         let Some(core) = &self.core else { return Ok(()) };
+        if let Some(slot) = &self.slot {
+            *lock(&slot.waiter) = Some(std::thread::current());
+            while slot.status.load(Ordering::Acquire) == PENDING && !cancel.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        }
         let mut p = lock(&core.pipeline);
         loop {
             match &self.slot {
@@ -224,7 +242,7 @@ impl FlushListener for Core {
         p.last_error = Some(err.clone());
         while p.pending.back().is_some_and(|x| x.end > flushed) {
             let lost = p.pending.pop_back().expect("checked");
-            lost.slot.status.store(FAILED, Ordering::Release);
+            lost.slot.finish(FAILED);
         }
         *latest = match p.pending.back() {
             Some(x) => x.state.clone(),
@@ -266,7 +284,7 @@ impl Core {
             v.lsn = lsn;
         }
         for slot in done {
-            slot.status.store(ACKED, Ordering::Release);
+            slot.finish(ACKED);
         }
         self.pipeline_cv.notify_all();
     }
@@ -274,7 +292,7 @@ impl Core {
     /// Queues a commit appended at `end` whose resulting state is `state`. Called with the WAL append lock
     /// held, so the queue stays in WAL order.
     pub(crate) fn enqueue(&self, end: Lsn, state: DbState) -> Arc<CommitSlot> {
-        let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING) });
+        let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING), waiter: Mutex::new(None) });
         lock(&self.pipeline).pending.push_back(Pending { end, state, slot: slot.clone() });
         slot
     }

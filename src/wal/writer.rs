@@ -58,6 +58,8 @@ struct AppendState {
     /// The position of the last record appended (the next record's `prev`).
     last_record: Lsn,
     shutdown: bool,
+    /// The flusher is waiting for work (so an append must wake it).
+    flusher_idle: bool,
 }
 
 struct FlushState {
@@ -137,7 +139,8 @@ impl AppendGuard<'_> {
 
 impl Drop for AppendGuard<'_> {
     fn drop(&mut self) {
-        if self.appended {
+        // A busy flusher looks for more work before it sleeps: only an idle one needs waking.
+        if self.appended && self.st.flusher_idle {
             self.shared.work.notify_one();
         }
     }
@@ -158,6 +161,7 @@ impl Wal {
                 insert: end,
                 last_record,
                 shutdown: false,
+                flusher_idle: false,
             }),
             work: Condvar::new(),
             flush: Mutex::new(FlushState {
@@ -338,7 +342,9 @@ impl Flusher {
             let (start, data, last_record, timeline) = {
                 let mut st = lock(&self.shared.append);
                 while st.buf.is_empty() && !st.shutdown {
+                    st.flusher_idle = true;
                     st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.flusher_idle = false;
                 }
                 if st.buf.is_empty() {
                     return;
