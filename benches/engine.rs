@@ -186,7 +186,22 @@ fn snapshot_times(rows: i64) -> (f64, f64, u64, f64) {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
     let quick = std::env::var("TANDEM_BENCH_QUICK").is_ok();
+    // TANDEM_BENCH_ONLY=commits|replay|snapshot runs one part.
+    let only = std::env::var("TANDEM_BENCH_ONLY").ok();
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let secs = if quick { 1.0 } else { 5.0 };
+    if run("commits") {
+        commits(secs);
+    }
+    if run("replay") {
+        replay(quick);
+    }
+    if run("snapshot") {
+        snapshots(quick);
+    }
+}
+
+fn commits(secs: f64) {
     println!("## Commit rate (fsync on)\n");
     println!("| committers | commits/s | vs 1 committer |\n|---:|---:|---:|");
     let one = commit_rate(1, secs);
@@ -194,9 +209,9 @@ fn main() {
         let rate = if n == 1 { one } else { commit_rate(n, secs) };
         println!("| {n} | {rate:.0} | {:.1}x |", rate / one);
     }
-    if std::env::var("TANDEM_BENCH_ONLY").is_ok_and(|v| v == "commits") {
-        return;
-    }
+}
+
+fn replay(quick: bool) {
     let wal = if quick { 64 << 20 } else { 1 << 30 };
     let (bytes, changes, replay_secs) = replay_rate(wal);
     println!("\n## Replay\n");
@@ -205,6 +220,9 @@ fn main() {
         bytes as f64 / (1 << 20) as f64,
         changes as f64 / replay_secs
     );
+}
+
+fn snapshots(quick: bool) {
     let rows = if quick { 1_000_000 } else { 10_000_000 };
     let (write_secs, load_secs, size, per_row) = snapshot_times(rows);
     println!("## Snapshot of {rows} pgbench_accounts rows\n");

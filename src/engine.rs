@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 use crate::control::{new_system_id, ClusterState, ControlFile};
 use crate::error::{Error, Result, SqlState};
+use crate::recovery::Replay;
 use crate::snapshot;
 use crate::storage::state::DbState;
 use crate::txn::lock::LockManager;
 use crate::txn::{Isolation, Transaction};
-use crate::wal::reader::{Timelines, WalReader};
-use crate::wal::record::{decode_commit, CheckpointInfo, Record, RecordKind};
+use crate::wal::record::{CheckpointInfo, RecordKind};
 use crate::wal::segment;
 use crate::wal::writer::{lock, FlushListener, Wal};
 use crate::wal::Lsn;
@@ -152,6 +152,7 @@ pub(crate) struct Core {
     durability: RwLock<Arc<dyn Durability>>,
     control: Mutex<ControlFile>,
     checkpoint_lock: Mutex<()>,
+    spare_segments: u64,
     last_checkpoint: Mutex<(Lsn, Instant)>,
     shutdown: AtomicBool,
     _pid_file: PidFile,
@@ -375,36 +376,6 @@ impl PidFile {
     }
 }
 
-/// Reads the next record during recovery, telling a torn tail from corruption at the end.
-pub(crate) fn read_or_end(reader: &mut WalReader) -> Result<Option<Record>> {
-    if let Some(rec) = reader.next_record()? {
-        return Ok(Some(rec));
-    }
-    let end = reader.position();
-    if let Some(valid) = reader.find_valid_after(end)? {
-        let path = reader.segment_path(end);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-        return Err(Error::corrupted(format!(
-            "WAL is corrupt: invalid record at {end} in segment file {name} at offset {}, but a valid record follows at {valid}",
-            end.segment_offset(reader.segment_size()),
-        ))
-        .with_detail("Nothing was changed. The WAL after the damaged record cannot be replayed safely.")
-        .with_hint("Restore the damaged segment from a standby (its pg_wal holds the same bytes), or rebuild this server from a base backup."));
-    }
-    Ok(None)
-}
-
-/// Applies one WAL record to a state during replay.
-pub(crate) fn redo(state: &mut DbState, rec: &Record) -> Result<()> {
-    if rec.kind == RecordKind::Commit {
-        let ops = decode_commit(&rec.payload).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
-        for op in &ops {
-            state.apply(op).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
-        }
-    }
-    Ok(())
-}
-
 impl Engine {
     /// Creates a new data directory: control file, the first WAL segment with a checkpoint record, and
     /// an empty snapshot. Refuses a directory that is not empty.
@@ -481,6 +452,7 @@ impl Engine {
             durability: RwLock::new(Arc::new(LocalFlush)),
             control: Mutex::new(ControlFile { state: ClusterState::InProduction, ..control.clone() }),
             checkpoint_lock: Mutex::new(()),
+            spare_segments: config.spare_segments,
             last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
             shutdown: AtomicBool::new(false),
             _pid_file: pid_file,
@@ -505,7 +477,7 @@ impl Engine {
                 let due = insert.0.saturating_sub(last.0) >= config.checkpoint_wal_bytes
                     || (when.elapsed() >= config.checkpoint_interval && insert.0 > last.0 + 64);
                 if due && !core.shutdown.load(Ordering::Acquire) {
-                    if let Err(e) = checkpoint(&core, config.spare_segments) {
+                    if let Err(e) = checkpoint(&core) {
                         eprintln!("tandem: checkpoint failed: {e}");
                         *lock(&core.last_checkpoint) = (last, Instant::now());
                     }
@@ -527,7 +499,7 @@ impl Engine {
 
     /// Writes a checkpoint now. Returns its position.
     pub fn checkpoint(&self) -> Result<Lsn> {
-        checkpoint(&self.core, 4)
+        checkpoint(&self.core)
     }
 
     /// Replaces the durability policy (synchronous replication installs its own).
@@ -575,7 +547,7 @@ impl Engine {
         if let Some(h) = lock(&self.checkpointer).take() {
             let _ = h.join();
         }
-        let result = checkpoint(&self.core, 4);
+        let result = checkpoint(&self.core);
         self.core.wal.shutdown();
         result?;
         let mut control = lock(&self.core.control);
@@ -600,7 +572,7 @@ impl Drop for Engine {
 }
 
 /// Writes a checkpoint: a record in the WAL, the state just before it in a snapshot, then the control file.
-fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
+fn checkpoint(core: &Core) -> Result<Lsn> {
     let _one = lock(&core.checkpoint_lock);
     let timeline = core.wal.timeline();
     let payload = CheckpointInfo { system_id: core.system_id, timeline }.encode();
@@ -622,7 +594,7 @@ fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
         *control = next;
     }
     snapshot::remove_others(&core.dir, rec.start)?;
-    core.wal.recycle_before(rec.start, spare_segments)?;
+    core.wal.recycle_before(rec.start, core.spare_segments)?;
     *lock(&core.last_checkpoint) = (rec.start, Instant::now());
     Ok(rec.start)
 }
@@ -630,35 +602,8 @@ fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
 /// Loads the latest snapshot and replays the WAL to its end. Returns the state, the end of the log and
 /// the position of the last record.
 fn recover(dir: &Path, control: &ControlFile) -> Result<(DbState, Lsn, Lsn)> {
-    let mut state = snapshot::read(dir, control.system_id, control.checkpoint)?;
-    let wal_dir = dir.join(WAL_DIR);
-    let mut reader = WalReader::new(
-        &wal_dir,
-        control.segment_size,
-        Timelines::single(control.timeline),
-        control.checkpoint,
-        Lsn::INVALID,
-    );
-    let first = reader.next_record()?;
-    let Some(first) = first.filter(|r| r.kind == RecordKind::Checkpoint) else {
-        let path = reader.segment_path(control.checkpoint);
-        return Err(Error::corrupted(format!(
-            "could not locate a valid checkpoint record at {} (segment file \"{}\", offset {})",
-            control.checkpoint,
-            path.display(),
-            control.checkpoint.segment_offset(control.segment_size)
-        ))
-        .with_detail("The control file points at a WAL position that holds no checkpoint record of this system."));
-    };
-    let info = CheckpointInfo::decode(&first.payload)?;
-    if info.system_id != control.system_id {
-        return Err(Error::corrupted(format!(
-            "WAL file is from a different database system: WAL file database system identifier is {}, control file database system identifier is {}",
-            info.system_id, control.system_id
-        )));
-    }
-    while let Some(rec) = read_or_end(&mut reader)? {
-        redo(&mut state, &rec)?;
-    }
-    Ok((state, reader.position(), reader.prev()))
+    let mut replay = Replay::start(dir, control)?;
+    replay.to_end()?;
+    let (end, prev) = (replay.position(), replay.prev());
+    Ok((replay.into_state(), end, prev))
 }

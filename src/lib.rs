@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod recovery;
 pub mod snapshot;
 pub mod storage;
 pub mod txn;

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::storage::catalog::{SequenceDef, TableDef};
 use crate::storage::state::{DbState, SequenceValue, TableData};
-use crate::storage::value::{decode_values, encode_values};
+use crate::storage::value::{decode_values, decode_values_like, encode_values, Row};
 use crate::wal::segment::sync_dir;
 use crate::wal::Lsn;
 
@@ -147,9 +147,11 @@ pub fn read(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<DbState> {
         let def = Arc::new(TableDef::decode(&mut d)?);
         let nrows = d.var()?;
         let mut rows = Vec::with_capacity(nrows.min(d.remaining() as u64) as usize);
+        let mut prev: Option<Row> = None;
         for _ in 0..nrows {
             let key = decode_values(&mut d)?;
-            let row = decode_values(&mut d)?;
+            let row = decode_values_like(&mut d, prev.as_deref())?;
+            prev = Some(row.clone());
             if row.len() != def.columns.len() {
                 return Err(d.malformed(format!("row of {} values in table {}", row.len(), def.name)));
             }

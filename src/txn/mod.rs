@@ -61,6 +61,9 @@ pub struct Transaction {
     ops: Vec<Op>,
     /// Rows this transaction wrote (its own versions are in `state`).
     written: HashSet<(Oid, Key)>,
+    /// Tables this transaction locked exclusively (created, truncated, altered): no one else can write
+    /// them, so its own state is the newest version of every row.
+    exclusive: HashSet<Oid>,
     epoch: u64,
     /// The newest WAL position whose effects this transaction may have read from `latest`.
     read_dependency: Lsn,
@@ -86,6 +89,7 @@ impl Transaction {
             base_version,
             ops: Vec::new(),
             written: HashSet::new(),
+            exclusive: HashSet::new(),
             epoch,
             read_dependency: Lsn::INVALID,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -153,7 +157,7 @@ impl Transaction {
 
     /// The newest version of a row, from the engine's latest state (call with the row locked).
     fn newest(&mut self, table: Oid, key: &Key) -> Option<Row> {
-        if self.written.contains(&(table, key.clone())) {
+        if self.owns(table, key) {
             return self.state.row(table, key).cloned();
         }
         let latest = lock_mutex(&self.core.latest);
@@ -171,13 +175,18 @@ impl Transaction {
         row
     }
 
+    /// Whether this transaction's own state has the newest version of a row.
+    fn owns(&self, table: Oid, key: &Key) -> bool {
+        self.exclusive.contains(&table) || self.written.contains(&(table, key.clone()))
+    }
+
     /// Locks a row for UPDATE or DELETE and returns its newest version (None if it is gone). Under
     /// REPEATABLE READ, a row changed since the snapshot gives 40001.
     pub fn lock_row(&mut self, table: Oid, key: &Key) -> Result<Option<Row>> {
         self.lock_table_for_write(table)?;
         self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
         let newest = self.newest(table, key);
-        if self.isolation == Isolation::RepeatableRead && !self.written.contains(&(table, key.clone())) {
+        if self.isolation == Isolation::RepeatableRead && !self.owns(table, key) {
             let same = match (&newest, self.base.row(table, key)) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
@@ -228,7 +237,7 @@ impl Transaction {
                     .any(|(e, _)| e[values.len()..] != key[..])
             };
             let mut found = conflict(&self.state);
-            if !found {
+            if !found && !self.exclusive.contains(&table) {
                 let latest = lock_mutex(&self.core.latest).clone();
                 // Rows this transaction changed are judged by its own state.
                 found = conflict(&latest) && {
@@ -275,7 +284,7 @@ impl Transaction {
                 }
                 let key: Key = key.into();
                 self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
-                let exists = if self.written.contains(&(table, key.clone())) {
+                let exists = if self.owns(table, &key) {
                     self.state.row(table, &key).is_some()
                 } else {
                     self.state.row(table, &key).is_some() || self.newest(table, &key).is_some()
@@ -373,6 +382,7 @@ impl Transaction {
             return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{}\" already exists", def.name)));
         }
         self.lock(LockKey::Table(def.id), LockMode::Exclusive)?;
+        self.exclusive.insert(def.id);
         let next_oid = self.state.next_oid;
         self.write(Op::CreateTable(Arc::new(def)))?;
         self.state.next_oid = self.state.next_oid.max(next_oid);
@@ -382,6 +392,7 @@ impl Transaction {
     /// Locks a table exclusively for DDL and checks it still exists.
     pub fn lock_table_for_ddl(&mut self, table: Oid) -> Result<()> {
         self.lock(LockKey::Table(table), LockMode::Exclusive)?;
+        self.exclusive.insert(table);
         let exists = lock_mutex(&self.core.latest).tables.contains_key(&table);
         if !exists && !self.state.tables.contains_key(&table) {
             return Err(Error::new(SqlState::UNDEFINED_TABLE, format!("relation with oid {table} does not exist")));

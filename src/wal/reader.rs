@@ -95,9 +95,14 @@ impl WalReader {
         self.prev
     }
 
-    /// Sets the position past which nothing is read.
+    /// Sets the position past which nothing is read. Read-ahead from before is dropped: it may hold bytes
+    /// read before they were written.
     pub fn set_limit(&mut self, limit: Option<Lsn>) {
-        self.limit = limit;
+        if limit != self.limit {
+            self.limit = limit;
+            self.window.clear();
+            self.window_start = self.pos;
+        }
     }
 
     /// Replaces the timeline list (after a timeline switch).

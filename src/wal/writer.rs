@@ -246,6 +246,17 @@ impl Wal {
         Ok(())
     }
 
+    /// Waits until the WAL is flushed past `lsn` or `timeout` passes; returns the flushed position.
+    pub fn wait_flushed_beyond(&self, lsn: Lsn, timeout: std::time::Duration) -> Lsn {
+        let st = lock(&self.shared.flush);
+        let (st, _) = self
+            .shared
+            .flushed_cv
+            .wait_timeout_while(st, timeout, |f| f.flushed <= lsn)
+            .unwrap_or_else(|e| e.into_inner());
+        st.flushed
+    }
+
     /// Records that a consumer still needs WAL from `lsn` on (None forgets the consumer).
     pub fn set_consumer(&self, name: &str, lsn: Option<Lsn>) {
         let mut c = lock(&self.shared.consumers);
