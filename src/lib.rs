@@ -11,9 +11,13 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod recovery;
+pub mod replication;
 pub mod snapshot;
 pub mod storage;
 pub mod txn;
 pub mod wal;
 
 pub use error::{Error, Result, SqlState};
+
+/// The server_version tandem reports: a PostgreSQL 15 that clients accept.
+pub const SERVER_VERSION: &str = "15.0 (tandem 0.1.0)";

@@ -120,6 +120,11 @@ impl WalReader {
         self.dir.join(segment::file_name(tli, segno, self.segment_size))
     }
 
+    /// Reads raw WAL bytes at `at`, never past the end of its segment; 0 if the segment file is missing.
+    pub fn read_raw(&mut self, at: Lsn, buf: &mut [u8]) -> Result<usize> {
+        self.read_segment(at, buf)
+    }
+
     /// Reads up to `buf.len()` bytes at `at` from one segment file; 0 if the file is missing.
     fn read_segment(&mut self, at: Lsn, buf: &mut [u8]) -> Result<usize> {
         let segno = at.segment(self.segment_size);
