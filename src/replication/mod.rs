@@ -2,4 +2,5 @@
 //! receiver and the standby's startup process.
 
 pub mod protocol;
+pub mod walreceiver;
 pub mod walsender;
