@@ -64,6 +64,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "split_part"
         | "pg_encoding_to_char"
         | "inet_server_addr"
+        | "array_to_string"
+        | "convert_from"
         | "pg_size_pretty"
         | "set_config"
         | "translate" => DataType::Text,
@@ -441,6 +443,22 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{name}() needs a sequence")))
         }
         "md5" | "to_char" => Value::text(&s(0)?),
+        "convert_from" => match a(0)? {
+            Value::Bytes(b) => Value::text(std::str::from_utf8(&b).map_err(|e| {
+                Error::new(
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    format!(
+                        "invalid byte sequence for encoding \"UTF8\": 0x{:02x}",
+                        b.get(e.valid_up_to()).copied().unwrap_or(0)
+                    ),
+                )
+            })?),
+            v => Value::text(&text_of(&v)),
+        },
+        "array_to_string" => Value::text(s(0)?.trim_start_matches('{').trim_end_matches('}')),
+        "__unsupported" => {
+            return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{} is not supported", s(0)?)))
+        }
         _ => return Err(Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name}() does not exist"))),
     })
 }

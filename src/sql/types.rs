@@ -49,6 +49,8 @@ pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
         T::Timestamp(_, _) | T::Datetime(_) => DataType::Timestamp,
         T::Bytea => DataType::Bytea,
         T::Regclass => DataType::Oid,
+        // Arrays travel in their text form (`{1,2}`); only catalog queries use them.
+        T::Array(_) => DataType::Text,
         T::Custom(name, modifiers) => {
             let n = name.0.last().map(|p| p.to_string().to_lowercase()).unwrap_or_default();
             let n = n.trim_matches('"');
