@@ -381,8 +381,10 @@ fn stop(dir: &Path, mode: StopMode) -> Result<()> {
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(Error::io("could not signal the server", std::io::Error::last_os_error()));
     }
+    // The server is gone once its lock on the pid file is released (a zombie still answers kill 0).
+    let held = || std::fs::File::open(&path).map(|f| f.try_lock().is_err()).unwrap_or(false);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while alive(pid) {
+    while alive(pid) && held() {
         if Instant::now() > deadline {
             return Err(config_error(format!("server (pid {pid}) did not stop within 120 s")));
         }
