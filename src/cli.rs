@@ -1,0 +1,419 @@
+//! The `tandem` command line: `init`, `start`, `stop` and `quickstart`, named after the PostgreSQL tools
+//! operators know (initdb, pg_ctl).
+//!
+//! Settings live in `DIR/tandem.toml`, a handful of `key = value` lines read by hand (no TOML crate for
+//! two keys); flags override the file. Authentication is `trust` for now, so the server refuses any
+//! listen address that is not loopback.
+//!
+//! `start` runs in the foreground. `start --detach` re-executes itself in a new session with its output in
+//! `DIR/log/tandem.log`, and returns once the server accepts connections (or fails with the log's last
+//! lines). `stop` signals the pid in the data directory's lock file: SIGTERM for a fast shutdown
+//! (sessions closed, checkpoint, clean control file), SIGQUIT for an immediate one (exit at once; the next
+//! start recovers from the WAL).
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use tandem::engine::{Engine, EngineConfig, InitOptions, PID_FILE};
+use tandem::error::{Error, Result, SqlState};
+use tandem::server::Server;
+
+const CONFIG_FILE: &str = "tandem.toml";
+const DEFAULT_PORT: u16 = 5433;
+const DEFAULT_LISTEN: &str = "127.0.0.1";
+
+/// tandem: a PostgreSQL-wire database server with WAL streaming to a standby.
+#[derive(Parser, Debug)]
+#[command(name = "tandem", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a data directory for a new primary (like initdb).
+    #[command(
+        after_help = "Examples:\n  tandem init -D ./data\n  tandem init -D ./data --port 5544 --wal-segment-size 16MB"
+    )]
+    Init {
+        /// The data directory to create (must be missing or empty).
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// The port to record in tandem.toml.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The listen address to record in tandem.toml (loopback only).
+        #[arg(long)]
+        listen: Option<String>,
+        /// WAL segment size, a power of two between 1MB and 1GB (e.g. 16MB).
+        #[arg(long, value_name = "SIZE")]
+        wal_segment_size: Option<String>,
+    },
+    /// Run the server (in the foreground, or in the background with --detach).
+    #[command(
+        after_help = "Examples:\n  tandem start -D ./data\n  tandem start -D ./data --port 5544 --detach\n  psql -h 127.0.0.1 -p 5433 -U postgres postgres"
+    )]
+    Start {
+        /// The data directory.
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// The port to listen on (overrides tandem.toml).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The address to listen on (overrides tandem.toml; loopback only).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Run in the background, logging to DIR/log/tandem.log; return once connections are accepted.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop a running server.
+    #[command(after_help = "Examples:\n  tandem stop -D ./data\n  tandem stop -D ./data --mode immediate")]
+    Stop {
+        /// The data directory.
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// fast: close sessions, checkpoint, exit; immediate: exit at once (recovery at next start).
+        #[arg(long, value_enum, default_value_t = StopMode::Fast)]
+        mode: StopMode,
+    },
+    /// Create ./tandem-data/primary if needed and run it on 127.0.0.1:5433 until Ctrl-C.
+    #[command(after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo")]
+    Quickstart {
+        /// Where to keep the data (a `primary` folder inside it).
+        #[arg(long, default_value = "./tandem-data")]
+        dir: PathBuf,
+    },
+}
+
+/// How `stop` stops the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StopMode {
+    Fast,
+    Immediate,
+}
+
+/// The settings in tandem.toml.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub listen: String,
+    pub port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { listen: DEFAULT_LISTEN.into(), port: DEFAULT_PORT }
+    }
+}
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::new(SqlState::CONFIG_FILE_ERROR, msg)
+}
+
+impl Config {
+    /// Parses `key = value` lines; `#` starts a comment; string values may be quoted.
+    pub fn parse(text: &str) -> Result<Config> {
+        let mut c = Config::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| config_error(format!("tandem.toml line {}: expected key = value", n + 1)))?;
+            let v = v.trim().trim_matches('"');
+            match k.trim() {
+                "listen" => c.listen = v.to_string(),
+                "port" => {
+                    c.port =
+                        v.parse().map_err(|_| config_error(format!("tandem.toml line {}: bad port \"{v}\"", n + 1)))?
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        format!("# tandem settings\nlisten = \"{}\"\nport = {}\n", self.listen, self.port)
+    }
+
+    fn load(dir: &Path) -> Result<Config> {
+        let path = dir.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Config::parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(Error::io(format!("could not read \"{}\"", path.display()), e)),
+        }
+    }
+
+    fn address(&self) -> Result<SocketAddr> {
+        let ip: IpAddr = if self.listen == "localhost" {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.listen.parse().map_err(|_| config_error(format!("invalid listen address \"{}\"", self.listen)))?
+        };
+        if !ip.is_loopback() {
+            return Err(config_error(format!("refusing to listen on non-loopback address {ip}"))
+                .with_detail("Authentication is \"trust\": anyone who can connect is a superuser.")
+                .with_hint("Listen on 127.0.0.1 (or ::1) until password authentication is available."));
+        }
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+/// Parses a size such as `16MB`, `1GB` or a byte count.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("GB") {
+        (n, 1u64 << 30)
+    } else if let Some(n) = t.strip_suffix("MB") {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix("KB") {
+        (n, 1 << 10)
+    } else {
+        (t.as_str(), 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| config_error(format!("invalid size \"{s}\"")))
+}
+
+/// Runs a command.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Init { dir, port, listen, wal_segment_size } => init(&dir, port, listen, wal_segment_size.as_deref()),
+        Command::Start { dir, port, listen, detach: false } => start(&dir, port, listen, None),
+        Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen),
+        Command::Stop { dir, mode } => stop(&dir, mode),
+        Command::Quickstart { dir } => quickstart(&dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(dir: &Path, port: Option<u16>, listen: Option<String>, segment: Option<&str>) -> Result<()> {
+    let mut config = Config::default();
+    if let Some(p) = port {
+        config.port = p;
+    }
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    config.address()?;
+    let mut options = InitOptions::default();
+    if let Some(s) = segment {
+        options.segment_size = parse_size(s)?;
+    }
+    Engine::init(dir, &options)?;
+    let path = dir.join(CONFIG_FILE);
+    std::fs::write(&path, config.render())
+        .map_err(|e| Error::io(format!("could not write \"{}\"", path.display()), e))?;
+    println!(
+        "Success. The data directory {} is ready.\n\nStart the server with:\n\n    tandem start -D {}\n",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn settings(dir: &Path, port: Option<u16>, listen: Option<String>) -> Result<Config> {
+    let mut config = Config::load(dir)?;
+    if let Some(p) = port {
+        config.port = p;
+    }
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    Ok(config)
+}
+
+/// Blocks the shutdown signals in this thread (and the threads it starts), so one thread can wait for them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a sigset_t owned by this frame.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGQUIT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: sigwait on a set this process blocked; `sig` is a valid out-pointer.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+    sig
+}
+
+fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&dyn Fn(SocketAddr)>) -> Result<()> {
+    let config = settings(dir, port, listen)?;
+    let addr = config.address()?;
+    let signals = block_signals();
+    let engine = Arc::new(Engine::open(dir, EngineConfig::default())?);
+    let server = Server::bind(addr, engine.clone())?;
+    let stopper = server.stopper()?;
+    let immediate_engine = engine.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let sig = wait_signal(&signals);
+            if sig == libc::SIGQUIT {
+                tracing::info!("received immediate shutdown request");
+                immediate_engine.halt();
+                std::process::exit(0);
+            }
+            if sig == libc::SIGTERM || sig == libc::SIGINT {
+                tracing::info!("received fast shutdown request");
+                stopper.stop();
+                return;
+            }
+        })
+        .map_err(|e| Error::io("could not start the signal thread", e))?;
+    tracing::info!(%addr, dir = %dir.display(), "database system is ready to accept connections");
+    if let Some(b) = banner {
+        b(server.local_addr()?);
+    }
+    server.run();
+    tracing::info!("shutting down");
+    engine.shutdown()?;
+    tracing::info!("database system is shut down");
+    Ok(())
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn detach(dir: &Path, port: Option<u16>, listen: Option<String>) -> Result<()> {
+    let config = settings(dir, port, listen)?;
+    let addr = config.address()?;
+    let log_dir = dir.join("log");
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| Error::io(format!("could not create \"{}\"", log_dir.display()), e))?;
+    let log_path = log_dir.join("tandem.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io(format!("could not open \"{}\"", log_path.display()), e))?;
+    let log2 = log.try_clone().map_err(|e| Error::io("log file", e))?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("could not find the tandem executable", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("start").arg("-D").arg(dir).arg("--port").arg(config.port.to_string()).arg("--listen").arg(&config.listen);
+    cmd.stdin(std::process::Stdio::null()).stdout(log).stderr(log2);
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal's session.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::io("could not start the server", e))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(config_error(format!(
+                "server exited ({status}) before accepting connections; the log ends with:\n{}",
+                log_tail(&log_path, 10)
+            )));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            println!("server started (pid {}), listening on {addr}, logging to {}", child.id(), log_path.display());
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(config_error(format!(
+                "server did not accept connections within 60 s; the log ends with:\n{}",
+                log_tail(&log_path, 10)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(dir: &Path, mode: StopMode) -> Result<()> {
+    let path = dir.join(PID_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("could not read \"{}\" (is the server running?)", path.display()), e))?;
+    let pid: i32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| config_error(format!("bad pid file \"{}\"", path.display())))?;
+    let alive = |pid: i32| {
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    };
+    let file = std::fs::File::open(&path).map_err(|e| Error::io("pid file", e))?;
+    if file.try_lock().is_ok() || !alive(pid) {
+        return Err(config_error(format!("no server running in \"{}\"", dir.display())));
+    }
+    drop(file);
+    let sig = match mode {
+        StopMode::Fast => libc::SIGTERM,
+        StopMode::Immediate => libc::SIGQUIT,
+    };
+    // SAFETY: sending a signal to the pid the data directory's lock file names, which holds the lock.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(Error::io("could not signal the server", std::io::Error::last_os_error()));
+    }
+    // The server is gone once its lock on the pid file is released (a zombie still answers kill 0).
+    let held = || std::fs::File::open(&path).map(|f| f.try_lock().is_err()).unwrap_or(false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while alive(pid) && held() {
+        if Instant::now() > deadline {
+            return Err(config_error(format!("server (pid {pid}) did not stop within 120 s")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("server stopped");
+    Ok(())
+}
+
+fn quickstart(dir: &Path) -> Result<()> {
+    let primary = dir.join("primary");
+    if !primary.join("tandem.control").exists() {
+        init(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
+    }
+    let banner = |addr: SocketAddr| {
+        println!("tandem is running on {addr} (data in {}).\nConnect with:\n\n    psql -h {} -p {} -U postgres postgres\n\nPress Ctrl-C to stop.", primary.display(), addr.ip(), addr.port());
+    };
+    start(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), Some(&banner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trip() {
+        let c = Config { listen: "127.0.0.1".into(), port: 6000 };
+        assert_eq!(Config::parse(&c.render()).ok(), Some(c));
+        assert!(Config { listen: "0.0.0.0".into(), port: 1 }.address().is_err());
+        assert_eq!(parse_size("16MB").ok(), Some(16 << 20));
+    }
+}

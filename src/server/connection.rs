@@ -1,0 +1,611 @@
+//! One client connection: the PostgreSQL v3 protocol state machine, on its own OS thread.
+//!
+//! The engine blocks (row-lock waits, commit flushes), so every connection gets a thread and uses
+//! blocking I/O: a session waiting for its commit to be durable stalls nobody else, and many sessions
+//! waiting at once is exactly what lets group commit cover them with one fdatasync.
+//!
+//! Framing is read here (so a length is checked before anything is allocated: an oversized query gets
+//! 54000 and its bytes are skipped, a nonsensical length closes the connection); the message bodies are
+//! decoded and the replies encoded with the `pgwire` crate's message codec. Extended-protocol errors
+//! discard messages until Sync, as PostgreSQL does.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::data::{DataRow, FieldDescription, NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{BindComplete, CloseComplete, ParseComplete};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
+};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use pgwire::messages::{DecodeContext, Message, PgWireFrontendMessage, ProtocolVersion};
+
+use crate::error::{Error, Result, SqlState};
+use crate::server::format;
+use crate::server::Shared;
+use crate::sql::session::{self, Outcome, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
+use crate::storage::value::{DataType, Value};
+
+const SSL_REQUEST: u32 = 80877103;
+const GSS_REQUEST: u32 = 80877104;
+const CANCEL_REQUEST: u32 = 80877102;
+const PROTOCOL_3: u32 = 196608;
+/// Messages other than queries and COPY data are small; anything larger is a broken client.
+const MAX_OTHER_MESSAGE: usize = 1 << 30;
+
+/// A prepared statement.
+struct Prepared {
+    stmt: Stmt,
+    param_types: Vec<DataType>,
+    columns: Option<Vec<(String, DataType)>>,
+}
+
+/// A bound portal.
+struct Portal {
+    stmt: Stmt,
+    params: Vec<Value>,
+    columns: Option<Vec<(String, DataType)>>,
+    binary: Vec<bool>,
+}
+
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    out: BytesMut,
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::io("connection", e)
+}
+
+impl Conn {
+    fn send(&mut self, m: impl Message) -> Result<()> {
+        m.encode(&mut self.out).map_err(|e| Error::internal(format!("encoding a message: {e}")))?;
+        if self.out.len() > 64 * 1024 {
+            self.push()?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self) -> Result<()> {
+        self.writer.write_all(&self.out).map_err(io_err)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.push()?;
+        self.writer.flush().map_err(io_err)
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.reader.read_exact(buf).map_err(io_err)
+    }
+
+    fn skip(&mut self, mut n: usize) -> Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while n > 0 {
+            let k = n.min(buf.len());
+            self.read_exact(&mut buf[..k])?;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, e: &Error) -> Result<()> {
+        let mut fields = vec![
+            (b'S', "ERROR".to_string()),
+            (b'V', "ERROR".to_string()),
+            (b'C', e.code.0.to_string()),
+            (b'M', e.message.clone()),
+        ];
+        if let Some(d) = &e.detail {
+            fields.push((b'D', d.clone()));
+        }
+        if let Some(h) = &e.hint {
+            fields.push((b'H', h.clone()));
+        }
+        self.send(ErrorResponse::new(fields))
+    }
+
+    fn notice(&mut self, msg: &str) -> Result<()> {
+        let fields = vec![
+            (b'S', "NOTICE".to_string()),
+            (b'V', "NOTICE".to_string()),
+            (b'C', "00000".to_string()),
+            (b'M', msg.to_string()),
+        ];
+        self.send(NoticeResponse::new(fields))
+    }
+
+    /// Reads one message after startup: its type byte and its whole frame (type, length, body).
+    fn read_message(&mut self) -> Result<Option<(u8, BytesMut)>> {
+        let mut head = [0u8; 5];
+        match self.reader.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len < 4 {
+            return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid message length {len}")));
+        }
+        let body = len - 4;
+        if head[0] == b'Q' && body > MAX_QUERY_BYTES {
+            self.skip(body)?;
+            return Ok(Some((0, BytesMut::new())));
+        }
+        if body > MAX_OTHER_MESSAGE {
+            return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid message length {len}")));
+        }
+        let mut frame = BytesMut::with_capacity(len + 1);
+        frame.put_slice(&head);
+        frame.resize(len + 1, 0);
+        self.read_exact(&mut frame[5..])?;
+        Ok(Some((head[0], frame)))
+    }
+}
+
+fn status_of(s: TxnStatus) -> TransactionStatus {
+    match s {
+        TxnStatus::Idle => TransactionStatus::Idle,
+        TxnStatus::InBlock => TransactionStatus::Transaction,
+        TxnStatus::Failed => TransactionStatus::Error,
+    }
+}
+
+/// Serves one connection until it ends.
+pub fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let (Ok(r), Ok(w)) = (stream.try_clone(), stream.try_clone()) else { return };
+    let mut conn = Conn {
+        reader: BufReader::with_capacity(64 * 1024, r),
+        writer: BufWriter::with_capacity(64 * 1024, w),
+        out: BytesMut::new(),
+    };
+    match run(&mut conn, &shared, stream) {
+        Ok(()) => tracing::debug!(%peer, "connection closed"),
+        Err(e) => {
+            tracing::info!(%peer, error = %e.message, "connection ended");
+            if e.code == SqlState::PROTOCOL_VIOLATION {
+                let _ = conn.error(&e);
+                let _ = conn.flush();
+            }
+        }
+    }
+}
+
+/// Reads the startup packet, answering SSL and GSS requests with 'N'. Returns None for a cancel request.
+fn startup(conn: &mut Conn, shared: &Shared) -> Result<Option<HashMap<String, String>>> {
+    loop {
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if !(8..=10_000).contains(&len) {
+            return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid length of startup packet: {len}")));
+        }
+        let mut body = vec![0u8; len - 4];
+        conn.read_exact(&mut body)?;
+        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        match code {
+            SSL_REQUEST | GSS_REQUEST => {
+                conn.writer.write_all(b"N").map_err(io_err)?;
+                conn.writer.flush().map_err(io_err)?;
+            }
+            CANCEL_REQUEST if body.len() >= 12 => {
+                let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+                let key = i32::from_be_bytes([body[8], body[9], body[10], body[11]]);
+                shared.cancel(pid, key);
+                return Ok(None);
+            }
+            PROTOCOL_3 => {
+                let mut params = HashMap::new();
+                let mut parts = body[4..].split(|b| *b == 0);
+                while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+                    if k.is_empty() {
+                        break;
+                    }
+                    params.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
+                }
+                return Ok(Some(params));
+            }
+            other => {
+                return Err(Error::new(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("unsupported frontend protocol {}.{}", other >> 16, other & 0xffff),
+                ))
+            }
+        }
+    }
+}
+
+fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
+    let Some(params) = startup(conn, shared)? else { return Ok(()) };
+    let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
+    let database = params.get("database").cloned().unwrap_or_else(|| user.clone());
+    let app = params.get("application_name").cloned().unwrap_or_default();
+    let encoding = params.get("client_encoding").cloned().unwrap_or_else(|| "UTF8".into());
+    let encoding = if encoding.eq_ignore_ascii_case("utf8") || encoding.eq_ignore_ascii_case("unicode") {
+        "UTF8".to_string()
+    } else {
+        encoding
+    };
+    if params.get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+        let e = Error::new(SqlState::FEATURE_NOT_SUPPORTED, "replication connections are not supported yet");
+        conn.error(&e)?;
+        return conn.flush();
+    }
+    let (pid, secret, registration) = shared.register(stream);
+    let mut settings = session::default_settings(&user, &app, &encoding);
+    for (k, v) in &params {
+        if matches!(k.as_str(), "datestyle" | "timezone" | "search_path" | "extra_float_digits") {
+            settings.retain(|(x, _)| !x.eq_ignore_ascii_case(k));
+            settings.push((k.clone(), v.clone()));
+        }
+    }
+    let mut session = Session::new(shared.engine.clone(), pid, &user, &database, settings);
+    *registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.cancel.clone());
+    let result = serve_session(conn, &mut session, pid, secret);
+    shared.deregister(pid);
+    result
+}
+
+const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
+fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) -> Result<()> {
+    conn.send(Authentication::Ok)?;
+    for name in REPORTED {
+        let value = session.ctx.setting(name).unwrap_or("").to_string();
+        conn.send(ParameterStatus::new(name.to_string(), value))?;
+    }
+    conn.send(BackendKeyData::new(pid, SecretKey::I32(secret)))?;
+    conn.send(ReadyForQuery::new(status_of(session.status())))?;
+    conn.flush()?;
+    let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+    ctx.awaiting_frontend_ssl = false;
+    ctx.awaiting_frontend_startup = false;
+    let mut prepared: HashMap<String, Prepared> = HashMap::new();
+    let mut portals: HashMap<String, Portal> = HashMap::new();
+    let mut skip_to_sync = false;
+    loop {
+        let Some((kind, mut frame)) = conn.read_message()? else { return Ok(()) };
+        if kind == 0 {
+            conn.error(&Error::new(
+                SqlState::PROGRAM_LIMIT_EXCEEDED,
+                format!("query is too long (more than {} bytes)", MAX_QUERY_BYTES),
+            ))?;
+            conn.send(ReadyForQuery::new(status_of(session.status())))?;
+            conn.flush()?;
+            continue;
+        }
+        if matches!(kind, b'Q' | b'P') && std::str::from_utf8(&frame[5..]).is_err() {
+            let e = Error::new(SqlState::CHARACTER_NOT_IN_REPERTOIRE, "invalid byte sequence for encoding \"UTF8\"");
+            conn.error(&e)?;
+            if kind == b'Q' {
+                conn.send(ReadyForQuery::new(status_of(session.status())))?;
+                conn.flush()?;
+            } else {
+                skip_to_sync = true;
+            }
+            continue;
+        }
+        let msg = match PgWireFrontendMessage::decode(&mut frame, &ctx) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "truncated message")),
+            Err(e) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid message: {e}"))),
+        };
+        if skip_to_sync && !matches!(msg, PgWireFrontendMessage::Sync(_)) {
+            continue;
+        }
+        match msg {
+            PgWireFrontendMessage::Query(q) => {
+                simple_query(conn, session, &q.query)?;
+                conn.send(ReadyForQuery::new(status_of(session.status())))?;
+                conn.flush()?;
+            }
+            PgWireFrontendMessage::Parse(p) => {
+                let r = (|| -> Result<Prepared> {
+                    let mut stmts = session::parse(&p.query)?;
+                    if stmts.len() > 1 {
+                        return Err(Error::new(
+                            SqlState::SYNTAX_ERROR,
+                            "cannot insert multiple commands into a prepared statement",
+                        ));
+                    }
+                    let stmt = stmts.pop().unwrap_or(Stmt::Empty);
+                    let (param_types, columns) = session.describe(&stmt, &p.type_oids)?;
+                    Ok(Prepared { stmt, param_types, columns })
+                })();
+                match r {
+                    Ok(prep) => {
+                        prepared.insert(p.name.unwrap_or_default(), prep);
+                        conn.send(ParseComplete::new())?;
+                    }
+                    Err(e) => {
+                        conn.error(&e)?;
+                        skip_to_sync = true;
+                    }
+                }
+            }
+            PgWireFrontendMessage::Bind(b) => {
+                let r = (|| -> Result<Portal> {
+                    let name = b.statement_name.clone().unwrap_or_default();
+                    let prep = prepared.get(&name).ok_or_else(|| {
+                        Error::new(SqlState("26000"), format!("prepared statement \"{name}\" does not exist"))
+                    })?;
+                    if b.parameters.len() != prep.param_types.len() {
+                        return Err(Error::new(
+                            SqlState::PROTOCOL_VIOLATION,
+                            format!(
+                                "bind message supplies {} parameters, but prepared statement \"{name}\" requires {}",
+                                b.parameters.len(),
+                                prep.param_types.len()
+                            ),
+                        ));
+                    }
+                    let mut params = Vec::with_capacity(b.parameters.len());
+                    for (i, (p, ty)) in b.parameters.iter().zip(&prep.param_types).enumerate() {
+                        let fmt = match b.parameter_format_codes.len() {
+                            0 => 0,
+                            1 => b.parameter_format_codes[0],
+                            _ => b.parameter_format_codes.get(i).copied().unwrap_or(0),
+                        };
+                        params.push(format::decode_param(p.as_deref(), ty, fmt == 1)?);
+                    }
+                    let ncols = prep.columns.as_ref().map_or(0, Vec::len);
+                    let binary = (0..ncols)
+                        .map(|i| match b.result_column_format_codes.len() {
+                            0 => false,
+                            1 => b.result_column_format_codes[0] == 1,
+                            _ => b.result_column_format_codes.get(i) == Some(&1),
+                        })
+                        .collect();
+                    Ok(Portal { stmt: prep.stmt.clone(), params, columns: prep.columns.clone(), binary })
+                })();
+                match r {
+                    Ok(portal) => {
+                        portals.insert(b.portal_name.unwrap_or_default(), portal);
+                        conn.send(BindComplete::new())?;
+                    }
+                    Err(e) => {
+                        conn.error(&e)?;
+                        skip_to_sync = true;
+                    }
+                }
+            }
+            PgWireFrontendMessage::Describe(d) => {
+                let name = d.name.unwrap_or_default();
+                let r: Result<()> = if d.target_type == b'S' {
+                    match prepared.get(&name) {
+                        Some(p) => {
+                            conn.send(ParameterDescription::new(p.param_types.iter().map(DataType::oid).collect()))?;
+                            describe_rows(conn, p.columns.as_deref(), &[])
+                        }
+                        None => {
+                            Err(Error::new(SqlState("26000"), format!("prepared statement \"{name}\" does not exist")))
+                        }
+                    }
+                } else {
+                    match portals.get(&name) {
+                        Some(p) => {
+                            let (cols, bin) = (p.columns.clone(), p.binary.clone());
+                            describe_rows(conn, cols.as_deref(), &bin)
+                        }
+                        None => Err(Error::new(SqlState("34000"), format!("portal \"{name}\" does not exist"))),
+                    }
+                };
+                if let Err(e) = r {
+                    conn.error(&e)?;
+                    skip_to_sync = true;
+                }
+            }
+            PgWireFrontendMessage::Execute(x) => {
+                let name = x.name.unwrap_or_default();
+                let Some(portal) = portals.get(&name) else {
+                    conn.error(&Error::new(SqlState("34000"), format!("portal \"{name}\" does not exist")))?;
+                    skip_to_sync = true;
+                    continue;
+                };
+                let (stmt, params, binary) = (portal.stmt.clone(), portal.params.clone(), portal.binary.clone());
+                let outcome = session.execute(&stmt, &params);
+                if !send_outcome(conn, session, outcome, &binary, false)? {
+                    skip_to_sync = true;
+                }
+            }
+            PgWireFrontendMessage::Close(c) => {
+                let name = c.name.unwrap_or_default();
+                if c.target_type == b'S' {
+                    prepared.remove(&name);
+                } else {
+                    portals.remove(&name);
+                }
+                conn.send(CloseComplete::new())?;
+            }
+            PgWireFrontendMessage::Sync(_) => {
+                skip_to_sync = false;
+                portals.remove("");
+                conn.send(ReadyForQuery::new(status_of(session.status())))?;
+                conn.flush()?;
+            }
+            PgWireFrontendMessage::Flush(_) => conn.flush()?,
+            PgWireFrontendMessage::Terminate(_) => return Ok(()),
+            PgWireFrontendMessage::CopyData(_)
+            | PgWireFrontendMessage::CopyDone(_)
+            | PgWireFrontendMessage::CopyFail(_) => {}
+            other => {
+                return Err(Error::new(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("unexpected message {:?}", std::mem::discriminant(&other)),
+                ));
+            }
+        }
+    }
+}
+
+fn describe_rows(conn: &mut Conn, columns: Option<&[(String, DataType)]>, binary: &[bool]) -> Result<()> {
+    match columns {
+        Some(cols) => conn.send(row_description(cols, binary)),
+        None => conn.send(NoData::new()),
+    }
+}
+
+fn row_description(cols: &[(String, DataType)], binary: &[bool]) -> RowDescription {
+    RowDescription::new(
+        cols.iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                FieldDescription::new(
+                    name.clone(),
+                    0,
+                    0,
+                    ty.oid(),
+                    format::type_size(ty),
+                    format::type_modifier(ty),
+                    binary.get(i).copied().unwrap_or(false) as i16,
+                )
+            })
+            .collect(),
+    )
+}
+
+fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
+    let stmts = match session::parse(sql) {
+        Ok(s) => s,
+        Err(e) => {
+            // A parse error inside a transaction block aborts it, as in PostgreSQL.
+            if session.status() == TxnStatus::InBlock {
+                session.statement_failed();
+            }
+            return conn.error(&e);
+        }
+    };
+    for stmt in stmts {
+        let outcome = session.execute(&stmt, &[]);
+        if !send_outcome(conn, session, outcome, &[], true)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Sends what a statement produced. Returns false if it failed.
+fn send_outcome(
+    conn: &mut Conn,
+    session: &mut Session,
+    outcome: Result<Outcome>,
+    binary: &[bool],
+    describe: bool,
+) -> Result<bool> {
+    let notices = std::mem::take(&mut session.notices);
+    for n in &notices {
+        conn.notice(n)?;
+    }
+    match outcome {
+        Err(e) => {
+            conn.error(&e)?;
+            Ok(false)
+        }
+        Ok(Outcome::Empty) => {
+            conn.send(EmptyQueryResponse::new())?;
+            Ok(true)
+        }
+        Ok(Outcome::Command(tag)) => {
+            conn.send(CommandComplete::new(tag))?;
+            Ok(true)
+        }
+        Ok(Outcome::Rows { columns, rows, tag }) => {
+            if describe {
+                conn.send(row_description(&columns, binary))?;
+            }
+            for row in rows {
+                let mut data = BytesMut::new();
+                for (i, (v, (_, ty))) in row.iter().zip(&columns).enumerate() {
+                    match format::encode_field(v, ty, binary.get(i).copied().unwrap_or(false)) {
+                        Ok(Some(b)) => {
+                            data.put_i32(b.len() as i32);
+                            data.put_slice(&b);
+                        }
+                        Ok(None) => data.put_i32(-1),
+                        Err(e) => {
+                            conn.error(&e)?;
+                            return Ok(false);
+                        }
+                    }
+                }
+                conn.send(DataRow::new(data, columns.len() as i16))?;
+            }
+            conn.send(CommandComplete::new(tag))?;
+            Ok(true)
+        }
+        Ok(Outcome::CopyOut { columns, data, tag }) => {
+            conn.send(CopyOutResponse::new(0, columns as i16, vec![0; columns]))?;
+            for chunk in data.chunks(64 * 1024) {
+                conn.send(CopyData::new(Bytes::copy_from_slice(chunk)))?;
+            }
+            conn.send(CopyDone::new())?;
+            conn.send(CommandComplete::new(tag))?;
+            Ok(true)
+        }
+        Ok(Outcome::CopyIn { stmt, columns }) => {
+            conn.send(CopyInResponse::new(0, columns as i16, vec![0; columns]))?;
+            conn.flush()?;
+            let mut data = Vec::new();
+            let mut failed = None;
+            loop {
+                let Some((kind, frame)) = conn.read_message()? else {
+                    session.statement_failed();
+                    return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "connection closed during COPY"));
+                };
+                match kind {
+                    b'd' => {
+                        if data.len() + frame.len() > MAX_QUERY_BYTES * 10 {
+                            failed = Some(Error::new(SqlState::PROGRAM_LIMIT_EXCEEDED, "COPY data is too large"));
+                        } else if failed.is_none() {
+                            data.extend_from_slice(&frame[5..]);
+                        }
+                    }
+                    b'c' => break,
+                    b'f' => {
+                        let msg = String::from_utf8_lossy(&frame[5..]).trim_end_matches('\0').to_string();
+                        failed = Some(Error::new(SqlState::QUERY_CANCELED, format!("COPY from stdin failed: {msg}")));
+                        break;
+                    }
+                    b'H' | b'S' => {}
+                    _ => {
+                        failed = Some(Error::new(
+                            SqlState::PROTOCOL_VIOLATION,
+                            format!("unexpected message type 0x{kind:02x} during COPY from stdin"),
+                        ));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                session.statement_failed();
+                conn.error(&e)?;
+                return Ok(false);
+            }
+            let r = session.copy_in(&stmt, &data);
+            send_outcome(conn, session, r, &[], false)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The server: accepts PostgreSQL-protocol connections and runs each on its own thread.
+//!
+//! [`Shared`] is what connections share: the engine, and a registry of live sessions by backend pid with
+//! their cancel keys (for CancelRequest, which arrives on a new connection) and their sockets (so a fast
+//! shutdown can close them). [`Server::run`] accepts until [`Server::stop`] is called from another thread,
+//! then closes every session and shuts the engine down cleanly (checkpoint, control file).
+
+pub mod connection;
+pub mod format;
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// The cancel flag a session publishes for its running transaction.
+type CancelFlag = Arc<Mutex<Option<Arc<AtomicBool>>>>;
+
+struct Registered {
+    secret: i32,
+    stream: TcpStream,
+    cancel: Arc<Mutex<Option<CancelFlag>>>,
+}
+
+/// State shared by all connections.
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    next_pid: AtomicI32,
+    sessions: Mutex<HashMap<i32, Registered>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Registers a session: its pid, cancel secret, and the slot where it will publish its cancel flag.
+    fn register(&self, stream: TcpStream) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let secret = (nanos as i32) ^ pid.wrapping_mul(0x2545_f491);
+        let cancel = Arc::new(Mutex::new(None));
+        lock(&self.sessions).insert(pid, Registered { secret, stream, cancel: cancel.clone() });
+        (pid, secret, cancel)
+    }
+
+    fn deregister(&self, pid: i32) {
+        lock(&self.sessions).remove(&pid);
+    }
+
+    /// Handles a CancelRequest: sets the session's cancel flag if the key matches.
+    fn cancel(&self, pid: i32, secret: i32) {
+        let sessions = lock(&self.sessions);
+        if let Some(r) = sessions.get(&pid).filter(|r| r.secret == secret) {
+            if let Some(slot) = lock(&r.cancel).as_ref() {
+                if let Some(flag) = lock(slot).as_ref() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// A listening server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub fn bind(addr: SocketAddr, engine: Arc<Engine>) -> Result<Server> {
+        let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("could not listen on {addr}"), e))?;
+        let shared = Arc::new(Shared {
+            engine,
+            next_pid: AtomicI32::new(std::process::id() as i32 * 10 % 1_000_000 + 1000),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        Ok(Server { listener, shared, stopping: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|e| Error::io("listening socket", e))
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stopper(&self) -> Result<Stopper> {
+        Ok(Stopper { stopping: self.stopping.clone(), addr: self.local_addr()? })
+    }
+
+    /// Accepts connections until stopped, then closes the sessions.
+    pub fn run(&self) {
+        for stream in self.listener.incoming() {
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            match stream {
+                Ok(s) => {
+                    let shared = self.shared.clone();
+                    let spawned =
+                        std::thread::Builder::new().name("session".into()).spawn(move || connection::serve(s, shared));
+                    if let Err(e) = spawned {
+                        tracing::error!(error = %e, "could not start a session thread");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            }
+        }
+        for r in lock(&self.shared.sessions).values() {
+            let _ = r.stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Stops a running server.
+#[derive(Clone)]
+pub struct Stopper {
+    stopping: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl Stopper {
+    /// Makes [`Server::run`] return (it wakes the accept loop with a connection of its own).
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+    }
+}

@@ -1,0 +1,403 @@
+//! INSERT, UPDATE and DELETE: binding and execution against a transaction.
+//!
+//! UPDATE and DELETE follow PostgreSQL's READ COMMITTED rules. Candidate rows come from the statement's
+//! snapshot through the same access paths queries use; each is then locked, which returns its newest
+//! version. If that version is not the one the snapshot showed (another transaction changed it and
+//! committed while we waited), the WHERE clause is checked again against the newest version and the row
+//! is skipped if it no longer matches, and the new values are computed from the newest version, so that
+//! `SET abalance = abalance + 1` never loses a concurrent increment. Under REPEATABLE READ the lock itself
+//! fails with 40001 instead.
+//!
+//! Column DEFAULTs are stored as SQL text; they are parsed and bound when a statement needs them.
+
+use std::sync::Arc;
+
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::error::{Error, Result, SqlState};
+use crate::sql::execute::{self, Env};
+use crate::sql::expr::{truth, Expr};
+use crate::sql::plan::{Access, Plan};
+use crate::sql::planner::{choose_access, ident, name_parts, table_name, Planner, Scope};
+use crate::sql::types;
+use crate::storage::catalog::{Oid, TableDef};
+use crate::storage::value::{DataType, Row, Value};
+use crate::txn::Transaction;
+
+/// RETURNING: expressions over the written row, and the output columns.
+#[derive(Clone, Debug)]
+pub struct Returning {
+    pub exprs: Vec<Expr>,
+    pub columns: Vec<(String, DataType)>,
+}
+
+/// What to do when an inserted row collides with an existing key.
+#[derive(Clone, Debug)]
+pub enum OnConflict {
+    Nothing,
+    /// Assignments over the existing row followed by the proposed (`excluded`) row.
+    Update {
+        assignments: Vec<(usize, Expr)>,
+        filter: Option<Expr>,
+    },
+}
+
+/// A bound INSERT.
+#[derive(Clone, Debug)]
+pub struct InsertPlan {
+    pub def: Arc<TableDef>,
+    pub targets: Vec<usize>,
+    pub source: Plan,
+    pub on_conflict: Option<OnConflict>,
+    pub returning: Option<Returning>,
+}
+
+/// A bound UPDATE or DELETE (no assignments).
+#[derive(Clone, Debug)]
+pub struct WritePlan {
+    pub def: Arc<TableDef>,
+    pub access: Access,
+    pub filter: Option<Expr>,
+    pub assignments: Vec<(usize, Expr)>,
+    pub returning: Option<Returning>,
+}
+
+fn lookup(p: &Planner, name: &ast::ObjectName) -> Result<Arc<TableDef>> {
+    let n = table_name(name)?;
+    p.state
+        .table(&n)
+        .map(|t| t.def.clone())
+        .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{n}\" does not exist")))
+}
+
+fn column_of(def: &TableDef, name: &str) -> Result<usize> {
+    def.column_index(name).ok_or_else(|| {
+        Error::new(SqlState::UNDEFINED_COLUMN, format!("column \"{name}\" of relation \"{}\" does not exist", def.name))
+    })
+}
+
+fn returning(p: &mut Planner, items: &Option<Vec<ast::SelectItem>>, scope: &Scope) -> Result<Option<Returning>> {
+    let Some(items) = items else { return Ok(None) };
+    let mut exprs = Vec::new();
+    let mut columns = Vec::new();
+    for item in items {
+        match item {
+            ast::SelectItem::Wildcard(_) => {
+                for (i, c) in scope.columns.iter().enumerate() {
+                    exprs.push(Expr::Column(i));
+                    columns.push((c.name.clone(), c.ty.clone()));
+                }
+            }
+            ast::SelectItem::UnnamedExpr(e) => {
+                let (x, t) = p.expr(e, scope)?;
+                let name = match e {
+                    ast::Expr::Identifier(i) => ident(i),
+                    ast::Expr::CompoundIdentifier(v) => v.last().map(ident).unwrap_or_default(),
+                    _ => "?column?".into(),
+                };
+                exprs.push(x);
+                columns.push((name, t));
+            }
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                let (x, t) = p.expr(expr, scope)?;
+                exprs.push(x);
+                columns.push((ident(alias), t));
+            }
+            other => {
+                return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("RETURNING {other} is not supported")))
+            }
+        }
+    }
+    Ok(Some(Returning { exprs, columns }))
+}
+
+fn assignments(p: &mut Planner, def: &TableDef, list: &[ast::Assignment], scope: &Scope) -> Result<Vec<(usize, Expr)>> {
+    let mut out = Vec::new();
+    for a in list {
+        let ast::AssignmentTarget::ColumnName(name) = &a.target else {
+            return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "tuple assignment is not supported"));
+        };
+        let col = column_of(def, &name_parts(name).pop().unwrap_or_default())?;
+        let ty = def.columns[col].ty.clone();
+        let x = if matches!(&a.value, ast::Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+        {
+            default_expr(p, def, col)?
+        } else {
+            let (x, t) = p.expr(&a.value, scope)?;
+            p.coerce_to(x, &t, &ty)?
+        };
+        out.push((col, x));
+    }
+    Ok(out)
+}
+
+/// The bound DEFAULT of a column (NULL if it has none).
+pub fn default_expr(p: &mut Planner, def: &TableDef, col: usize) -> Result<Expr> {
+    let Some(text) = &def.columns[col].default else { return Ok(Expr::Const(Value::Null)) };
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|e| {
+            Error::new(SqlState::SYNTAX_ERROR, format!("bad DEFAULT for column \"{}\": {e}", def.columns[col].name))
+        })?;
+    Ok(p.expr(&parsed, &Scope::default())?.0)
+}
+
+/// Binds an INSERT.
+pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "INSERT into a table function is not supported"));
+    };
+    let def = lookup(p, name)?;
+    let targets: Vec<usize> = if ins.columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        ins.columns.iter().map(|c| column_of(&def, &name_parts(c).pop().unwrap_or_default())).collect::<Result<_>>()?
+    };
+    let target_types: Vec<DataType> = targets.iter().map(|&c| def.columns[c].ty.clone()).collect();
+    let source = match &ins.source {
+        None => Plan::Values(vec![vec![]]),
+        Some(q) => match q.body.as_ref() {
+            ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => {
+                p.values(v, Some(&target_types))?.0
+            }
+            _ => {
+                let planned = p.query(q)?;
+                if planned.columns.len() > targets.len() {
+                    return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more expressions than target columns"));
+                }
+                planned.plan
+            }
+        },
+    };
+    if let Plan::Values(rows) = &source {
+        if rows.iter().any(|r| r.len() > targets.len()) {
+            return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more expressions than target columns"));
+        }
+    }
+    let alias = ins.table_alias.as_ref().map(|a| ident(&a.alias)).unwrap_or_else(|| def.name.clone());
+    let scope = Scope::of_table(&def, &alias);
+    let on_conflict = match &ins.on {
+        None => None,
+        Some(ast::OnInsert::OnConflict(oc)) => Some(match &oc.action {
+            ast::OnConflictAction::DoNothing => OnConflict::Nothing,
+            ast::OnConflictAction::DoUpdate(u) => {
+                let mut both = scope.clone();
+                both.columns.extend(Scope::of_table(&def, "excluded").columns);
+                let assignments = assignments(p, &def, &u.assignments, &both)?;
+                let filter = match &u.selection {
+                    Some(w) => Some(p.expr(w, &both)?.0),
+                    None => None,
+                };
+                OnConflict::Update { assignments, filter }
+            }
+        }),
+        Some(_) => return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "ON DUPLICATE KEY is not supported")),
+    };
+    let returning = returning(p, &ins.returning, &scope)?;
+    Ok(InsertPlan { def, targets, source, on_conflict, returning })
+}
+
+fn from_table(tables: &[ast::TableWithJoins]) -> Result<(ast::ObjectName, Option<String>)> {
+    match tables {
+        [t] if t.joins.is_empty() => match &t.relation {
+            ast::TableFactor::Table { name, alias, .. } => Ok((name.clone(), alias.as_ref().map(|a| ident(&a.name)))),
+            _ => Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "only plain tables can be updated")),
+        },
+        _ => Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "UPDATE/DELETE with joins is not supported")),
+    }
+}
+
+/// Binds an UPDATE.
+pub fn plan_update(p: &mut Planner, u: &ast::Update) -> Result<WritePlan> {
+    if u.from.is_some() {
+        return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "UPDATE ... FROM is not supported"));
+    }
+    let (name, alias) = from_table(std::slice::from_ref(&u.table))?;
+    let def = lookup(p, &name)?;
+    let scope = Scope::of_table(&def, &alias.unwrap_or_else(|| def.name.clone()));
+    let assignments = assignments(p, &def, &u.assignments, &scope)?;
+    write_plan(p, def, scope, u.selection.as_ref(), assignments, &u.returning)
+}
+
+/// Binds a DELETE.
+pub fn plan_delete(p: &mut Planner, d: &ast::Delete) -> Result<WritePlan> {
+    let tables = match &d.from {
+        ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+    };
+    if d.using.is_some() {
+        return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "DELETE ... USING is not supported"));
+    }
+    let (name, alias) = from_table(tables)?;
+    let def = lookup(p, &name)?;
+    let scope = Scope::of_table(&def, &alias.unwrap_or_else(|| def.name.clone()));
+    write_plan(p, def, scope, d.selection.as_ref(), vec![], &d.returning)
+}
+
+fn write_plan(
+    p: &mut Planner,
+    def: Arc<TableDef>,
+    scope: Scope,
+    selection: Option<&ast::Expr>,
+    assignments: Vec<(usize, Expr)>,
+    ret: &Option<Vec<ast::SelectItem>>,
+) -> Result<WritePlan> {
+    let filter = match selection {
+        Some(w) => Some(p.expr(w, &scope)?.0),
+        None => None,
+    };
+    let access = choose_access(&def, filter.as_ref());
+    let returning = returning(p, ret, &scope)?;
+    Ok(WritePlan { def, access, filter, assignments, returning })
+}
+
+/// Checks NOT NULL and casts each value to its column's type.
+fn finish_row(def: &TableDef, mut row: Vec<Value>) -> Result<Row> {
+    for (i, col) in def.columns.iter().enumerate() {
+        let v = std::mem::replace(&mut row[i], Value::Null);
+        let v = types::cast(v, &col.ty)?;
+        let pk = def.primary_key.as_ref().is_some_and(|pk| pk.columns.contains(&i));
+        if v.is_null() && (col.not_null || pk) {
+            return Err(Error::new(
+                SqlState::NOT_NULL_VIOLATION,
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    col.name, def.name
+                ),
+            ));
+        }
+        row[i] = v;
+    }
+    Ok(row.into())
+}
+
+/// What a write statement did: the row count and the RETURNING rows.
+pub struct WriteResult {
+    pub count: u64,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Runs an INSERT.
+pub fn insert(txn: &mut Transaction, plan: &InsertPlan, env: &Env, planner: &mut Planner) -> Result<WriteResult> {
+    let def = &plan.def;
+    let mut defaults: Vec<Option<Expr>> = vec![None; def.columns.len()];
+    let mut default_of = |c: usize, planner: &mut Planner| -> Result<Expr> {
+        if defaults[c].is_none() {
+            defaults[c] = Some(default_expr(planner, def, c)?);
+        }
+        Ok(defaults[c].clone().unwrap_or(Expr::Const(Value::Null)))
+    };
+    let source_rows: Vec<Vec<Option<Value>>> = match &plan.source {
+        Plan::Values(rows) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let mut vals = Vec::with_capacity(r.len());
+                for e in r {
+                    vals.push(match e {
+                        Expr::Call(name, _) if &**name == "__default" => None,
+                        e => Some(e.eval(&[], env)?),
+                    });
+                }
+                out.push(vals);
+            }
+            out
+        }
+        other => execute::run(other, env)?.into_iter().map(|r| r.into_iter().map(Some).collect()).collect(),
+    };
+    let mut result = WriteResult { count: 0, rows: Vec::new() };
+    for src in source_rows {
+        let mut row = vec![None; def.columns.len()];
+        for (v, &c) in src.into_iter().zip(&plan.targets) {
+            row[c] = Some(v);
+        }
+        let mut full = Vec::with_capacity(row.len());
+        for (c, v) in row.into_iter().enumerate() {
+            full.push(match v {
+                Some(Some(v)) => v,
+                _ => default_of(c, planner)?.eval(&[], env)?,
+            });
+        }
+        let row = finish_row(def, full)?;
+        let inserted = match txn.insert(def.id, row.clone()) {
+            Ok(_) => Some(row),
+            Err(e) if e.code == SqlState::UNIQUE_VIOLATION && plan.on_conflict.is_some() => match &plan.on_conflict {
+                Some(OnConflict::Update { assignments, filter }) => {
+                    conflict_update(txn, def, &row, assignments, filter.as_ref(), env, e)?
+                }
+                _ => None,
+            },
+            Err(e) => return Err(e),
+        };
+        if let Some(row) = inserted {
+            result.count += 1;
+            if let Some(r) = &plan.returning {
+                result.rows.push(r.exprs.iter().map(|e| e.eval(&row, env)).collect::<Result<_>>()?);
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn conflict_update(
+    txn: &mut Transaction,
+    def: &TableDef,
+    proposed: &Row,
+    assignments: &[(usize, Expr)],
+    filter: Option<&Expr>,
+    env: &Env,
+    err: Error,
+) -> Result<Option<Row>> {
+    let Some(pk) = &def.primary_key else { return Err(err) };
+    let key: crate::storage::value::Key = pk.columns.iter().map(|&c| proposed[c].clone()).collect::<Vec<_>>().into();
+    let Some(existing) = txn.lock_row(def.id, &key)? else { return Err(err) };
+    let both: Vec<Value> = existing.iter().chain(proposed.iter()).cloned().collect();
+    if let Some(f) = filter {
+        if truth(&f.eval(&both, env)?)? != Some(true) {
+            return Ok(None);
+        }
+    }
+    let mut new = existing.to_vec();
+    for (c, e) in assignments {
+        new[*c] = e.eval(&both, env)?;
+    }
+    let row = finish_row(def, new)?;
+    txn.update(def.id, &key, row.clone())?;
+    Ok(Some(row))
+}
+
+/// Runs an UPDATE (with assignments) or a DELETE (without).
+pub fn update_or_delete(txn: &mut Transaction, plan: &WritePlan, env: &Env, delete: bool) -> Result<WriteResult> {
+    let def = &plan.def;
+    let table: Oid = def.id;
+    let candidates = execute::table_rows(env.state, table, &def.name, &plan.access, plan.filter.as_ref(), env)?;
+    let mut result = WriteResult { count: 0, rows: Vec::new() };
+    for (key, seen) in candidates {
+        let Some(newest) = txn.lock_row(table, &key)? else { continue };
+        if !Arc::ptr_eq(&newest, &seen) {
+            if let Some(f) = &plan.filter {
+                if truth(&f.eval(&newest, env)?)? != Some(true) {
+                    continue;
+                }
+            }
+        }
+        let written = if delete {
+            txn.delete(table, &key)?;
+            newest
+        } else {
+            let mut new = newest.to_vec();
+            for (c, e) in &plan.assignments {
+                new[*c] = e.eval(&newest, env)?;
+            }
+            let row = finish_row(def, new)?;
+            txn.update(table, &key, row.clone())?;
+            row
+        };
+        result.count += 1;
+        if let Some(r) = &plan.returning {
+            result.rows.push(r.exprs.iter().map(|e| e.eval(&written, env)).collect::<Result<_>>()?);
+        }
+    }
+    Ok(result)
+}

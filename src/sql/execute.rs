@@ -1,0 +1,532 @@
+//! The executor: runs a [`Plan`] over a database state and returns its rows.
+//!
+//! Execution is materializing: each node computes all of its rows before its parent looks at them. That
+//! keeps every operator a few lines long, and the workloads this server is built for (OLTP statements
+//! that touch a handful of rows found by key) never build large intermediate results. Access paths only
+//! narrow the rows a table node reads; the node's filter always re-checks the whole WHERE clause, so a
+//! lookup can never change a query's answer, only its cost.
+//!
+//! The same access-path code finds the candidate rows of UPDATE and DELETE (with their keys), so writes
+//! use primary-key and index lookups exactly as reads do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result, SqlState};
+use crate::sql::catalog;
+use crate::sql::expr::{compare, truth, Expr};
+use crate::sql::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, SetOpKind, SortKey};
+use crate::sql::types;
+use crate::storage::state::{DbState, TableData};
+use crate::storage::value::{Decimal, Key, Row, Value};
+
+/// What a session contributes to evaluation: the clock, settings and identity.
+pub struct SessionCtx {
+    pub engine: Arc<Engine>,
+    /// The transaction's start time (µs since 2000-01-01), for now() and CURRENT_TIMESTAMP.
+    pub now: i64,
+    pub pid: i32,
+    pub user: String,
+    pub database: String,
+    pub settings: Vec<(String, String)>,
+}
+
+impl SessionCtx {
+    /// A setting's value, if set.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The environment an expression or plan runs in.
+pub struct Env<'a> {
+    pub state: &'a DbState,
+    pub params: &'a [Value],
+    /// Rows of enclosing queries, innermost last.
+    pub outer: Vec<Vec<Value>>,
+    pub session: &'a SessionCtx,
+}
+
+/// Runs a subquery for the current row of the enclosing query.
+pub fn run_subquery(plan: &Plan, row: &[Value], env: &Env) -> Result<Vec<Vec<Value>>> {
+    let mut outer = env.outer.clone();
+    outer.push(row.to_vec());
+    let inner = Env { state: env.state, params: env.params, outer, session: env.session };
+    run(plan, &inner)
+}
+
+fn table<'s>(state: &'s DbState, id: u32, name: &str) -> Result<&'s TableData> {
+    state
+        .table_by_id(id)
+        .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist")))
+}
+
+/// The rows of a table that an access path reaches and the filter accepts, with their keys.
+pub fn table_rows(
+    state: &DbState,
+    id: u32,
+    name: &str,
+    access: &Access,
+    filter: Option<&Expr>,
+    env: &Env,
+) -> Result<Vec<(Key, Row)>> {
+    let t = table(state, id, name)?;
+    let mut out = Vec::new();
+    let mut accept = |k: &Key, r: &Row| -> Result<()> {
+        if let Some(f) = filter {
+            if truth(&f.eval(r, env)?)? != Some(true) {
+                return Ok(());
+            }
+        }
+        out.push((k.clone(), r.clone()));
+        Ok(())
+    };
+    match access {
+        Access::Scan => {
+            for (k, r) in t.rows.iter() {
+                accept(k, r)?;
+            }
+        }
+        Access::Keys(keys) => {
+            let mut seen = Vec::new();
+            for key in keys {
+                let values = key.iter().map(|e| e.eval(&[], env)).collect::<Result<Vec<_>>>()?;
+                if values.iter().any(Value::is_null) {
+                    continue;
+                }
+                let key = coerce_key(t, &values, true)?;
+                if seen.contains(&key) {
+                    continue;
+                }
+                if let Some(r) = t.rows.get(&key) {
+                    accept(&key, r)?;
+                }
+                seen.push(key);
+            }
+        }
+        Access::Range { lo, hi } => {
+            let bound = |b: &Option<(Expr, bool)>| -> Result<Option<Value>> {
+                match b {
+                    Some((e, _)) => {
+                        let v = e.eval(&[], env)?;
+                        Ok(Some(coerce_key(t, &[v], true)?[0].clone()))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let (lo, hi) = (bound(lo)?, bound(hi)?);
+            if lo.as_ref().is_some_and(Value::is_null) || hi.as_ref().is_some_and(Value::is_null) {
+                return Ok(out);
+            }
+            let start: Key = lo.into_iter().collect::<Vec<_>>().into();
+            for (k, r) in t.rows.range(start..) {
+                if let Some(h) = &hi {
+                    if k.first().is_some_and(|f| f > h) {
+                        break;
+                    }
+                }
+                accept(k, r)?;
+            }
+        }
+        Access::Index { index, values, .. } => {
+            let def = t.def.indexes.iter().find(|i| i.id == *index);
+            let (Some(def), Some(map)) = (def, t.indexes.get(index)) else {
+                return Err(Error::internal(format!("index {index} of {name} is missing")));
+            };
+            let mut prefix = Vec::with_capacity(values.len());
+            for (e, &col) in values.iter().zip(&def.columns) {
+                let v = e.eval(&[], env)?;
+                if v.is_null() {
+                    return Ok(out);
+                }
+                prefix.push(types::cast(v, &t.def.columns[col].ty)?);
+            }
+            let n = prefix.len();
+            let start: Key = prefix.clone().into();
+            for (entry, _) in map.range(start..) {
+                if entry[..n] != prefix[..] {
+                    break;
+                }
+                let key: Key = entry[def.columns.len()..].to_vec().into();
+                if let Some(r) = t.rows.get(&key) {
+                    accept(&key, r)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Casts lookup values to the primary-key column types, so `'5'` finds the row keyed 5.
+fn coerce_key(t: &TableData, values: &[Value], pk: bool) -> Result<Key> {
+    let cols: Vec<usize> = match (&t.def.primary_key, pk) {
+        (Some(p), true) => p.columns.clone(),
+        _ => (0..values.len()).collect(),
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for (v, c) in values.iter().zip(cols) {
+        out.push(match t.def.columns.get(c) {
+            Some(col) => types::cast(v.clone(), &col.ty)?,
+            None => v.clone(),
+        });
+    }
+    Ok(out.into())
+}
+
+/// Runs a plan.
+pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
+    Ok(match plan {
+        Plan::Values(rows) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(r.iter().map(|e| e.eval(&[], env)).collect::<Result<Vec<_>>>()?);
+            }
+            out
+        }
+        Plan::Table { table, name, access, filter } => {
+            table_rows(env.state, *table, name, access, filter.as_ref(), env)?
+                .into_iter()
+                .map(|(_, r)| r.to_vec())
+                .collect()
+        }
+        Plan::System { name } => catalog::rows(name, env)?,
+        Plan::Series { args } => {
+            let vals = args.iter().map(|e| e.eval(&[], env)).collect::<Result<Vec<_>>>()?;
+            series(&vals)?
+        }
+        Plan::Filter { input, predicate } => {
+            let mut out = Vec::new();
+            for r in run(input, env)? {
+                if truth(&predicate.eval(&r, env)?)? == Some(true) {
+                    out.push(r);
+                }
+            }
+            out
+        }
+        Plan::Project { input, exprs } => {
+            let rows = run(input, env)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(exprs.iter().map(|e| e.eval(&r, env)).collect::<Result<Vec<_>>>()?);
+            }
+            out
+        }
+        Plan::Join { left, right, kind, on, lateral, right_width } => {
+            let lrows = run(left, env)?;
+            let fixed_right = if *lateral { None } else { Some(run(right, env)?) };
+            let mut out = Vec::new();
+            for l in lrows {
+                let lateral_rows;
+                let rrows = match &fixed_right {
+                    Some(r) => r,
+                    None => {
+                        lateral_rows = run_subquery(right, &l, env)?;
+                        &lateral_rows
+                    }
+                };
+                let mut matched = false;
+                for r in rrows {
+                    let mut row = l.clone();
+                    row.extend(r.iter().cloned());
+                    let ok = match on {
+                        Some(p) => truth(&p.eval(&row, env)?)? == Some(true),
+                        None => true,
+                    };
+                    if ok {
+                        matched = true;
+                        out.push(row);
+                    }
+                }
+                if !matched && *kind == JoinKind::Left {
+                    let mut row = l;
+                    row.extend(std::iter::repeat_n(Value::Null, *right_width));
+                    out.push(row);
+                }
+            }
+            out
+        }
+        Plan::Aggregate { input, group, aggs } => aggregate(run(input, env)?, group, aggs, env)?,
+        Plan::Sort { input, keys } => sort(run(input, env)?, keys, env)?,
+        Plan::Limit { input, limit, offset } => {
+            let count = |e: &Option<Expr>| -> Result<Option<usize>> {
+                match e {
+                    None => Ok(None),
+                    Some(e) => match e.eval(&[], env)? {
+                        Value::Null => Ok(None),
+                        Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
+                        v => match types::cast(v, &crate::storage::value::DataType::Int8)? {
+                            Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
+                            _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "LIMIT must not be negative")),
+                        },
+                    },
+                }
+            };
+            let (limit, offset) = (count(limit)?, count(offset)?.unwrap_or(0));
+            run(input, env)?.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
+        }
+        Plan::Distinct { input } => dedup(run(input, env)?),
+        Plan::SetOp { left, right, op, all } => {
+            let (l, r) = (run(left, env)?, run(right, env)?);
+            match (op, all) {
+                (SetOpKind::Union, true) => l.into_iter().chain(r).collect(),
+                (SetOpKind::Union, false) => dedup(l.into_iter().chain(r).collect()),
+                (SetOpKind::Intersect, _) => dedup(l.into_iter().filter(|x| r.contains(x)).collect()),
+                (SetOpKind::Except, _) => dedup(l.into_iter().filter(|x| !r.contains(x)).collect()),
+            }
+        }
+    })
+}
+
+fn dedup(rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    let mut seen = std::collections::HashSet::new();
+    rows.into_iter().filter(|r| seen.insert(r.clone())).collect()
+}
+
+fn series(vals: &[Value]) -> Result<Vec<Vec<Value>>> {
+    let int = |v: &Value| -> Result<Option<i64>> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Int(i) => Ok(Some(*i)),
+            v => match types::cast(v.clone(), &crate::storage::value::DataType::Int8)? {
+                Value::Int(i) => Ok(Some(i)),
+                _ => Ok(None),
+            },
+        }
+    };
+    let (Some(start), Some(stop)) = (int(&vals[0])?, int(&vals[1])?) else { return Ok(vec![]) };
+    let step = match vals.get(2) {
+        Some(v) => match int(v)? {
+            Some(s) => s,
+            None => return Ok(vec![]),
+        },
+        None => 1,
+    };
+    if step == 0 {
+        return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "step size cannot equal zero"));
+    }
+    let mut out = Vec::new();
+    let mut i = start;
+    while (step > 0 && i <= stop) || (step < 0 && i >= stop) {
+        out.push(vec![Value::Int(i)]);
+        match i.checked_add(step) {
+            Some(n) => i = n,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Sorts rows by keys, with PostgreSQL's NULL placement (last ascending, first descending, unless told).
+pub fn sort(rows: Vec<Vec<Value>>, keys: &[SortKey], env: &Env) -> Result<Vec<Vec<Value>>> {
+    let mut keyed = Vec::with_capacity(rows.len());
+    for r in rows {
+        let k = keys.iter().map(|k| k.expr.eval(&r, env)).collect::<Result<Vec<_>>>()?;
+        keyed.push((k, r));
+    }
+    let mut err = None;
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (i, k) in keys.iter().enumerate() {
+            let (x, y) = (&a[i], &b[i]);
+            let o = match (x.is_null(), y.is_null()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => {
+                    if k.nulls_first {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if k.nulls_first {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Less
+                    }
+                }
+                (false, false) => {
+                    let o = compare(x, y).unwrap_or_else(|e| {
+                        err = Some(e);
+                        std::cmp::Ordering::Equal
+                    });
+                    if k.desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(keyed.into_iter().map(|(_, r)| r).collect())
+}
+
+#[derive(Clone)]
+enum AggState {
+    Count(i64),
+    Sum(Option<Value>),
+    Avg(Option<Value>, i64),
+    MinMax(Option<Value>),
+    Bool(Option<bool>),
+    Concat(Option<String>),
+}
+
+fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
+    let init: Vec<AggState> = aggs
+        .iter()
+        .map(|a| match a.func {
+            AggFunc::Count => AggState::Count(0),
+            AggFunc::Sum => AggState::Sum(None),
+            AggFunc::Avg => AggState::Avg(None, 0),
+            AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
+            AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
+            AggFunc::StringAgg => AggState::Concat(None),
+        })
+        .collect();
+    let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
+    let mut groups: Vec<(Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>)> = Vec::new();
+    if group.is_empty() {
+        groups.push((vec![], init.clone(), vec![Default::default(); aggs.len()]));
+        index.insert(vec![], 0);
+    }
+    for r in &rows {
+        let g = group.iter().map(|e| e.eval(r, env)).collect::<Result<Vec<_>>>()?;
+        let gi = match index.get(&g) {
+            Some(i) => *i,
+            None => {
+                groups.push((g.clone(), init.clone(), vec![Default::default(); aggs.len()]));
+                index.insert(g, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        let (_, states, seen) = &mut groups[gi];
+        for (i, a) in aggs.iter().enumerate() {
+            let v = match &a.arg {
+                Some(e) => e.eval(r, env)?,
+                None => Value::Bool(true),
+            };
+            if v.is_null() {
+                continue;
+            }
+            if a.distinct && !seen[i].insert(v.clone()) {
+                continue;
+            }
+            step(&mut states[i], a, v, r, env)?;
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (g, states, _) in groups {
+        let mut row = g;
+        for (s, a) in states.into_iter().zip(aggs) {
+            row.push(finish(s, a)?);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env: &Env) -> Result<()> {
+    use crate::sql::expr::{binary, BinOp};
+    match s {
+        AggState::Count(n) => *n += 1,
+        AggState::Sum(acc) => {
+            let v = match v {
+                Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                v => v,
+            };
+            *acc = Some(match acc.take() {
+                None => v,
+                Some(x) => binary(BinOp::Add, x, v)?,
+            });
+        }
+        AggState::Avg(acc, n) => {
+            let v = match v {
+                Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                v => v,
+            };
+            *n += 1;
+            *acc = Some(match acc.take() {
+                None => v,
+                Some(x) => binary(BinOp::Add, x, v)?,
+            });
+        }
+        AggState::MinMax(acc) => {
+            let replace = match acc {
+                None => true,
+                Some(x) => {
+                    let o = compare(&v, x)?;
+                    if a.func == AggFunc::Min {
+                        o == std::cmp::Ordering::Less
+                    } else {
+                        o == std::cmp::Ordering::Greater
+                    }
+                }
+            };
+            if replace {
+                *acc = Some(v);
+            }
+        }
+        AggState::Bool(acc) => {
+            let b = truth(&v)?.unwrap_or(false);
+            *acc = Some(match (acc.take(), a.func) {
+                (None, _) => b,
+                (Some(x), AggFunc::BoolAnd) => x && b,
+                (Some(x), _) => x || b,
+            });
+        }
+        AggState::Concat(acc) => {
+            let delim = match &a.delimiter {
+                Some(d) => crate::sql::expr::text_of(&d.eval(row, env)?),
+                None => String::new(),
+            };
+            let text = crate::sql::expr::text_of(&v);
+            match acc {
+                None => *acc = Some(text),
+                Some(s) => {
+                    s.push_str(&delim);
+                    s.push_str(&text);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
+    Ok(match s {
+        AggState::Count(n) => Value::Int(n),
+        AggState::Sum(acc) => match acc {
+            // sum(int) is bigint in PostgreSQL when it fits.
+            Some(Value::Numeric(d)) if d.scale == 0 && a.func == AggFunc::Sum && int_sum(&a.arg) => {
+                i64::try_from(d.mantissa).map(Value::Int).unwrap_or(Value::Numeric(d))
+            }
+            Some(v) => v,
+            None => Value::Null,
+        },
+        AggState::Avg(acc, n) => match acc {
+            None => Value::Null,
+            Some(Value::Float(f)) => Value::Float(f / n as f64),
+            Some(Value::Numeric(d)) => {
+                let scaled = d.rescale_up(d.scale.max(16) + 1).unwrap_or(d);
+                let q = Decimal { mantissa: scaled.mantissa / n as i128, scale: scaled.scale };
+                Value::Numeric(types::round_decimal(q, d.scale.max(16)))
+            }
+            Some(v) => v,
+        },
+        AggState::MinMax(v) => v.unwrap_or(Value::Null),
+        AggState::Bool(b) => b.map(Value::Bool).unwrap_or(Value::Null),
+        AggState::Concat(s) => s.map(|s| Value::text(&s)).unwrap_or(Value::Null),
+    })
+}
+
+/// Whether a sum's argument is an integer expression (the planner marks it with a cast to bigint).
+fn int_sum(arg: &Option<Expr>) -> bool {
+    matches!(arg, Some(Expr::Cast(_, crate::storage::value::DataType::Int8)))
+}

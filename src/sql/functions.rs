@@ -1,0 +1,527 @@
+//! Scalar functions: the string, math and date functions of the SQL dialect, the session and WAL
+//! information functions, and the catalog helpers psql calls (`format_type`, `pg_table_is_visible`,
+//! `pg_get_indexdef`, ...).
+//!
+//! Functions are looked up by their lower-case name without a `pg_catalog.` prefix. [`return_type`] gives
+//! the planner the result type (for RowDescription and for parameter inference); [`call`] evaluates.
+//! Strict functions return NULL on any NULL argument, as in PostgreSQL; the few that are not strict
+//! (coalesce, concat, greatest, least) say so.
+
+use std::str::FromStr;
+
+use crate::error::{Error, Result, SqlState};
+use crate::sql::execute::Env;
+use crate::sql::expr::{compare, text_of};
+use crate::sql::types::{self, round_decimal};
+use crate::storage::value::{DataType, Decimal, Value};
+use crate::wal::Lsn;
+
+/// The result type of a function given its argument types, or None if there is no such function.
+pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
+    let first = args.first().cloned().unwrap_or(DataType::Text);
+    Some(match name {
+        "lower"
+        | "upper"
+        | "trim"
+        | "btrim"
+        | "ltrim"
+        | "rtrim"
+        | "replace"
+        | "concat"
+        | "substr"
+        | "substring"
+        | "left"
+        | "right"
+        | "repeat"
+        | "lpad"
+        | "rpad"
+        | "md5"
+        | "initcap"
+        | "reverse"
+        | "to_char"
+        | "version"
+        | "current_setting"
+        | "format_type"
+        | "pg_get_userbyid"
+        | "pg_get_indexdef"
+        | "pg_get_constraintdef"
+        | "pg_get_expr"
+        | "current_schema"
+        | "current_user"
+        | "current_database"
+        | "session_user"
+        | "user"
+        | "pg_current_wal_lsn"
+        | "pg_current_wal_flush_lsn"
+        | "pg_current_wal_insert_lsn"
+        | "pg_last_wal_receive_lsn"
+        | "pg_last_wal_replay_lsn"
+        | "quote_ident"
+        | "obj_description"
+        | "col_description"
+        | "pg_get_statisticsobjdef_columns"
+        | "chr"
+        | "split_part"
+        | "pg_encoding_to_char"
+        | "inet_server_addr"
+        | "array_to_string"
+        | "convert_from"
+        | "pg_size_pretty"
+        | "set_config"
+        | "translate" => DataType::Text,
+        "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "position" | "pg_backend_pid"
+        | "array_position" | "array_upper" | "ascii" => DataType::Int4,
+        "pg_is_in_recovery"
+        | "pg_table_is_visible"
+        | "pg_relation_is_publishable"
+        | "starts_with"
+        | "pg_has_role"
+        | "has_table_privilege" => DataType::Bool,
+        "nextval" | "currval" | "setval" | "pg_relation_size" | "pg_total_relation_size" => DataType::Int8,
+        "pg_wal_lsn_diff" => DataType::Numeric(None),
+        "now" | "current_timestamp" | "statement_timestamp" | "transaction_timestamp" | "clock_timestamp" => {
+            DataType::TimestampTz
+        }
+        "current_date" => DataType::Date,
+        "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
+        "date_part" | "extract" => DataType::Float8,
+        "abs" | "round" | "ceil" | "ceiling" | "floor" | "trunc" | "sign" | "mod" => match first {
+            DataType::Int2 | DataType::Int4 | DataType::Int8 if name != "round" || args.len() == 1 => first,
+            DataType::Float4 | DataType::Float8 => DataType::Float8,
+            _ => DataType::Numeric(None),
+        },
+        "power" | "pow" | "sqrt" | "exp" | "ln" | "log" | "random" | "pi" | "degrees" | "radians" => DataType::Float8,
+        "coalesce" | "nullif" | "greatest" | "least" => {
+            args.iter().find(|t| **t != DataType::Text).cloned().unwrap_or(first)
+        }
+        "current_schemas" => DataType::Text,
+        _ => return None,
+    })
+}
+
+/// Whether a function's result changes from call to call (so it cannot be computed once per statement).
+pub fn is_volatile(name: &str) -> bool {
+    matches!(name, "random" | "nextval" | "setval" | "clock_timestamp")
+}
+
+fn not_strict(name: &str) -> bool {
+    matches!(
+        name,
+        "coalesce" | "concat" | "greatest" | "least" | "nullif" | "current_setting" | "pg_get_expr" | "set_config"
+    )
+}
+
+fn arg_error(name: &str) -> Error {
+    Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name} has wrong arguments"))
+        .with_hint("No function matches the given name and argument types.")
+}
+
+fn int_arg(v: &Value) -> Result<i64> {
+    match types::cast(v.clone(), &DataType::Int8)? {
+        Value::Int(i) => Ok(i),
+        _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "integer argument expected")),
+    }
+}
+
+fn float_arg(v: &Value) -> Result<f64> {
+    match types::cast(v.clone(), &DataType::Float8)? {
+        Value::Float(f) => Ok(f),
+        _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "number argument expected")),
+    }
+}
+
+fn lsn_text(lsn: Lsn) -> Value {
+    Value::text(&lsn.to_string())
+}
+
+/// Calls a function.
+pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
+    if !not_strict(name) && args.iter().any(Value::is_null) {
+        return Ok(Value::Null);
+    }
+    let a = |i: usize| args.get(i).cloned().ok_or_else(|| arg_error(name));
+    let s = |i: usize| -> Result<String> { Ok(text_of(&a(i)?)) };
+    Ok(match name {
+        "lower" => Value::text(&s(0)?.to_lowercase()),
+        "upper" => Value::text(&s(0)?.to_uppercase()),
+        "initcap" => {
+            let mut out = String::new();
+            let mut start = true;
+            for c in s(0)?.chars() {
+                out.extend(if start { c.to_uppercase().collect::<Vec<_>>() } else { c.to_lowercase().collect() });
+                start = !c.is_alphanumeric();
+            }
+            Value::text(&out)
+        }
+        "reverse" => Value::text(&s(0)?.chars().rev().collect::<String>()),
+        "length" | "char_length" | "character_length" => match a(0)? {
+            Value::Bytes(b) => Value::Int(b.len() as i64),
+            v => Value::Int(text_of(&v).chars().count() as i64),
+        },
+        "octet_length" => Value::Int(s(0)?.len() as i64),
+        "ascii" => Value::Int(s(0)?.chars().next().map_or(0, |c| c as i64)),
+        "chr" => {
+            let c = int_arg(&a(0)?)?;
+            match u32::try_from(c).ok().and_then(char::from_u32) {
+                Some(c) if c != '\0' => Value::text(&c.to_string()),
+                _ => {
+                    return Err(Error::new(
+                        SqlState::PROGRAM_LIMIT_EXCEEDED,
+                        format!("requested character too large for encoding: {c}"),
+                    ))
+                }
+            }
+        }
+        "trim" | "btrim" | "ltrim" | "rtrim" => {
+            let chars: Vec<char> = if args.len() > 1 { s(1)?.chars().collect() } else { vec![' '] };
+            let v = s(0)?;
+            let v = match name {
+                "ltrim" => v.trim_start_matches(&chars[..]),
+                "rtrim" => v.trim_end_matches(&chars[..]),
+                _ => v.trim_matches(&chars[..]),
+            };
+            Value::text(v)
+        }
+        "replace" => Value::text(&s(0)?.replace(&s(1)?, &s(2)?)),
+        "translate" => {
+            let (from, to): (Vec<char>, Vec<char>) = (s(1)?.chars().collect(), s(2)?.chars().collect());
+            let out: String = s(0)?
+                .chars()
+                .filter_map(|c| match from.iter().position(|f| *f == c) {
+                    Some(i) => to.get(i).copied(),
+                    None => Some(c),
+                })
+                .collect();
+            Value::text(&out)
+        }
+        "concat" => Value::text(&args.iter().filter(|v| !v.is_null()).map(text_of).collect::<String>()),
+        "substr" | "substring" => {
+            let chars: Vec<char> = s(0)?.chars().collect();
+            let start = int_arg(&a(1)?)?;
+            let end = match args.get(2) {
+                Some(l) => {
+                    let l = int_arg(l)?;
+                    if l < 0 {
+                        return Err(Error::new(
+                            SqlState::INVALID_PARAMETER_VALUE,
+                            "negative substring length not allowed",
+                        ));
+                    }
+                    start.saturating_add(l)
+                }
+                None => i64::MAX,
+            };
+            let (from, to) = (start.max(1) - 1, end.max(1) - 1);
+            let (from, to) = (from.min(chars.len() as i64) as usize, to.min(chars.len() as i64) as usize);
+            Value::text(&chars[from..to.max(from)].iter().collect::<String>())
+        }
+        "left" | "right" => {
+            let chars: Vec<char> = s(0)?.chars().collect();
+            let n = int_arg(&a(1)?)?;
+            let len = chars.len() as i64;
+            let k = if n >= 0 { n.min(len) } else { (len + n).max(0) } as usize;
+            let out: String =
+                if name == "left" { chars[..k].iter().collect() } else { chars[chars.len() - k..].iter().collect() };
+            Value::text(&out)
+        }
+        "repeat" => Value::text(&s(0)?.repeat(int_arg(&a(1)?)?.clamp(0, 1 << 20) as usize)),
+        "lpad" | "rpad" => {
+            let v: Vec<char> = s(0)?.chars().collect();
+            let n = int_arg(&a(1)?)?.clamp(0, 1 << 20) as usize;
+            let fill: Vec<char> = if args.len() > 2 { s(2)?.chars().collect() } else { vec![' '] };
+            if v.len() >= n || fill.is_empty() {
+                return Ok(Value::text(&v[..n.min(v.len())].iter().collect::<String>()));
+            }
+            let pad: String = fill.iter().cycle().take(n - v.len()).collect();
+            let v: String = v.iter().collect();
+            Value::text(&if name == "lpad" { pad + &v } else { v + &pad })
+        }
+        "strpos" | "position" => {
+            let (h, n) = (s(0)?, s(1)?);
+            Value::Int(h.find(&n).map_or(0, |i| h[..i].chars().count() as i64 + 1))
+        }
+        "starts_with" => Value::Bool(s(0)?.starts_with(&s(1)?)),
+        "split_part" => {
+            let n = int_arg(&a(2)?)?;
+            let text = s(0)?;
+            let parts: Vec<&str> = text.split(&s(1)?).collect();
+            Value::text(if n >= 1 { parts.get(n as usize - 1).copied().unwrap_or("") } else { "" })
+        }
+        "quote_ident" => {
+            let v = s(0)?;
+            let plain = v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            Value::text(&if plain { v } else { format!("\"{}\"", v.replace('"', "\"\"")) })
+        }
+        "coalesce" => args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null),
+        "nullif" => {
+            let (x, y) = (a(0)?, a(1)?);
+            if !x.is_null() && !y.is_null() && compare(&x, &y)? == std::cmp::Ordering::Equal {
+                Value::Null
+            } else {
+                x
+            }
+        }
+        "greatest" | "least" => {
+            let mut best: Option<Value> = None;
+            for v in args.into_iter().filter(|v| !v.is_null()) {
+                let better = match &best {
+                    None => true,
+                    Some(b) => {
+                        let o = compare(&v, b)?;
+                        if name == "greatest" {
+                            o.is_gt()
+                        } else {
+                            o.is_lt()
+                        }
+                    }
+                };
+                if better {
+                    best = Some(v);
+                }
+            }
+            best.unwrap_or(Value::Null)
+        }
+        "abs" => match a(0)? {
+            Value::Int(i) => Value::Int(
+                i.checked_abs()
+                    .ok_or_else(|| Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "integer out of range"))?,
+            ),
+            Value::Numeric(d) => Value::Numeric(Decimal { mantissa: d.mantissa.abs(), scale: d.scale }),
+            v => Value::Float(float_arg(&v)?.abs()),
+        },
+        "sign" => match a(0)? {
+            Value::Int(i) => Value::Int(i.signum()),
+            v => Value::Float(float_arg(&v)?.signum()),
+        },
+        "round" | "trunc" => {
+            let places = if args.len() > 1 { int_arg(&a(1)?)?.clamp(0, 30) as u32 } else { 0 };
+            match a(0)? {
+                Value::Int(i) => Value::Int(i),
+                Value::Numeric(d) if name == "round" => Value::Numeric(round_decimal(d, places)),
+                Value::Numeric(d) => {
+                    let cut = d.scale.saturating_sub(places);
+                    let m = d.mantissa / 10i128.pow(cut.min(38));
+                    Value::Numeric(Decimal { mantissa: m, scale: d.scale - cut }.rescale_up(places).unwrap_or(d))
+                }
+                v => {
+                    let f = float_arg(&v)?;
+                    let k = 10f64.powi(places as i32);
+                    Value::Float(if name == "round" { (f * k).round() / k } else { (f * k).trunc() / k })
+                }
+            }
+        }
+        "ceil" | "ceiling" | "floor" => match a(0)? {
+            Value::Int(i) => Value::Int(i),
+            Value::Numeric(d) => {
+                let f = d.to_f64();
+                let r = if name == "floor" { f.floor() } else { f.ceil() };
+                Value::Numeric(Decimal { mantissa: r as i128, scale: 0 })
+            }
+            v => {
+                let f = float_arg(&v)?;
+                Value::Float(if name == "floor" { f.floor() } else { f.ceil() })
+            }
+        },
+        "mod" => crate::sql::expr::binary(crate::sql::expr::BinOp::Mod, a(0)?, a(1)?)?,
+        "power" | "pow" => Value::Float(float_arg(&a(0)?)?.powf(float_arg(&a(1)?)?)),
+        "sqrt" => {
+            let f = float_arg(&a(0)?)?;
+            if f < 0.0 {
+                return Err(Error::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    "cannot take square root of a negative number",
+                ));
+            }
+            Value::Float(f.sqrt())
+        }
+        "exp" => Value::Float(float_arg(&a(0)?)?.exp()),
+        "ln" => Value::Float(float_arg(&a(0)?)?.ln()),
+        "log" => Value::Float(float_arg(&a(0)?)?.log10()),
+        "pi" => Value::Float(std::f64::consts::PI),
+        "degrees" => Value::Float(float_arg(&a(0)?)?.to_degrees()),
+        "radians" => Value::Float(float_arg(&a(0)?)?.to_radians()),
+        "random" => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            Value::Float((nanos % 1_000_000) as f64 / 1_000_000.0)
+        }
+        "now" | "current_timestamp" | "transaction_timestamp" => Value::TimestampTz(env.session.now),
+        "statement_timestamp" | "clock_timestamp" => Value::TimestampTz(types::now_usecs()),
+        "current_date" => types::cast(Value::TimestampTz(env.session.now), &DataType::Date)?,
+        "date_part" | "extract" => {
+            let field = s(0)?.to_lowercase();
+            date_part(&field, &a(1)?)?
+        }
+        "date_trunc" => {
+            let field = s(0)?.to_lowercase();
+            date_trunc(&field, a(1)?)?
+        }
+        "version" => Value::text(&version()),
+        "current_setting" => {
+            let n = s(0)?;
+            match env.session.setting(&n) {
+                Some(v) => Value::text(v),
+                None if args.get(1).is_some_and(|m| matches!(m, Value::Bool(true))) => Value::Null,
+                None => {
+                    return Err(Error::new(
+                        SqlState::UNDEFINED_OBJECT,
+                        format!("unrecognized configuration parameter \"{n}\""),
+                    ))
+                }
+            }
+        }
+        "set_config" => a(1)?,
+        "pg_backend_pid" => Value::Int(env.session.pid as i64),
+        "pg_is_in_recovery" => Value::Bool(false),
+        "pg_current_wal_lsn" | "pg_current_wal_insert_lsn" => lsn_text(env.session.engine.wal().insert_lsn()),
+        "pg_current_wal_flush_lsn" => lsn_text(env.session.engine.wal().flushed()),
+        "pg_last_wal_receive_lsn" | "pg_last_wal_replay_lsn" => Value::Null,
+        "pg_wal_lsn_diff" => {
+            let parse = |v: String| {
+                Lsn::from_str(&v).map_err(|_| {
+                    Error::new(
+                        SqlState::INVALID_TEXT_REPRESENTATION,
+                        format!("invalid input syntax for type pg_lsn: \"{v}\""),
+                    )
+                })
+            };
+            let (x, y) = (parse(s(0)?)?, parse(s(1)?)?);
+            Value::Numeric(Decimal { mantissa: x.0 as i128 - y.0 as i128, scale: 0 })
+        }
+        "current_schema" => Value::text("public"),
+        "current_schemas" => Value::text("{pg_catalog,public}"),
+        "current_user" | "session_user" | "user" | "pg_get_userbyid" => Value::text(&env.session.user),
+        "current_database" => Value::text(&env.session.database),
+        "pg_encoding_to_char" => Value::text("UTF8"),
+        "pg_table_is_visible" | "pg_relation_is_publishable" | "pg_has_role" | "has_table_privilege" => {
+            Value::Bool(name != "pg_relation_is_publishable")
+        }
+        "array_position" => {
+            // Arrays are carried in their text form, `{a,b,c}`.
+            let arr = s(0)?;
+            let needle = s(1)?;
+            let items: Vec<&str> =
+                arr.trim_start_matches('{').trim_end_matches('}').split(',').map(|x| x.trim_matches('"')).collect();
+            items.iter().position(|x| *x == needle).map_or(Value::Null, |i| Value::Int(i as i64 + 1))
+        }
+        "array_upper" => {
+            let arr = s(0)?;
+            let inner = arr.trim_start_matches('{').trim_end_matches('}');
+            if inner.is_empty() {
+                Value::Null
+            } else {
+                Value::Int(inner.split(',').count() as i64)
+            }
+        }
+        "obj_description" | "col_description" | "inet_server_addr" => Value::Null,
+        "pg_relation_size" | "pg_total_relation_size" => Value::Int(0),
+        "pg_size_pretty" => Value::text(&format!("{} bytes", int_arg(&a(0)?)?)),
+        "format_type" => {
+            let oid = int_arg(&a(0)?)?;
+            let typmod = match args.get(1) {
+                Some(Value::Null) | None => -1,
+                Some(v) => int_arg(v)?,
+            };
+            match crate::sql::catalog::type_by_oid(oid as u32, typmod) {
+                Some(t) => Value::text(&t),
+                None => Value::text("???"),
+            }
+        }
+        "pg_get_indexdef" => {
+            crate::sql::catalog::index_def(env.state, int_arg(&a(0)?)? as u32).map_or(Value::Null, |s| Value::text(&s))
+        }
+        "pg_get_constraintdef" => crate::sql::catalog::constraint_def(env.state, int_arg(&a(0)?)? as u32)
+            .map_or(Value::Null, |s| Value::text(&s)),
+        "pg_get_expr" => match a(0)? {
+            Value::Null => Value::Null,
+            v => v,
+        },
+        "pg_get_statisticsobjdef_columns" => Value::Null,
+        "nextval" | "currval" | "setval" => {
+            return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{name}() needs a sequence")))
+        }
+        "md5" | "to_char" => Value::text(&s(0)?),
+        "convert_from" => match a(0)? {
+            Value::Bytes(b) => Value::text(std::str::from_utf8(&b).map_err(|e| {
+                Error::new(
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    format!(
+                        "invalid byte sequence for encoding \"UTF8\": 0x{:02x}",
+                        b.get(e.valid_up_to()).copied().unwrap_or(0)
+                    ),
+                )
+            })?),
+            v => Value::text(&text_of(&v)),
+        },
+        "array_to_string" => Value::text(s(0)?.trim_start_matches('{').trim_end_matches('}')),
+        "__unsupported" => {
+            return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{} is not supported", s(0)?)))
+        }
+        _ => return Err(Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name}() does not exist"))),
+    })
+}
+
+/// The text of version().
+pub fn version() -> String {
+    format!(
+        "PostgreSQL 15.18 (tandem {}) on {}-linux, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    )
+}
+
+fn date_part(field: &str, v: &Value) -> Result<Value> {
+    let usecs = match v {
+        Value::Date(d) => *d as i64 * 86_400_000_000,
+        Value::Timestamp(t) | Value::TimestampTz(t) => *t,
+        v => match types::cast(v.clone(), &DataType::Timestamp)? {
+            Value::Timestamp(t) => t,
+            _ => return Ok(Value::Null),
+        },
+    };
+    let days = usecs.div_euclid(86_400_000_000);
+    let rem = usecs.rem_euclid(86_400_000_000);
+    let (y, m, d) = types::civil_from_days(days + 10957);
+    let f = match field {
+        "year" => y as f64,
+        "month" => m as f64,
+        "day" => d as f64,
+        "hour" => (rem / 3_600_000_000) as f64,
+        "minute" => (rem / 60_000_000 % 60) as f64,
+        "second" => (rem % 60_000_000) as f64 / 1e6,
+        "epoch" => usecs as f64 / 1e6 + 946_684_800.0,
+        "dow" => (days + 6).rem_euclid(7) as f64,
+        "doy" => (days + 10957 - types::days_from_civil(y, 1, 1) + 1) as f64,
+        "quarter" => ((m - 1) / 3 + 1) as f64,
+        _ => {
+            return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized")));
+        }
+    };
+    Ok(Value::Float(f))
+}
+
+fn date_trunc(field: &str, v: Value) -> Result<Value> {
+    let (usecs, tz) = match v {
+        Value::Timestamp(t) => (t, false),
+        Value::TimestampTz(t) => (t, true),
+        Value::Date(d) => (d as i64 * 86_400_000_000, false),
+        _ => return Err(Error::new(SqlState::DATATYPE_MISMATCH, "date_trunc needs a timestamp")),
+    };
+    let day = 86_400_000_000i64;
+    let days = usecs.div_euclid(day);
+    let (y, m, _) = types::civil_from_days(days + 10957);
+    let t = match field {
+        "year" => (types::days_from_civil(y, 1, 1) - 10957) * day,
+        "month" => (types::days_from_civil(y, m, 1) - 10957) * day,
+        "day" => days * day,
+        "hour" => usecs - usecs.rem_euclid(3_600_000_000),
+        "minute" => usecs - usecs.rem_euclid(60_000_000),
+        "second" => usecs - usecs.rem_euclid(1_000_000),
+        _ => {
+            return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized")));
+        }
+    };
+    Ok(if tz { Value::TimestampTz(t) } else { Value::Timestamp(t) })
+}

@@ -1,0 +1,821 @@
+//! A client session: its transaction state, settings, and the dispatch of each statement.
+//!
+//! ```text
+//!            BEGIN                       error
+//!   Idle ──────────────▶ InBlock ───────────────────▶ Failed
+//!    ▲   ◀────────────── │  ▲ │  ◀── ROLLBACK TO ──────┘ │
+//!    │   COMMIT/ROLLBACK    └─┘ statements              │
+//!    └──────────────────────────────── ROLLBACK/COMMIT ─┘
+//! ```
+//!
+//! Outside a block each statement runs in its own transaction, committed (and waited for until durable)
+//! before the statement reports success. In a failed block every statement but ROLLBACK (or COMMIT,
+//! which then rolls back) gets 25P02, as in PostgreSQL; ReadyForQuery reports the state as I/T/E.
+//!
+//! Statements are parsed once ([`parse`]) and executed with parameter values ([`Session::execute`]);
+//! [`Session::describe`] plans without running to report parameter and result types, which is what the
+//! extended protocol's Parse/Describe need.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use sqlparser::ast;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result, SqlState};
+use crate::sql::copy;
+use crate::sql::ddl;
+use crate::sql::dml;
+use crate::sql::execute::{self, Env, SessionCtx};
+use crate::sql::functions;
+use crate::sql::planner::{ident, name_parts, Planner};
+use crate::sql::preparse::{self, CopySource, CopyStmt, Parsed};
+use crate::sql::types;
+use crate::storage::state::DbState;
+use crate::storage::value::{DataType, Value};
+use crate::txn::{Isolation, Savepoint, Transaction};
+
+/// A parsed statement.
+#[derive(Clone, Debug)]
+pub enum Stmt {
+    Sql(Box<ast::Statement>),
+    Maintenance(&'static str),
+    Checkpoint,
+    Copy(CopyStmt),
+    /// An empty query string.
+    Empty,
+}
+
+/// What running a statement produced.
+pub enum Outcome {
+    /// Rows and their description.
+    Rows {
+        columns: Vec<(String, DataType)>,
+        rows: Vec<Vec<Value>>,
+        tag: String,
+    },
+    /// A command with no rows.
+    Command(String),
+    /// COPY FROM STDIN: the caller collects the data and calls [`Session::copy_in`].
+    CopyIn {
+        stmt: CopyStmt,
+        columns: usize,
+    },
+    /// COPY TO STDOUT: the encoded data.
+    CopyOut {
+        columns: usize,
+        data: Vec<u8>,
+        tag: String,
+    },
+    Empty,
+}
+
+/// The transaction status ReadyForQuery reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+/// The largest statement text accepted.
+pub const MAX_QUERY_BYTES: usize = 100 << 20;
+
+/// Splits a query string into statements at semicolons outside quotes and comments.
+fn split(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // A dollar quote: $tag$ ... $tag$.
+                if let Some(end) = sql[i + 1..].find('$') {
+                    let tag = &sql[i..i + end + 2];
+                    if tag[1..tag.len() - 1].chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                    {
+                        if let Some(close) = sql[i + tag.len()..].find(tag) {
+                            i += tag.len() + close + tag.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                out.push(&sql[start..=i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < sql.len() {
+        out.push(&sql[start..]);
+    }
+    out.into_iter().filter(|s| !is_blank(s)).collect()
+}
+
+fn is_blank(s: &str) -> bool {
+    let mut rest = s.trim();
+    loop {
+        rest = rest.trim_start_matches(';').trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |x| x.1);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |x| x.1);
+        } else {
+            return rest.is_empty();
+        }
+    }
+}
+
+fn syntax_error(e: sqlparser::parser::ParserError) -> Error {
+    let msg = e.to_string();
+    let near = msg.split("found: ").nth(1).map(|s| s.split(" at Line").next().unwrap_or(s).trim().to_string());
+    match near {
+        Some(n) if n == "EOF" => Error::new(SqlState::SYNTAX_ERROR, "syntax error at end of input"),
+        Some(n) => Error::new(SqlState::SYNTAX_ERROR, format!("syntax error at or near \"{n}\"")),
+        None => Error::new(SqlState::SYNTAX_ERROR, msg.trim_start_matches("sql parser error: ").to_string()),
+    }
+}
+
+/// Parses a query string into statements.
+pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(Error::new(SqlState::PROGRAM_LIMIT_EXCEEDED, "statement is too long"));
+    }
+    let mut out = Vec::new();
+    for piece in split(sql) {
+        match preparse::preparse(piece)? {
+            Parsed::Maintenance(t) => out.push(Stmt::Maintenance(t)),
+            Parsed::Checkpoint => out.push(Stmt::Checkpoint),
+            Parsed::Copy(c) => out.push(Stmt::Copy(c)),
+            Parsed::Sql => {
+                let stmts = Parser::parse_sql(&PostgreSqlDialect {}, piece).map_err(syntax_error)?;
+                out.extend(stmts.into_iter().map(|s| Stmt::Sql(Box::new(s))));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(Stmt::Empty);
+    }
+    Ok(out)
+}
+
+/// The settings a session starts with; the GUC_REPORT ones are sent as ParameterStatus.
+pub fn default_settings(user: &str, application_name: &str, client_encoding: &str) -> Vec<(String, String)> {
+    [
+        ("application_name", application_name),
+        ("client_encoding", client_encoding),
+        ("DateStyle", "ISO, MDY"),
+        ("default_transaction_read_only", "off"),
+        ("in_hot_standby", "off"),
+        ("integer_datetimes", "on"),
+        ("IntervalStyle", "postgres"),
+        ("is_superuser", "on"),
+        ("server_encoding", "UTF8"),
+        ("server_version", "15.18 (tandem)"),
+        ("session_authorization", user),
+        ("standard_conforming_strings", "on"),
+        ("TimeZone", "Etc/UTC"),
+        ("search_path", "\"$user\", public"),
+        ("transaction_isolation", "read committed"),
+        ("default_transaction_isolation", "read committed"),
+        ("transaction_read_only", "off"),
+        ("max_connections", "100"),
+        ("wal_segment_size", "16MB"),
+        ("data_directory_mode", "0700"),
+        ("server_version_num", "150018"),
+        ("lc_collate", "C.UTF-8"),
+        ("lc_ctype", "C.UTF-8"),
+        ("synchronous_commit", "on"),
+        ("statement_timeout", "0"),
+        ("extra_float_digits", "1"),
+        ("max_identifier_length", "63"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A session.
+pub struct Session {
+    engine: Arc<Engine>,
+    txn: Option<Transaction>,
+    status: TxnStatus,
+    savepoints: Vec<(String, Savepoint)>,
+    pub ctx: SessionCtx,
+    /// Notices produced by the last statement, for the wire layer to send.
+    pub notices: Vec<String>,
+    /// The cancel flag of the running transaction, for cancel requests from other connections.
+    pub cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+}
+
+impl Session {
+    /// A new session.
+    pub fn new(engine: Arc<Engine>, pid: i32, user: &str, database: &str, settings: Vec<(String, String)>) -> Session {
+        let ctx =
+            SessionCtx { engine: engine.clone(), now: 0, pid, user: user.into(), database: database.into(), settings };
+        Session {
+            engine,
+            txn: None,
+            status: TxnStatus::Idle,
+            savepoints: Vec::new(),
+            ctx,
+            notices: Vec::new(),
+            cancel: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The transaction status for ReadyForQuery.
+    pub fn status(&self) -> TxnStatus {
+        self.status
+    }
+
+    fn begin_txn(&mut self, isolation: Isolation) {
+        let txn = self.engine.begin(isolation);
+        if let Ok(mut c) = self.cancel.lock() {
+            *c = Some(txn.cancel_flag());
+        }
+        self.ctx.now = types::now_usecs();
+        self.txn = Some(txn);
+    }
+
+    fn end_txn(&mut self, commit: bool) -> Result<()> {
+        self.savepoints.clear();
+        self.status = TxnStatus::Idle;
+        let Some(txn) = self.txn.take() else { return Ok(()) };
+        let flag = txn.cancel_flag();
+        let result = if commit {
+            match txn.commit() {
+                Ok(ticket) => ticket.wait_cancelable(&flag),
+                Err(e) => Err(e),
+            }
+        } else {
+            txn.rollback();
+            Ok(())
+        };
+        if let Ok(mut c) = self.cancel.lock() {
+            *c = None;
+        }
+        result
+    }
+
+    fn default_isolation(&self) -> Isolation {
+        match self.ctx.setting("default_transaction_isolation") {
+            Some(s) if s.contains("repeatable") || s.contains("serializable") => Isolation::RepeatableRead,
+            _ => Isolation::ReadCommitted,
+        }
+    }
+
+    /// Reports the parameter types and result columns of a statement without running it.
+    pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<(Vec<DataType>, Option<Vec<(String, DataType)>>)> {
+        let visible;
+        let state: &DbState = match &self.txn {
+            Some(t) => t.state(),
+            None => {
+                visible = self.engine.snapshot().state;
+                &visible
+            }
+        };
+        let mut p = Planner::new(state, declared);
+        let columns = match stmt {
+            Stmt::Sql(s) => match s.as_ref() {
+                ast::Statement::Query(q) => Some(p.query(q)?.columns),
+                ast::Statement::Insert(i) => dml::plan_insert(&mut p, i)?.returning.map(|r| r.columns),
+                ast::Statement::Update(u) => dml::plan_update(&mut p, u)?.returning.map(|r| r.columns),
+                ast::Statement::Delete(d) => dml::plan_delete(&mut p, d)?.returning.map(|r| r.columns),
+                ast::Statement::ShowVariable { variable } => Some(show_columns(variable)),
+                ast::Statement::Explain { .. } => Some(vec![("QUERY PLAN".into(), DataType::Text)]),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok((p.param_types(), columns))
+    }
+
+    /// Runs a statement with parameter values.
+    pub fn execute(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
+        self.notices.clear();
+        if let Stmt::Sql(s) = stmt {
+            match s.as_ref() {
+                ast::Statement::StartTransaction { modes, .. } => return self.begin(modes),
+                ast::Statement::Commit { .. } => return self.commit(),
+                ast::Statement::Rollback { savepoint: None, .. } => {
+                    if self.status == TxnStatus::Idle {
+                        self.notices.push("there is no transaction in progress".into());
+                    }
+                    self.end_txn(false)?;
+                    return Ok(Outcome::Command("ROLLBACK".into()));
+                }
+                ast::Statement::Rollback { savepoint: Some(name), .. } => return self.rollback_to(&ident(name)),
+                _ => {}
+            }
+        }
+        if matches!(stmt, Stmt::Empty) {
+            return Ok(Outcome::Empty);
+        }
+        if self.status == TxnStatus::Failed {
+            return Err(Error::new(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let implicit = self.txn.is_none();
+        if implicit {
+            self.begin_txn(self.default_isolation());
+        }
+        let result = self.run(stmt, params);
+        match (&result, implicit) {
+            (Ok(Outcome::CopyIn { .. }), _) => {}
+            (Ok(_), true) => self.end_txn(true)?,
+            (Ok(_), false) => {}
+            (Err(_), true) => self.end_txn(false)?,
+            (Err(_), false) => self.status = TxnStatus::Failed,
+        }
+        result
+    }
+
+    fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Outcome> {
+        if self.status != TxnStatus::Idle {
+            self.notices.push("there is already a transaction in progress".into());
+            return Ok(Outcome::Command("BEGIN".into()));
+        }
+        let mut isolation = self.default_isolation();
+        for m in modes {
+            if let ast::TransactionMode::IsolationLevel(l) = m {
+                isolation = match l {
+                    ast::TransactionIsolationLevel::RepeatableRead | ast::TransactionIsolationLevel::Serializable => {
+                        Isolation::RepeatableRead
+                    }
+                    _ => Isolation::ReadCommitted,
+                };
+            }
+        }
+        self.begin_txn(isolation);
+        self.status = TxnStatus::InBlock;
+        Ok(Outcome::Command("BEGIN".into()))
+    }
+
+    fn commit(&mut self) -> Result<Outcome> {
+        match self.status {
+            TxnStatus::Idle => {
+                self.notices.push("there is no transaction in progress".into());
+                Ok(Outcome::Command("COMMIT".into()))
+            }
+            TxnStatus::Failed => {
+                self.end_txn(false)?;
+                Ok(Outcome::Command("ROLLBACK".into()))
+            }
+            TxnStatus::InBlock => {
+                self.end_txn(true)?;
+                Ok(Outcome::Command("COMMIT".into()))
+            }
+        }
+    }
+
+    fn rollback_to(&mut self, name: &str) -> Result<Outcome> {
+        let Some(pos) = self.savepoints.iter().rposition(|(n, _)| n == name) else {
+            if self.status == TxnStatus::Idle {
+                return Err(Error::new(
+                    SqlState::NO_ACTIVE_SQL_TRANSACTION,
+                    "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+                ));
+            }
+            self.status = TxnStatus::Failed;
+            return Err(Error::new(SqlState::INVALID_SAVEPOINT, format!("savepoint \"{name}\" does not exist")));
+        };
+        self.savepoints.truncate(pos + 1);
+        if let (Some(txn), Some((_, sp))) = (self.txn.as_mut(), self.savepoints.last()) {
+            txn.rollback_to(sp);
+        }
+        self.status = TxnStatus::InBlock;
+        Ok(Outcome::Command("ROLLBACK".into()))
+    }
+
+    /// Finishes a COPY FROM STDIN with its data.
+    pub fn copy_in(&mut self, stmt: &CopyStmt, data: &[u8]) -> Result<Outcome> {
+        let result = self.copy_in_rows(stmt, data);
+        let implicit = self.status == TxnStatus::Idle;
+        match (&result, implicit) {
+            (Ok(_), true) => self.end_txn(true)?,
+            (Ok(_), false) => {}
+            (Err(_), true) => self.end_txn(false)?,
+            (Err(_), false) => self.status = TxnStatus::Failed,
+        }
+        result
+    }
+
+    /// Ends a statement that failed outside the executor (a COPY the client abandoned, a parse error): rolls back an implicit transaction, or marks a block failed.
+    pub fn statement_failed(&mut self) {
+        if self.status == TxnStatus::Idle {
+            let _ = self.end_txn(false);
+        } else {
+            self.status = TxnStatus::Failed;
+        }
+    }
+
+    fn copy_in_rows(&mut self, stmt: &CopyStmt, data: &[u8]) -> Result<Outcome> {
+        let txn = self.txn.as_mut().ok_or_else(|| Error::internal("COPY without a transaction"))?;
+        let CopySource::Table { name, columns } = &stmt.source else {
+            return Err(Error::internal("COPY FROM a query"));
+        };
+        let def = txn
+            .state()
+            .table(name)
+            .map(|t| t.def.clone())
+            .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist")))?;
+        let targets = copy_targets(&def, columns)?;
+        let rows = copy::decode(stmt, data)?;
+        let mut n = 0u64;
+        for (line, fields) in rows.into_iter().enumerate() {
+            if fields.len() != targets.len() {
+                let what = if fields.len() < targets.len() {
+                    "missing data for column"
+                } else {
+                    "extra data after last expected column"
+                };
+                return Err(Error::new(SqlState("22P04"), what.to_string())
+                    .with_detail(format!("COPY {name}, line {}", line + 1)));
+            }
+            let mut row = vec![Value::Null; def.columns.len()];
+            for (f, &c) in fields.into_iter().zip(&targets) {
+                if let Some(text) = f {
+                    row[c] = types::parse_value(&text, &def.columns[c].ty).map_err(|e| {
+                        e.with_detail(format!("COPY {name}, line {}, column {}", line + 1, def.columns[c].name))
+                    })?;
+                }
+            }
+            for (c, col) in def.columns.iter().enumerate() {
+                if row[c].is_null()
+                    && (col.not_null || def.primary_key.as_ref().is_some_and(|pk| pk.columns.contains(&c)))
+                {
+                    return Err(Error::new(
+                        SqlState::NOT_NULL_VIOLATION,
+                        format!(
+                            "null value in column \"{}\" of relation \"{name}\" violates not-null constraint",
+                            col.name
+                        ),
+                    ));
+                }
+            }
+            txn.insert(def.id, row.into())?;
+            n += 1;
+        }
+        Ok(Outcome::Command(format!("COPY {n}")))
+    }
+
+    fn env<'a>(&'a self, state: &'a DbState, params: &'a [Value]) -> Env<'a> {
+        Env { state, params, outer: Vec::new(), session: &self.ctx }
+    }
+
+    fn run(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
+        let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+        txn.begin_statement()?;
+        let state = txn.state().clone();
+        match stmt {
+            Stmt::Empty => Ok(Outcome::Empty),
+            Stmt::Maintenance(tag) => {
+                if *tag == "VACUUM" && self.status == TxnStatus::InBlock {
+                    return Err(Error::new(
+                        SqlState::ACTIVE_SQL_TRANSACTION,
+                        "VACUUM cannot run inside a transaction block",
+                    ));
+                }
+                Ok(Outcome::Command(tag.to_string()))
+            }
+            Stmt::Checkpoint => {
+                self.engine.checkpoint()?;
+                Ok(Outcome::Command("CHECKPOINT".into()))
+            }
+            Stmt::Copy(c) => self.copy_start(c, &state, params),
+            Stmt::Sql(s) => self.run_sql(s, &state, params),
+        }
+    }
+
+    fn copy_start(&mut self, c: &CopyStmt, state: &DbState, params: &[Value]) -> Result<Outcome> {
+        if c.from {
+            let CopySource::Table { name, columns } = &c.source else {
+                return Err(Error::internal("COPY FROM a query"));
+            };
+            let def = state
+                .table(name)
+                .map(|t| t.def.clone())
+                .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist")))?;
+            let n = copy_targets(&def, columns)?.len();
+            return Ok(Outcome::CopyIn { stmt: c.clone(), columns: n });
+        }
+        let (cols, rows) = match &c.source {
+            CopySource::Query(q) => {
+                let stmts = Parser::parse_sql(&PostgreSqlDialect {}, q).map_err(syntax_error)?;
+                let [ast::Statement::Query(query)] = stmts.as_slice() else {
+                    return Err(Error::new(SqlState::SYNTAX_ERROR, "COPY (query) needs a single SELECT"));
+                };
+                let planned = Planner::new(state, &[]).query(query)?;
+                let rows = execute::run(&planned.plan, &self.env(state, params))?;
+                (planned.columns.into_iter().map(|c| c.1).collect::<Vec<_>>(), rows)
+            }
+            CopySource::Table { name, columns } => {
+                let t = state.table(name).ok_or_else(|| {
+                    Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
+                })?;
+                let targets = copy_targets(&t.def, columns)?;
+                let rows = t.rows.values().map(|r| targets.iter().map(|&i| r[i].clone()).collect()).collect();
+                (targets.iter().map(|&i| t.def.columns[i].ty.clone()).collect(), rows)
+            }
+        };
+        let mut data = Vec::new();
+        if c.header && c.csv {
+            let names: Vec<Option<String>> = match &c.source {
+                CopySource::Table { name, columns } => {
+                    let def =
+                        state.table(name).map(|t| t.def.clone()).ok_or_else(|| Error::internal("table vanished"))?;
+                    copy_targets(&def, columns)?.iter().map(|&i| Some(def.columns[i].name.clone())).collect()
+                }
+                CopySource::Query(_) => (1..=cols.len()).map(|i| Some(format!("column{i}"))).collect(),
+            };
+            copy::encode_row(c, &names, &mut data);
+        }
+        let n = rows.len();
+        for r in rows {
+            let fields: Vec<Option<String>> = r.iter().zip(&cols).map(|(v, t)| types::format_value(v, t)).collect();
+            copy::encode_row(c, &fields, &mut data);
+        }
+        Ok(Outcome::CopyOut { columns: cols.len(), data, tag: format!("COPY {n}") })
+    }
+
+    fn run_sql(&mut self, s: &ast::Statement, state: &DbState, params: &[Value]) -> Result<Outcome> {
+        use ast::Statement as S;
+        let mut planner = Planner::new(state, &[]);
+        planner.params = params.iter().map(|v| Some(types::type_of_value(v))).collect();
+        match s {
+            S::Query(q) => {
+                let planned = planner.query(q)?;
+                let rows = execute::run(&planned.plan, &self.env(state, params))?;
+                let tag = format!("SELECT {}", rows.len());
+                Ok(Outcome::Rows { columns: planned.columns, rows, tag })
+            }
+            S::Insert(i) => {
+                let plan = dml::plan_insert(&mut planner, i)?;
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
+                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                let r = dml::insert(txn, &plan, &env, &mut planner)?;
+                write_outcome(format!("INSERT 0 {}", r.count), r, plan.returning)
+            }
+            S::Update(u) => {
+                let plan = dml::plan_update(&mut planner, u)?;
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
+                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                let r = dml::update_or_delete(txn, &plan, &env, false)?;
+                write_outcome(format!("UPDATE {}", r.count), r, plan.returning)
+            }
+            S::Delete(d) => {
+                let plan = dml::plan_delete(&mut planner, d)?;
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
+                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                let r = dml::update_or_delete(txn, &plan, &env, true)?;
+                write_outcome(format!("DELETE {}", r.count), r, plan.returning)
+            }
+            S::Explain { statement, .. } => {
+                let plan = match statement.as_ref() {
+                    S::Query(q) => planner.query(q)?.plan,
+                    S::Update(u) => {
+                        let p = dml::plan_update(&mut planner, u)?;
+                        crate::sql::plan::Plan::Table {
+                            table: p.def.id,
+                            name: p.def.name.clone(),
+                            access: p.access,
+                            filter: p.filter,
+                        }
+                    }
+                    S::Delete(d) => {
+                        let p = dml::plan_delete(&mut planner, d)?;
+                        crate::sql::plan::Plan::Table {
+                            table: p.def.id,
+                            name: p.def.name.clone(),
+                            access: p.access,
+                            filter: p.filter,
+                        }
+                    }
+                    other => {
+                        return Err(Error::new(
+                            SqlState::FEATURE_NOT_SUPPORTED,
+                            format!("EXPLAIN {other} is not supported"),
+                        ))
+                    }
+                };
+                let rows = plan.explain().into_iter().map(|l| vec![Value::text(&l)]).collect::<Vec<_>>();
+                let tag = format!("EXPLAIN {}", rows.len());
+                Ok(Outcome::Rows { columns: vec![("QUERY PLAN".into(), DataType::Text)], rows, tag })
+            }
+            S::CreateTable(ct) => self.ddl(|txn| ddl::create_table(txn, ct)),
+            S::Drop { object_type, if_exists, names, .. } => {
+                self.ddl(|txn| ddl::drop(txn, object_type, *if_exists, names))
+            }
+            S::Truncate(t) => self.ddl(|txn| ddl::truncate(txn, t)),
+            S::AlterTable(at) => self.ddl(|txn| ddl::alter_table(txn, at)),
+            S::CreateIndex(ci) => self.ddl(|txn| ddl::create_index(txn, ci)),
+            S::Savepoint { name } => {
+                if self.status != TxnStatus::InBlock {
+                    return Err(Error::new(
+                        SqlState::NO_ACTIVE_SQL_TRANSACTION,
+                        "SAVEPOINT can only be used in transaction blocks",
+                    ));
+                }
+                let sp = self.txn.as_ref().map(|t| t.savepoint()).ok_or_else(|| Error::internal("no transaction"))?;
+                self.savepoints.push((ident(name), sp));
+                Ok(Outcome::Command("SAVEPOINT".into()))
+            }
+            S::ReleaseSavepoint { name } => {
+                let n = ident(name);
+                let pos = self.savepoints.iter().rposition(|(x, _)| *x == n).ok_or_else(|| {
+                    Error::new(SqlState::INVALID_SAVEPOINT, format!("savepoint \"{n}\" does not exist"))
+                })?;
+                self.savepoints.truncate(pos);
+                Ok(Outcome::Command("RELEASE".into()))
+            }
+            S::Set(set) => self.set(set),
+            S::ShowVariable { variable } => self.show(variable),
+            S::Reset(r) => {
+                let defaults = default_settings(&self.ctx.user, "", "UTF8");
+                match &r.reset {
+                    ast::Reset::ConfigurationParameter(n) => {
+                        let name = name_parts(n).join(".");
+                        if let Some((_, v)) = defaults.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+                            self.put_setting(&name, v.clone());
+                        }
+                    }
+                    _ => {
+                        for (k, v) in defaults
+                            .into_iter()
+                            .filter(|(k, _)| !matches!(k.as_str(), "application_name" | "client_encoding"))
+                        {
+                            self.put_setting(&k, v);
+                        }
+                    }
+                }
+                Ok(Outcome::Command("RESET".into()))
+            }
+            S::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
+            S::Comment { .. } => Ok(Outcome::Command("COMMENT".into())),
+            S::Vacuum(_) => Ok(Outcome::Command("VACUUM".into())),
+            S::Analyze(_) => Ok(Outcome::Command("ANALYZE".into())),
+            other => Err(Error::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!("statement is not supported: {}", other.to_string().chars().take(60).collect::<String>()),
+            )),
+        }
+    }
+
+    fn ddl(&mut self, f: impl FnOnce(&mut Transaction) -> Result<ddl::DdlResult>) -> Result<Outcome> {
+        let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+        let r = f(txn)?;
+        self.notices.extend(r.notices);
+        Ok(Outcome::Command(r.tag))
+    }
+
+    fn put_setting(&mut self, name: &str, value: String) {
+        match self.ctx.settings.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            Some((_, v)) => *v = value,
+            None => self.ctx.settings.push((name.to_string(), value)),
+        }
+    }
+
+    fn set(&mut self, set: &ast::Set) -> Result<Outcome> {
+        match set {
+            ast::Set::SingleAssignment { variable, values, .. } => {
+                let name = name_parts(variable).join(".");
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(x) => match &x.value {
+                            ast::Value::SingleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        ast::Expr::Identifier(i) => i.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let name = match name.as_str() {
+                    "datestyle" => "DateStyle".to_string(),
+                    "timezone" => "TimeZone".to_string(),
+                    "intervalstyle" => "IntervalStyle".to_string(),
+                    _ => name,
+                };
+                self.put_setting(&name, value);
+                Ok(Outcome::Command("SET".into()))
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                self.put_setting("TimeZone", value.to_string().trim_matches('\'').to_string());
+                Ok(Outcome::Command("SET".into()))
+            }
+            ast::Set::SetTransaction { modes, session, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(l) = m {
+                        let v = match l {
+                            ast::TransactionIsolationLevel::RepeatableRead => "repeatable read",
+                            ast::TransactionIsolationLevel::Serializable => "serializable",
+                            _ => "read committed",
+                        };
+                        if *session {
+                            self.put_setting("default_transaction_isolation", v.into());
+                        }
+                    }
+                }
+                Ok(Outcome::Command("SET".into()))
+            }
+            _ => Ok(Outcome::Command("SET".into())),
+        }
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
+        let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+        if name.eq_ignore_ascii_case("all") {
+            let mut settings = self.ctx.settings.clone();
+            settings.sort_by_key(|(k, _)| k.to_lowercase());
+            let rows = settings
+                .into_iter()
+                .map(|(k, v)| vec![Value::text(&k), Value::text(&v), Value::text("")])
+                .collect::<Vec<_>>();
+            let tag = format!("SHOW {}", rows.len());
+            let _ = tag;
+            return Ok(Outcome::Rows { columns: show_columns(variable), rows, tag: "SHOW".into() });
+        }
+        let name = if name.eq_ignore_ascii_case("transaction isolation level") {
+            "transaction_isolation".to_string()
+        } else {
+            name
+        };
+        let value = match name.to_lowercase().as_str() {
+            "server_version" => "15.18".to_string(),
+            _ => self.ctx.setting(&name).map(str::to_string).ok_or_else(|| {
+                Error::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
+            })?,
+        };
+        Ok(Outcome::Rows { columns: show_columns(variable), rows: vec![vec![Value::text(&value)]], tag: "SHOW".into() })
+    }
+}
+
+fn show_columns(variable: &[ast::Ident]) -> Vec<(String, DataType)> {
+    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+    if name == "all" {
+        return vec![
+            ("name".into(), DataType::Text),
+            ("setting".into(), DataType::Text),
+            ("description".into(), DataType::Text),
+        ];
+    }
+    let name = if name == "transaction isolation level" { "transaction_isolation".into() } else { name };
+    vec![(name, DataType::Text)]
+}
+
+fn write_outcome(tag: String, r: dml::WriteResult, returning: Option<dml::Returning>) -> Result<Outcome> {
+    Ok(match returning {
+        Some(ret) => Outcome::Rows { columns: ret.columns, rows: r.rows, tag },
+        None => Outcome::Command(tag),
+    })
+}
+
+fn copy_targets(def: &crate::storage::catalog::TableDef, columns: &[String]) -> Result<Vec<usize>> {
+    if columns.is_empty() {
+        return Ok((0..def.columns.len()).collect());
+    }
+    columns
+        .iter()
+        .map(|c| {
+            def.column_index(c).ok_or_else(|| {
+                Error::new(
+                    SqlState::UNDEFINED_COLUMN,
+                    format!("column \"{c}\" of relation \"{}\" does not exist", def.name),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The version string, for the server banner.
+pub fn server_version() -> String {
+    functions::version()
+}

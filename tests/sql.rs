@@ -1,0 +1,234 @@
+//! The SQL dialect through tokio-postgres (simple and extended protocol, prepared statements, COPY,
+//! transactions) against a real server process, including the SQLSTATEs clients rely on.
+
+mod common;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn connect(server: &TestServer) -> Client {
+    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The rows of a simple query, as text (None for NULL).
+async fn rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The single value of a simple query.
+async fn one(c: &Client, sql: &str) -> String {
+    let r = rows(c, sql).await;
+    r.first().and_then(|row| row.first().cloned().flatten()).unwrap_or_else(|| format!("<no value: {r:?}>"))
+}
+
+async fn sqlstate(c: &Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => "00000".into(),
+        Err(e) => e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_features() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute(
+        "CREATE TABLE dept (id int PRIMARY KEY, name text NOT NULL UNIQUE);
+         CREATE TABLE emp (id bigint PRIMARY KEY, name varchar(20) NOT NULL, dept int, salary numeric(8,2), hired date,
+                           active boolean DEFAULT true, code char(3), score real, blob bytea, seen timestamptz);
+         INSERT INTO dept VALUES (1, 'eng'), (2, 'ops'), (3, 'empty');
+         INSERT INTO emp (id, name, dept, salary, hired, code, score) VALUES
+           (1, 'ann', 1, 100.50, '2020-01-15', 'a', 1.5),
+           (2, 'bob', 1, 80, '2021-06-01', 'b', 2.25),
+           (3, 'cid', 2, 120, '2019-03-31', 'c', NULL),
+           (4, 'dee', NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await
+    .expect("setup");
+
+    assert_eq!(
+        rows(&c, "SELECT name FROM emp WHERE dept = 1 ORDER BY salary DESC").await,
+        vec![vec![Some("ann".into())], vec![Some("bob".into())]]
+    );
+    assert_eq!(one(&c, "SELECT count(*) FROM emp WHERE salary BETWEEN 90 AND 130").await, "2");
+    assert_eq!(
+        one(&c, "SELECT string_agg(name, ',') FROM (SELECT name FROM emp ORDER BY id LIMIT 2 OFFSET 1) s").await,
+        "bob,cid"
+    );
+    assert_eq!(
+        rows(&c, "SELECT d.name, count(e.id), sum(e.salary), avg(e.salary), min(e.hired), max(e.name) FROM dept d LEFT JOIN emp e ON e.dept = d.id GROUP BY d.name HAVING count(e.id) >= 0 ORDER BY 1").await,
+        vec![
+            vec![Some("empty".into()), Some("0".into()), None, None, None, None],
+            vec![Some("eng".into()), Some("2".into()), Some("180.50".into()), Some("90.2500000000000000".into()), Some("2020-01-15".into()), Some("bob".into())],
+            vec![Some("ops".into()), Some("1".into()), Some("120.00".into()), Some("120.0000000000000000".into()), Some("2019-03-31".into()), Some("cid".into())],
+        ]
+    );
+    assert_eq!(one(&c, "SELECT count(*) FROM emp e JOIN dept d ON d.id = e.dept").await, "3");
+    assert_eq!(one(&c, "SELECT name FROM emp WHERE dept IN (SELECT id FROM dept WHERE name = 'ops')").await, "cid");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM dept d WHERE NOT EXISTS (SELECT 1 FROM emp e WHERE e.dept = d.id)").await,
+        "1"
+    );
+    assert_eq!(one(&c, "SELECT (SELECT max(id) FROM emp) + 1").await, "5");
+    assert_eq!(rows(&c, "SELECT DISTINCT dept FROM emp WHERE dept IS NOT NULL ORDER BY dept").await.len(), 2);
+    assert_eq!(rows(&c, "SELECT id FROM dept UNION SELECT dept FROM emp WHERE dept IS NOT NULL").await.len(), 3);
+    assert_eq!(rows(&c, "SELECT id FROM dept UNION ALL SELECT 1").await.len(), 4);
+    assert_eq!(one(&c, "SELECT sum(x) FROM generate_series(1, 10) AS x").await, "55");
+    assert_eq!(one(&c, "SELECT CASE WHEN salary > 100 THEN 'high' WHEN salary IS NULL THEN 'none' ELSE 'low' END FROM emp WHERE id = 2").await, "low");
+    assert_eq!(one(&c, "SELECT count(*) FROM emp WHERE name LIKE '_n%' OR name ILIKE 'B%'").await, "2");
+    assert_eq!(one(&c, "SELECT coalesce(salary, -1) FROM emp WHERE id = 4").await, "-1");
+    assert_eq!(one(&c, "SELECT upper(name) || lower('X') || length(name) || substr('abcdef', 2, 3) || replace('aXa', 'X', '-') || trim('  t  ') FROM emp WHERE id = 1").await, "ANNx3bcda-at");
+    assert_eq!(
+        one(&c, "SELECT abs(-3) + round(2.567, 2) + ceil(1.2) + floor(1.8) + mod(7, 3) + power(2, 3)").await,
+        "17.57"
+    );
+    assert_eq!(one(&c, "SELECT extract(year FROM hired) FROM emp WHERE id = 3").await, "2019");
+    assert_eq!(one(&c, "SELECT hired + 1 FROM emp WHERE id = 3").await, "2019-04-01");
+    assert_eq!(one(&c, "SELECT now() = CURRENT_TIMESTAMP").await, "t");
+    assert_eq!(one(&c, "SELECT '42'::int + CAST('8' AS bigint)").await, "50");
+    assert_eq!(one(&c, "SELECT code || '|' FROM emp WHERE id = 1").await, "a  |");
+    assert_eq!(one(&c, "SELECT active FROM emp WHERE id = 4").await, "t");
+    assert_eq!(one(&c, "SELECT NULL IS NULL AND (NULL = 1) IS NULL").await, "t");
+    assert_eq!(one(&c, "SELECT 7 / 2 + 7 % 2").await, "4");
+    assert!(one(&c, "SELECT version()").await.starts_with("PostgreSQL 15"));
+    assert_eq!(one(&c, "SELECT pg_is_in_recovery()").await, "f");
+    assert!(one(&c, "SELECT pg_current_wal_lsn()").await.contains('/'));
+    assert_eq!(one(&c, "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), pg_current_wal_flush_lsn())").await, "0");
+    assert!(one(&c, "SELECT pg_backend_pid()").await.parse::<i32>().is_ok());
+    assert_eq!(one(&c, "SELECT current_setting('server_version_num')").await, "150018");
+
+    // DML: RETURNING, ON CONFLICT, INSERT ... SELECT, DEFAULT.
+    assert_eq!(one(&c, "INSERT INTO dept VALUES (4, 'qa') RETURNING id * 10").await, "40");
+    assert_eq!(sqlstate(&c, "INSERT INTO dept VALUES (4, 'dup') ON CONFLICT DO NOTHING").await, "00000");
+    assert_eq!(one(&c, "INSERT INTO dept VALUES (4, 'qa2') ON CONFLICT (id) DO UPDATE SET name = excluded.name || '!' RETURNING name").await, "qa2!");
+    c.simple_query("INSERT INTO emp (id, name) SELECT id + 100, name FROM dept WHERE id > 2")
+        .await
+        .expect("insert select");
+    assert_eq!(one(&c, "SELECT count(*) FROM emp WHERE id > 100 AND active").await, "2");
+    assert_eq!(
+        one(&c, "UPDATE emp SET salary = coalesce(salary, 0) + 1 WHERE id > 100 RETURNING salary").await,
+        "1.00"
+    );
+    assert_eq!(one(&c, "DELETE FROM emp WHERE id > 100 RETURNING name").await, "empty");
+
+    // EXPLAIN shows the access paths.
+    let plan = rows(&c, "EXPLAIN SELECT * FROM emp WHERE id = 3").await;
+    assert!(format!("{plan:?}").contains("Primary Key Lookup on emp"), "{plan:?}");
+    let plan = rows(&c, "EXPLAIN SELECT * FROM emp WHERE id >= 2 AND id < 4").await;
+    assert!(format!("{plan:?}").contains("Primary Key Range Scan on emp"), "{plan:?}");
+    c.simple_query("CREATE INDEX emp_dept ON emp (dept)").await.expect("create index");
+    let plan = rows(&c, "EXPLAIN SELECT name FROM emp WHERE dept = 1").await;
+    assert!(format!("{plan:?}").contains("Index Scan using emp_dept on emp"), "{plan:?}");
+    assert_eq!(one(&c, "SELECT count(*) FROM emp WHERE dept = 1").await, "2");
+    let plan = rows(&c, "EXPLAIN SELECT name FROM emp WHERE salary > 1").await;
+    assert!(format!("{plan:?}").contains("Seq Scan on emp"), "{plan:?}");
+
+    // DDL.
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS dept (x int);
+         ALTER TABLE emp ADD COLUMN bonus int DEFAULT 7;
+         ALTER TABLE emp DROP COLUMN score;
+         ALTER TABLE emp RENAME TO staff;
+         CREATE UNIQUE INDEX staff_name ON staff (name);
+         DROP INDEX staff_name;
+         TRUNCATE dept;
+         DROP TABLE IF EXISTS nothing_here, dept;
+         VACUUM ANALYZE staff;
+         CHECKPOINT;",
+    )
+    .await
+    .expect("ddl");
+    assert_eq!(one(&c, "SELECT sum(bonus) FROM staff").await, "28");
+    assert_eq!(one(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'staff'").await, "10");
+    assert_eq!(one(&c, "SELECT table_name FROM information_schema.tables").await, "staff");
+
+    // Settings.
+    c.simple_query("SET application_name = 'tests'").await.expect("set");
+    assert_eq!(one(&c, "SHOW application_name").await, "tests");
+    c.simple_query("RESET ALL").await.expect("reset");
+    assert_eq!(one(&c, "SHOW DateStyle").await, "ISO, MDY");
+    assert!(rows(&c, "SHOW ALL").await.len() > 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_and_copy() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE kv (k int PRIMARY KEY, v text, n bigint, f double precision, b bool)")
+        .await
+        .expect("create");
+    let insert = c.prepare("INSERT INTO kv VALUES ($1, $2, $3, $4, $5)").await.expect("prepare");
+    assert_eq!(insert.params().len(), 5);
+    for i in 0..10i32 {
+        c.execute(&insert, &[&i, &format!("v{i}"), &(i as i64 * 1000), &(i as f64 / 2.0), &(i % 2 == 0)])
+            .await
+            .expect("insert");
+    }
+    let stmt = c.prepare("SELECT v, n, f, b FROM kv WHERE k = $1").await.expect("prepare select");
+    let row = c.query_one(&stmt, &[&7i32]).await.expect("select");
+    assert_eq!(row.get::<_, String>(0), "v7");
+    assert_eq!(row.get::<_, i64>(1), 7000);
+    assert_eq!(row.get::<_, f64>(2), 3.5);
+    assert!(!row.get::<_, bool>(3));
+    // Untyped parameters take their types from context.
+    let rows = c.query("UPDATE kv SET n = n + $1 WHERE k >= $2 RETURNING k", &[&1i64, &8i32]).await.expect("update");
+    assert_eq!(rows.len(), 2);
+    let n: i64 = c.query_one("SELECT sum(n) FROM kv", &[]).await.expect("sum").get(0);
+    assert_eq!(n, 45002);
+
+    // COPY in and out.
+    let sink = c.copy_in("COPY kv (k, v) FROM STDIN").await.expect("copy in");
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from_static(b"100\thundred\n101\t\\N\n")).await.expect("copy data");
+    let copied = sink.as_mut().finish().await.expect("copy finish");
+    assert_eq!(copied, 2);
+    let stream = c
+        .copy_out("COPY (SELECT k, v FROM kv WHERE k >= 100 ORDER BY k) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .await
+        .expect("copy out");
+    let chunks: Vec<_> = stream.collect().await;
+    let data: Vec<u8> = chunks.into_iter().flat_map(|c| c.expect("chunk").to_vec()).collect();
+    assert_eq!(String::from_utf8_lossy(&data), "column1,column2\n100,hundred\n101,\n");
+
+    // Transactions and savepoints.
+    c.batch_execute("BEGIN; INSERT INTO kv (k) VALUES (200); SAVEPOINT s; INSERT INTO kv (k) VALUES (201); ROLLBACK TO SAVEPOINT s; COMMIT").await.expect("txn");
+    assert_eq!(c.query("SELECT k FROM kv WHERE k >= 200", &[]).await.expect("q").len(), 1);
+    c.batch_execute("START TRANSACTION ISOLATION LEVEL REPEATABLE READ; DELETE FROM kv WHERE k = 200; ROLLBACK")
+        .await
+        .expect("rollback");
+    assert_eq!(c.query("SELECT k FROM kv WHERE k >= 200", &[]).await.expect("q").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlstates() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL)").await.expect("create");
+    c.batch_execute("INSERT INTO t VALUES (1, 'a')").await.expect("insert");
+    assert_eq!(sqlstate(&c, "SELEC 1").await, "42601");
+    assert_eq!(sqlstate(&c, "SELECT * FROM missing").await, "42P01");
+    assert_eq!(sqlstate(&c, "SELECT nope FROM t").await, "42703");
+    assert_eq!(sqlstate(&c, "INSERT INTO t VALUES (1, 'dup')").await, "23505");
+    assert_eq!(sqlstate(&c, "INSERT INTO t VALUES (2, NULL)").await, "23502");
+    assert_eq!(sqlstate(&c, "SELECT 1 / 0").await, "22012");
+    assert_eq!(sqlstate(&c, "SELECT convert_from('\\xff'::bytea, 'UTF8')").await, "22021");
+    // An error in a block aborts it until ROLLBACK.
+    c.batch_execute("BEGIN").await.expect("begin");
+    assert_eq!(sqlstate(&c, "SELECT 1 / 0").await, "22012");
+    assert_eq!(sqlstate(&c, "SELECT 1").await, "25P02");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(sqlstate(&c, "SELECT 1").await, "00000");
+    // The session stays usable after every error.
+    assert_eq!(one(&c, "SELECT count(*) FROM t").await, "1");
+}
