@@ -320,6 +320,15 @@ impl Core {
     }
 }
 
+/// What a base backup copies: the control file as of a checkpoint, and that checkpoint's snapshot.
+pub struct BackupStart {
+    pub checkpoint: Lsn,
+    pub timeline: u32,
+    pub control: Vec<u8>,
+    pub snapshot: File,
+    pub snapshot_name: String,
+}
+
 /// What `init` makes.
 #[derive(Clone, Debug)]
 pub struct InitOptions {
@@ -578,6 +587,31 @@ impl Engine {
             return Ok(lock(&self.core.control).checkpoint);
         }
         checkpoint(&self.core)
+    }
+
+    /// Starts a base backup: checkpoints, then holds the WAL from the checkpoint on (as `consumer`) and
+    /// opens the checkpoint's snapshot, so nothing the backup needs can be removed while it is copied.
+    pub fn backup_start(&self, consumer: &str) -> Result<BackupStart> {
+        if self.in_recovery() {
+            return Err(Error::new(SqlState("55000"), "recovery is in progress")
+                .with_hint("Base backups are taken from the primary."));
+        }
+        checkpoint(&self.core)?;
+        let _one = lock(&self.core.checkpoint_lock);
+        let control = lock(&self.core.control).clone();
+        self.core.wal.set_consumer(consumer, Some(control.checkpoint));
+        let path = snapshot::path(&self.core.dir, control.checkpoint);
+        let file = File::open(&path).map_err(|e| Error::io(format!("could not open \"{}\"", path.display()), e))?;
+        let control_path = self.core.dir.join(crate::control::CONTROL_FILE);
+        let control_bytes = fs::read(&control_path)
+            .map_err(|e| Error::io(format!("could not read \"{}\"", control_path.display()), e))?;
+        Ok(BackupStart {
+            checkpoint: control.checkpoint,
+            timeline: control.timeline,
+            control: control_bytes,
+            snapshot: file,
+            snapshot_name: snapshot::file_name(control.checkpoint),
+        })
     }
 
     /// Replaces the durability policy (synchronous replication installs its own).

@@ -25,7 +25,7 @@ fn primary(tmp: &common::TempDir) -> (Arc<Engine>, u16) {
     let dir = tmp.path().join("primary");
     Engine::init(&dir, &InitOptions { segment_size: SEGMENT }).unwrap();
     let engine = Arc::new(Engine::open(&dir, EngineConfig::default()).unwrap());
-    let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default());
+    let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

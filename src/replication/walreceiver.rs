@@ -40,6 +40,8 @@ pub struct ReceiverConfig {
     pub status_interval: Duration,
     /// The longest wait between reconnection attempts.
     pub max_retry_interval: Duration,
+    /// The primary's replication slot for this standby (primary_slot_name), if any.
+    pub slot: Option<String>,
 }
 
 impl ReceiverConfig {
@@ -52,6 +54,7 @@ impl ReceiverConfig {
             wal_receiver_timeout: Duration::from_secs(60),
             status_interval: Duration::from_secs(10),
             max_retry_interval: Duration::from_secs(5),
+            slot: None,
         }
     }
 
@@ -374,7 +377,8 @@ fn stream_once(
     }
     let start = engine.wal().flushed();
     let reply = {
-        send(&mut out, &Msg::new(b'Q').cstr(&format!("START_REPLICATION {start} TIMELINE {our_tli}")).finish())?;
+        let slot = config.slot.as_ref().map(|s| format!("SLOT \"{s}\" ")).unwrap_or_default();
+        send(&mut out, &Msg::new(b'Q').cstr(&format!("START_REPLICATION {slot}{start} TIMELINE {our_tli}")).finish())?;
         loop {
             let Some((kind, body)) = read_blocking(&mut input, stop)? else {
                 return Err(Error::new(SqlState("08006"), "the primary closed the connection"));

@@ -69,6 +69,7 @@ pub fn startup(stream: &mut TcpStream) -> Option<HashMap<String, String>> {
 /// replication connection) and started again on the same port.
 pub struct TestPrimary {
     pub engine: Arc<Engine>,
+    pub ctx: Arc<ReplicationContext>,
     pub port: u16,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
@@ -77,13 +78,18 @@ pub struct TestPrimary {
 
 impl TestPrimary {
     pub fn start(dir: &Path, config: EngineConfig, port: u16) -> TestPrimary {
+        Self::start_with(dir, config, port, SenderConfig::default())
+    }
+
+    pub fn start_with(dir: &Path, config: EngineConfig, port: u16, sender: SenderConfig) -> TestPrimary {
         let engine = Arc::new(Engine::open(dir, config).unwrap());
-        let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default());
+        let ctx = ReplicationContext::new(engine.clone(), sender).unwrap();
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
+        let ctx_keep = ctx.clone();
         let acceptor = {
             let (stop, conns) = (stop.clone(), conns.clone());
             std::thread::spawn(move || {
@@ -106,22 +112,24 @@ impl TestPrimary {
                 }
             })
         };
-        TestPrimary { engine, port, stop, conns, acceptor: Some(acceptor) }
+        TestPrimary { engine, ctx: ctx_keep, port, stop, conns, acceptor: Some(acceptor) }
     }
 
     /// Stops accepting, closes every replication connection and shuts the engine down cleanly.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(a) = self.acceptor.take() {
+    pub fn stop(self) {
+        let TestPrimary { engine, ctx, stop, conns, acceptor, .. } = self;
+        drop(ctx);
+        stop.store(true, Ordering::Release);
+        if let Some(a) = acceptor {
             a.join().unwrap();
         }
-        for c in self.conns.lock().unwrap().drain(..) {
+        for c in conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
-        self.engine.shutdown().unwrap();
+        engine.shutdown().unwrap();
         // Wait for the senders to let go of the engine, so the data directory can be opened again.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&self.engine) > 1 && Instant::now() < deadline {
+        while Arc::strong_count(&engine) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
