@@ -128,7 +128,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// A length that must fit in what is left of the input (each element takes at least one byte).
-    pub fn len(&mut self) -> Result<usize> {
+    pub fn count(&mut self) -> Result<usize> {
         let n = self.var()?;
         if n > self.remaining() as u64 {
             return Err(self.malformed(format!("length {n} exceeds the {} bytes left", self.remaining())));
@@ -137,7 +137,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn bytes(&mut self) -> Result<&'a [u8]> {
-        let n = self.len()?;
+        let n = self.count()?;
         self.take(n)
     }
 

@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 use crate::control::{new_system_id, ClusterState, ControlFile};
 use crate::error::{Error, Result, SqlState};
+use crate::recovery::Replay;
 use crate::snapshot;
 use crate::storage::state::DbState;
 use crate::txn::lock::LockManager;
 use crate::txn::{Isolation, Transaction};
-use crate::wal::reader::{Timelines, WalReader};
-use crate::wal::record::{decode_commit, CheckpointInfo, Record, RecordKind};
+use crate::wal::record::{CheckpointInfo, RecordKind};
 use crate::wal::segment;
 use crate::wal::writer::{lock, FlushListener, Wal};
 use crate::wal::Lsn;
@@ -94,9 +94,21 @@ const PENDING: u8 = 0;
 const ACKED: u8 = 1;
 const FAILED: u8 = 2;
 
-/// The fate of one commit, shared by its ticket and the pending queue.
+/// The fate of one commit, shared by its ticket and the pending queue. The waiting thread parks and is
+/// unparked by the acknowledgement itself, so a group commit wakes exactly its own committers and none
+/// of them has to queue on a shared mutex to find out.
 pub(crate) struct CommitSlot {
     status: AtomicU8,
+    waiter: Mutex<Option<std::thread::Thread>>,
+}
+
+impl CommitSlot {
+    fn finish(&self, status: u8) {
+        self.status.store(status, Ordering::Release);
+        if let Some(t) = lock(&self.waiter).take() {
+            t.unpark();
+        }
+    }
 }
 
 struct Pending {
@@ -140,9 +152,10 @@ pub(crate) struct Core {
     durability: RwLock<Arc<dyn Durability>>,
     control: Mutex<ControlFile>,
     checkpoint_lock: Mutex<()>,
+    spare_segments: u64,
     last_checkpoint: Mutex<(Lsn, Instant)>,
     shutdown: AtomicBool,
-    _pid_file: File,
+    _pid_file: PidFile,
 }
 
 /// A running database engine over one data directory.
@@ -182,6 +195,12 @@ impl CommitTicket {
     /// commit: it is in the WAL and becomes visible once acknowledged.
     pub fn wait_cancelable(&self, cancel: &AtomicBool) -> Result<()> {
         let Some(core) = &self.core else { return Ok(()) };
+        if let Some(slot) = &self.slot {
+            *lock(&slot.waiter) = Some(std::thread::current());
+            while slot.status.load(Ordering::Acquire) == PENDING && !cancel.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        }
         let mut p = lock(&core.pipeline);
         loop {
             match &self.slot {
@@ -224,7 +243,7 @@ impl FlushListener for Core {
         p.last_error = Some(err.clone());
         while p.pending.back().is_some_and(|x| x.end > flushed) {
             let lost = p.pending.pop_back().expect("checked");
-            lost.slot.status.store(FAILED, Ordering::Release);
+            lost.slot.finish(FAILED);
         }
         *latest = match p.pending.back() {
             Some(x) => x.state.clone(),
@@ -266,7 +285,7 @@ impl Core {
             v.lsn = lsn;
         }
         for slot in done {
-            slot.status.store(ACKED, Ordering::Release);
+            slot.finish(ACKED);
         }
         self.pipeline_cv.notify_all();
     }
@@ -274,7 +293,7 @@ impl Core {
     /// Queues a commit appended at `end` whose resulting state is `state`. Called with the WAL append lock
     /// held, so the queue stays in WAL order.
     pub(crate) fn enqueue(&self, end: Lsn, state: DbState) -> Arc<CommitSlot> {
-        let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING) });
+        let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING), waiter: Mutex::new(None) });
         lock(&self.pipeline).pending.push_back(Pending { end, state, slot: slot.clone() });
         slot
     }
@@ -306,9 +325,18 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Takes the data directory's lock file, refusing if another live server holds it.
-fn lock_data_dir(dir: &Path) -> Result<File> {
+/// The data directory's lock file, held (flock) for as long as the server runs.
+struct PidFile {
+    file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+/// Takes the data directory's lock file, refusing if another live server holds it. Nothing is written
+/// to it until [`PidFile::claim`], so a start that fails (say, on a corrupt WAL) changes no file.
+fn lock_data_dir(dir: &Path) -> Result<PidFile> {
     let path = dir.join(PID_FILE);
+    let created = !path.exists();
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -329,40 +357,23 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
         )
         .with_hint("Stop that server first, or use another data directory."));
     }
-    let mut f = &file;
-    file.set_len(0).map_err(|e| Error::io("could not write lock file", e))?;
-    writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))?;
-    Ok(file)
+    Ok(PidFile { file, path, created })
 }
 
-/// Reads the next record during recovery, telling a torn tail from corruption at the end.
-pub(crate) fn read_or_end(reader: &mut WalReader) -> Result<Option<Record>> {
-    if let Some(rec) = reader.next_record()? {
-        return Ok(Some(rec));
+impl PidFile {
+    /// Writes this process's pid into the lock file.
+    fn claim(&self) -> Result<()> {
+        let mut f = &self.file;
+        self.file.set_len(0).map_err(|e| Error::io("could not write lock file", e))?;
+        writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))
     }
-    let end = reader.position();
-    if let Some(valid) = reader.find_valid_after(end)? {
-        let path = reader.segment_path(end);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-        return Err(Error::corrupted(format!(
-            "WAL is corrupt: invalid record at {end} in segment file {name} at offset {}, but a valid record follows at {valid}",
-            end.segment_offset(reader.segment_size()),
-        ))
-        .with_detail("Nothing was changed. The WAL after the damaged record cannot be replayed safely.")
-        .with_hint("Restore the damaged segment from a standby (its pg_wal holds the same bytes), or rebuild this server from a base backup."));
-    }
-    Ok(None)
-}
 
-/// Applies one WAL record to a state during replay.
-pub(crate) fn redo(state: &mut DbState, rec: &Record) -> Result<()> {
-    if rec.kind == RecordKind::Commit {
-        let ops = decode_commit(&rec.payload).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
-        for op in &ops {
-            state.apply(op).map_err(|e| crate::wal::record::bad_payload(rec, e))?;
+    /// Gives the lock up after a failed start, removing the file if this start created it.
+    fn abandon(self) {
+        if self.created {
+            let _ = fs::remove_file(&self.path);
         }
     }
-    Ok(())
 }
 
 impl Engine {
@@ -413,8 +424,18 @@ impl Engine {
         let control = ControlFile::read(dir)?;
         let pid_file = lock_data_dir(dir)?;
         let wal_dir = dir.join(WAL_DIR);
-        let (state, end, last_record) = recover(dir, &control)?;
-        let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
+        let recovered = recover(dir, &control).and_then(|(state, end, last_record)| {
+            let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
+            Ok((state, end, wal))
+        });
+        let (state, end, wal) = match recovered {
+            Ok(r) => r,
+            Err(e) => {
+                pid_file.abandon();
+                return Err(e);
+            }
+        };
+        pid_file.claim()?;
         let next_rowid = state.max_rowid() + 1;
         let core = Arc::new(Core {
             dir: dir.to_path_buf(),
@@ -431,11 +452,13 @@ impl Engine {
             durability: RwLock::new(Arc::new(LocalFlush)),
             control: Mutex::new(ControlFile { state: ClusterState::InProduction, ..control.clone() }),
             checkpoint_lock: Mutex::new(()),
+            spare_segments: config.spare_segments,
             last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
             shutdown: AtomicBool::new(false),
             _pid_file: pid_file,
         });
-        core.wal.set_listener(core.clone());
+        let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
+        core.wal.set_listener(listener);
         lock(&core.control).write(dir)?;
         let engine = Engine { core, checkpointer: Mutex::new(None) };
         if config.background_checkpoints {
@@ -454,7 +477,7 @@ impl Engine {
                 let due = insert.0.saturating_sub(last.0) >= config.checkpoint_wal_bytes
                     || (when.elapsed() >= config.checkpoint_interval && insert.0 > last.0 + 64);
                 if due && !core.shutdown.load(Ordering::Acquire) {
-                    if let Err(e) = checkpoint(&core, config.spare_segments) {
+                    if let Err(e) = checkpoint(&core) {
                         eprintln!("tandem: checkpoint failed: {e}");
                         *lock(&core.last_checkpoint) = (last, Instant::now());
                     }
@@ -476,7 +499,7 @@ impl Engine {
 
     /// Writes a checkpoint now. Returns its position.
     pub fn checkpoint(&self) -> Result<Lsn> {
-        checkpoint(&self.core, 4)
+        checkpoint(&self.core)
     }
 
     /// Replaces the durability policy (synchronous replication installs its own).
@@ -524,7 +547,7 @@ impl Engine {
         if let Some(h) = lock(&self.checkpointer).take() {
             let _ = h.join();
         }
-        let result = checkpoint(&self.core, 4);
+        let result = checkpoint(&self.core);
         self.core.wal.shutdown();
         result?;
         let mut control = lock(&self.core.control);
@@ -549,7 +572,7 @@ impl Drop for Engine {
 }
 
 /// Writes a checkpoint: a record in the WAL, the state just before it in a snapshot, then the control file.
-fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
+fn checkpoint(core: &Core) -> Result<Lsn> {
     let _one = lock(&core.checkpoint_lock);
     let timeline = core.wal.timeline();
     let payload = CheckpointInfo { system_id: core.system_id, timeline }.encode();
@@ -571,7 +594,7 @@ fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
         *control = next;
     }
     snapshot::remove_others(&core.dir, rec.start)?;
-    core.wal.recycle_before(rec.start, spare_segments)?;
+    core.wal.recycle_before(rec.start, core.spare_segments)?;
     *lock(&core.last_checkpoint) = (rec.start, Instant::now());
     Ok(rec.start)
 }
@@ -579,35 +602,8 @@ fn checkpoint(core: &Core, spare_segments: u64) -> Result<Lsn> {
 /// Loads the latest snapshot and replays the WAL to its end. Returns the state, the end of the log and
 /// the position of the last record.
 fn recover(dir: &Path, control: &ControlFile) -> Result<(DbState, Lsn, Lsn)> {
-    let mut state = snapshot::read(dir, control.system_id, control.checkpoint)?;
-    let wal_dir = dir.join(WAL_DIR);
-    let mut reader = WalReader::new(
-        &wal_dir,
-        control.segment_size,
-        Timelines::single(control.timeline),
-        control.checkpoint,
-        Lsn::INVALID,
-    );
-    let first = reader.next_record()?;
-    let Some(first) = first.filter(|r| r.kind == RecordKind::Checkpoint) else {
-        let path = reader.segment_path(control.checkpoint);
-        return Err(Error::corrupted(format!(
-            "could not locate a valid checkpoint record at {} (segment file \"{}\", offset {})",
-            control.checkpoint,
-            path.display(),
-            control.checkpoint.segment_offset(control.segment_size)
-        ))
-        .with_detail("The control file points at a WAL position that holds no checkpoint record of this system."));
-    };
-    let info = CheckpointInfo::decode(&first.payload)?;
-    if info.system_id != control.system_id {
-        return Err(Error::corrupted(format!(
-            "WAL file is from a different database system: WAL file database system identifier is {}, control file database system identifier is {}",
-            info.system_id, control.system_id
-        )));
-    }
-    while let Some(rec) = read_or_end(&mut reader)? {
-        redo(&mut state, &rec)?;
-    }
-    Ok((state, reader.position(), reader.prev()))
+    let mut replay = Replay::start(dir, control)?;
+    replay.to_end()?;
+    let (end, prev) = (replay.position(), replay.prev());
+    Ok((replay.into_state(), end, prev))
 }

@@ -3,13 +3,16 @@
 //!
 //! The layers, from the bottom: [`wal`] (the log and its group-commit writer), [`storage`] (the in-memory
 //! persistent database state and its redo operations), [`txn`] (transactions, row locks, isolation),
-//! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together).
+//! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together), [`sql`] (parse, plan,
+//! execute, sessions) and [`server`] (the PostgreSQL wire protocol).
 
 pub mod control;
 pub mod encoding;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod recovery;
+pub mod replication;
 pub mod server;
 pub mod snapshot;
 pub mod sql;
@@ -18,3 +21,6 @@ pub mod txn;
 pub mod wal;
 
 pub use error::{Error, Result, SqlState};
+
+/// The server_version tandem reports: a PostgreSQL 15 that clients accept.
+pub const SERVER_VERSION: &str = "15.0 (tandem 0.1.0)";

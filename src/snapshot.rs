@@ -23,9 +23,9 @@ use crate::control::FORMAT_VERSION;
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::storage::catalog::TableDef;
-use crate::storage::state::{DbState, TableData};
-use crate::storage::value::{decode_values, encode_values};
+use crate::storage::catalog::{SequenceDef, TableDef};
+use crate::storage::state::{DbState, SequenceValue, TableData};
+use crate::storage::value::{decode_values, decode_values_like, encode_values, Row};
 use crate::wal::segment::sync_dir;
 use crate::wal::Lsn;
 
@@ -90,6 +90,13 @@ pub fn write(data_dir: &Path, system_id: u64, lsn: Lsn, state: &DbState) -> Resu
             }
         }
     }
+    e.var(state.sequences.len() as u64);
+    for def in state.sequences.values() {
+        def.encode(&mut e);
+        let v = state.sequence_values.get(&def.id).copied().unwrap_or(SequenceValue { last: def.start, called: false });
+        e.svar(v.last);
+        e.bool(v.called);
+    }
     w.write_all(&e.buf).map_err(io)?;
     total += e.buf.len() as u64;
     let crc = w.crc;
@@ -135,14 +142,16 @@ pub fn read(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<DbState> {
     }
     let mut state = DbState::new();
     state.next_oid = d.u32()?;
-    let ntables = d.len()?;
+    let ntables = d.count()?;
     for _ in 0..ntables {
         let def = Arc::new(TableDef::decode(&mut d)?);
         let nrows = d.var()?;
         let mut rows = Vec::with_capacity(nrows.min(d.remaining() as u64) as usize);
+        let mut prev: Option<Row> = None;
         for _ in 0..nrows {
             let key = decode_values(&mut d)?;
-            let row = decode_values(&mut d)?;
+            let row = decode_values_like(&mut d, prev.as_deref())?;
+            prev = Some(row.clone());
             if row.len() != def.columns.len() {
                 return Err(d.malformed(format!("row of {} values in table {}", row.len(), def.name)));
             }
@@ -155,6 +164,14 @@ pub fn read(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<DbState> {
         };
         state.names.insert(Arc::from(def.name.as_str()), def.id);
         state.tables.insert(def.id, data);
+    }
+    let nseq = d.count()?;
+    for _ in 0..nseq {
+        let def = Arc::new(SequenceDef::decode(&mut d)?);
+        let value = SequenceValue { last: d.svar()?, called: d.bool()? };
+        state.names.insert(Arc::from(def.name.as_str()), def.id);
+        state.sequence_values.insert(def.id, value);
+        state.sequences.insert(def.id, def);
     }
     d.finish()?;
     Ok(state)

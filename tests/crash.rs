@@ -15,7 +15,22 @@ fn kill_during_pgbench_loses_no_acknowledged_commit() {
     server.psql("CREATE TABLE track (id int PRIMARY KEY)");
 
     let bench = Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-U", "postgres", "-c", "8", "-j", "2", "-T", "60", "-n", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "postgres",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            "60",
+            "-n",
+            "postgres",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -60,7 +75,10 @@ fn kill_during_pgbench_loses_no_acknowledged_commit() {
     );
     let v: Vec<&str> = sums.split('|').collect();
     assert!(v.len() == 4 && v[0] == v[1] && v[0] == v[2] && v[0] == v[3], "sums disagree after the crash: {sums}");
-    let present: usize = server.psql(&format!("select count(*) from track where id <= {}", acked.last().copied().unwrap_or(0))).parse().unwrap_or(0);
+    let present: usize = server
+        .psql(&format!("select count(*) from track where id <= {}", acked.last().copied().unwrap_or(0)))
+        .parse()
+        .unwrap_or(0);
     assert_eq!(present, acked.len(), "acknowledged commits were lost");
     server.stop();
 }

@@ -114,7 +114,7 @@ impl TableDef {
     pub(crate) fn decode(d: &mut Decoder) -> Result<TableDef> {
         let id = d.u32()?;
         let name = d.str()?.to_string();
-        let ncols = d.len()?;
+        let ncols = d.count()?;
         let mut columns = Vec::with_capacity(ncols);
         for _ in 0..ncols {
             let name = d.str()?.to_string();
@@ -131,7 +131,7 @@ impl TableDef {
         } else {
             None
         };
-        let nidx = d.len()?;
+        let nidx = d.count()?;
         let mut indexes = Vec::with_capacity(nidx);
         for _ in 0..nidx {
             indexes.push(IndexDef::decode(d, ncols)?);
@@ -168,7 +168,7 @@ fn encode_positions(e: &mut Encoder, positions: &[usize]) {
 }
 
 fn decode_positions(d: &mut Decoder, ncols: usize) -> Result<Vec<usize>> {
-    let n = d.len()?;
+    let n = d.count()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let p = d.var()? as usize;
@@ -178,4 +178,40 @@ fn decode_positions(d: &mut Decoder, ncols: usize) -> Result<Vec<usize>> {
         out.push(p);
     }
     Ok(out)
+}
+
+/// A sequence (CREATE SEQUENCE, or the one behind a serial column).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceDef {
+    pub id: Oid,
+    pub name: String,
+    pub start: i64,
+    pub increment: i64,
+    pub min: i64,
+    pub max: i64,
+    pub cycle: bool,
+}
+
+impl SequenceDef {
+    pub(crate) fn encode(&self, e: &mut Encoder) {
+        e.u32(self.id);
+        e.str(&self.name);
+        e.svar(self.start);
+        e.svar(self.increment);
+        e.svar(self.min);
+        e.svar(self.max);
+        e.bool(self.cycle);
+    }
+
+    pub(crate) fn decode(d: &mut Decoder) -> Result<SequenceDef> {
+        Ok(SequenceDef {
+            id: d.u32()?,
+            name: d.str()?.to_string(),
+            start: d.svar()?,
+            increment: d.svar()?,
+            min: d.svar()?,
+            max: d.svar()?,
+            cycle: d.bool()?,
+        })
+    }
 }

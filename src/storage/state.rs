@@ -20,7 +20,7 @@ use imbl::OrdMap;
 
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result, SqlState};
-use crate::storage::catalog::{IndexDef, Oid, PrimaryKey, TableDef, FIRST_USER_OID};
+use crate::storage::catalog::{IndexDef, Oid, PrimaryKey, SequenceDef, TableDef, FIRST_USER_OID};
 use crate::storage::value::{decode_values, encode_values, Key, Row, Value};
 
 /// One table's rows and secondary indexes.
@@ -117,6 +117,21 @@ pub enum Op {
         table: Oid,
         op: AlterOp,
     },
+    CreateSequence(Arc<SequenceDef>),
+    DropSequence(Oid),
+    /// Sets a sequence's last value and whether it was handed out (PostgreSQL's is_called).
+    SetSequence {
+        seq: Oid,
+        value: i64,
+        called: bool,
+    },
+}
+
+/// A sequence's position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceValue {
+    pub last: i64,
+    pub called: bool,
 }
 
 /// The whole database: catalog and data.
@@ -124,8 +139,12 @@ pub enum Op {
 pub struct DbState {
     /// Tables by oid.
     pub tables: OrdMap<Oid, TableData>,
-    /// Table oids by name.
+    /// Table and sequence oids by name (they share one namespace, as PostgreSQL's relations do).
     pub names: OrdMap<Arc<str>, Oid>,
+    /// Sequences by oid.
+    pub sequences: OrdMap<Oid, Arc<SequenceDef>>,
+    /// Sequence positions by oid.
+    pub sequence_values: OrdMap<Oid, SequenceValue>,
     /// The next oid to hand out for a table or index.
     pub next_oid: Oid,
 }
@@ -133,12 +152,23 @@ pub struct DbState {
 impl DbState {
     /// An empty database.
     pub fn new() -> Self {
-        DbState { tables: OrdMap::new(), names: OrdMap::new(), next_oid: FIRST_USER_OID }
+        DbState {
+            tables: OrdMap::new(),
+            names: OrdMap::new(),
+            sequences: OrdMap::new(),
+            sequence_values: OrdMap::new(),
+            next_oid: FIRST_USER_OID,
+        }
     }
 
     /// A table by name.
     pub fn table(&self, name: &str) -> Option<&TableData> {
         self.names.get(name).and_then(|id| self.tables.get(id))
+    }
+
+    /// A sequence by name.
+    pub fn sequence(&self, name: &str) -> Option<&Arc<SequenceDef>> {
+        self.names.get(name).and_then(|id| self.sequences.get(id))
     }
 
     /// A table by oid.
@@ -189,6 +219,29 @@ impl DbState {
                 self.tables.insert(*id, TableData::new(def));
             }
             Op::Alter { table, op } => self.alter(*table, op)?,
+            Op::CreateSequence(def) => {
+                if self.names.contains_key(def.name.as_str()) {
+                    return Err(Error::new(
+                        SqlState::DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", def.name),
+                    ));
+                }
+                self.names.insert(Arc::from(def.name.as_str()), def.id);
+                self.sequences.insert(def.id, def.clone());
+                self.sequence_values.insert(def.id, SequenceValue { last: def.start, called: false });
+                self.next_oid = self.next_oid.max(def.id + 1);
+            }
+            Op::DropSequence(id) => {
+                let def = self.sequences.remove(id).ok_or_else(|| missing(*id))?;
+                self.sequence_values.remove(id);
+                self.names.remove(def.name.as_str());
+            }
+            Op::SetSequence { seq, value, called } => {
+                if !self.sequences.contains_key(seq) {
+                    return Err(missing(*seq));
+                }
+                self.sequence_values.insert(*seq, SequenceValue { last: *value, called: *called });
+            }
         }
         Ok(())
     }
@@ -383,6 +436,20 @@ impl Op {
                 e.u32(*table);
                 op.encode(e);
             }
+            Op::CreateSequence(def) => {
+                e.u8(7);
+                def.encode(e);
+            }
+            Op::DropSequence(id) => {
+                e.u8(8);
+                e.u32(*id);
+            }
+            Op::SetSequence { seq, value, called } => {
+                e.u8(9);
+                e.u32(*seq);
+                e.svar(*value);
+                e.bool(*called);
+            }
         }
     }
 
@@ -394,6 +461,9 @@ impl Op {
             4 => Op::DropTable(d.u32()?),
             5 => Op::Truncate(d.u32()?),
             6 => Op::Alter { table: d.u32()?, op: AlterOp::decode(d)? },
+            7 => Op::CreateSequence(Arc::new(SequenceDef::decode(d)?)),
+            8 => Op::DropSequence(d.u32()?),
+            9 => Op::SetSequence { seq: d.u32()?, value: d.svar()?, called: d.bool()? },
             t => return Err(d.malformed(format!("unknown op tag {t}"))),
         })
     }
@@ -475,7 +545,7 @@ impl AlterOp {
             3 => {
                 let name = d.str()?.to_string();
                 let index_id = d.u32()?;
-                let n = d.len()?;
+                let n = d.count()?;
                 let columns = (0..n).map(|_| pos(d)).collect::<Result<Vec<_>>>()?;
                 AlterOp::AddPrimaryKey(PrimaryKey { name, index_id, columns })
             }

@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use crate::engine::{CommitTicket, Core};
 use crate::error::{Error, Result, SqlState};
-use crate::storage::catalog::{Oid, TableDef};
-use crate::storage::state::{AlterOp, DbState, Op, TableData};
+use crate::storage::catalog::{Oid, SequenceDef, TableDef};
+use crate::storage::state::{AlterOp, DbState, Op, SequenceValue, TableData};
 use crate::storage::value::{Key, Row, Value};
 use crate::wal::record::{encode_commit, RecordKind};
 use crate::wal::writer::lock as lock_mutex;
@@ -61,6 +61,9 @@ pub struct Transaction {
     ops: Vec<Op>,
     /// Rows this transaction wrote (its own versions are in `state`).
     written: HashSet<(Oid, Key)>,
+    /// Tables this transaction locked exclusively (created, truncated, altered): no one else can write
+    /// them, so its own state is the newest version of every row.
+    exclusive: HashSet<Oid>,
     epoch: u64,
     /// The newest WAL position whose effects this transaction may have read from `latest`.
     read_dependency: Lsn,
@@ -86,6 +89,7 @@ impl Transaction {
             base_version,
             ops: Vec::new(),
             written: HashSet::new(),
+            exclusive: HashSet::new(),
             epoch,
             read_dependency: Lsn::INVALID,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -153,7 +157,7 @@ impl Transaction {
 
     /// The newest version of a row, from the engine's latest state (call with the row locked).
     fn newest(&mut self, table: Oid, key: &Key) -> Option<Row> {
-        if self.written.contains(&(table, key.clone())) {
+        if self.owns(table, key) {
             return self.state.row(table, key).cloned();
         }
         let latest = lock_mutex(&self.core.latest);
@@ -171,13 +175,18 @@ impl Transaction {
         row
     }
 
+    /// Whether this transaction's own state has the newest version of a row.
+    fn owns(&self, table: Oid, key: &Key) -> bool {
+        self.exclusive.contains(&table) || self.written.contains(&(table, key.clone()))
+    }
+
     /// Locks a row for UPDATE or DELETE and returns its newest version (None if it is gone). Under
     /// REPEATABLE READ, a row changed since the snapshot gives 40001.
     pub fn lock_row(&mut self, table: Oid, key: &Key) -> Result<Option<Row>> {
         self.lock_table_for_write(table)?;
         self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
         let newest = self.newest(table, key);
-        if self.isolation == Isolation::RepeatableRead && !self.written.contains(&(table, key.clone())) {
+        if self.isolation == Isolation::RepeatableRead && !self.owns(table, key) {
             let same = match (&newest, self.base.row(table, key)) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
@@ -228,7 +237,7 @@ impl Transaction {
                     .any(|(e, _)| e[values.len()..] != key[..])
             };
             let mut found = conflict(&self.state);
-            if !found {
+            if !found && !self.exclusive.contains(&table) {
                 let latest = lock_mutex(&self.core.latest).clone();
                 // Rows this transaction changed are judged by its own state.
                 found = conflict(&latest) && {
@@ -275,7 +284,7 @@ impl Transaction {
                 }
                 let key: Key = key.into();
                 self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
-                let exists = if self.written.contains(&(table, key.clone())) {
+                let exists = if self.owns(table, &key) {
                     self.state.row(table, &key).is_some()
                 } else {
                     self.state.row(table, &key).is_some() || self.newest(table, &key).is_some()
@@ -356,14 +365,24 @@ impl Transaction {
         oid
     }
 
+    /// Locks a relation name and tells whether it is in use: in this transaction's view, or by another
+    /// transaction's commit since this transaction's snapshot.
+    fn name_taken(&self, name: &str) -> Result<bool> {
+        self.lock(LockKey::Name(Arc::from(name)), LockMode::Exclusive)?;
+        if self.state.names.contains_key(name) {
+            return Ok(true);
+        }
+        let latest = lock_mutex(&self.core.latest).names.get(name).copied();
+        Ok(latest.is_some() && latest != self.base.names.get(name).copied())
+    }
+
     /// Creates a table. Its oid (and its indexes' oids) must come from [`allocate_oid`](Self::allocate_oid).
     pub fn create_table(&mut self, def: TableDef) -> Result<()> {
-        self.lock(LockKey::Name(Arc::from(def.name.as_str())), LockMode::Exclusive)?;
-        let latest_has = lock_mutex(&self.core.latest).names.contains_key(def.name.as_str());
-        if latest_has || self.state.names.contains_key(def.name.as_str()) {
+        if self.name_taken(&def.name)? {
             return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{}\" already exists", def.name)));
         }
         self.lock(LockKey::Table(def.id), LockMode::Exclusive)?;
+        self.exclusive.insert(def.id);
         let next_oid = self.state.next_oid;
         self.write(Op::CreateTable(Arc::new(def)))?;
         self.state.next_oid = self.state.next_oid.max(next_oid);
@@ -373,6 +392,7 @@ impl Transaction {
     /// Locks a table exclusively for DDL and checks it still exists.
     pub fn lock_table_for_ddl(&mut self, table: Oid) -> Result<()> {
         self.lock(LockKey::Table(table), LockMode::Exclusive)?;
+        self.exclusive.insert(table);
         let exists = lock_mutex(&self.core.latest).tables.contains_key(&table);
         if !exists && !self.state.tables.contains_key(&table) {
             return Err(Error::new(SqlState::UNDEFINED_TABLE, format!("relation with oid {table} does not exist")));
@@ -400,12 +420,112 @@ impl Transaction {
     pub fn alter_table(&mut self, table: Oid, op: AlterOp) -> Result<()> {
         self.lock_table_for_ddl(table)?;
         if let AlterOp::RenameTable(name) = &op {
-            self.lock(LockKey::Name(Arc::from(name.as_str())), LockMode::Exclusive)?;
-            if lock_mutex(&self.core.latest).names.contains_key(name.as_str()) {
+            if self.name_taken(name)? {
                 return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
             }
         }
         self.write(Op::Alter { table, op })
+    }
+
+    /// Creates a sequence (its oid from [`allocate_oid`](Self::allocate_oid)).
+    pub fn create_sequence(&mut self, def: SequenceDef) -> Result<()> {
+        if self.name_taken(&def.name)? {
+            return Err(Error::new(SqlState::DUPLICATE_TABLE, format!("relation \"{}\" already exists", def.name)));
+        }
+        if def.increment == 0 {
+            return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "INCREMENT must not be zero"));
+        }
+        if def.min > def.max || def.start < def.min || def.start > def.max {
+            return Err(Error::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!(
+                    "START value ({}) cannot be outside MINVALUE ({}) and MAXVALUE ({})",
+                    def.start, def.min, def.max
+                ),
+            ));
+        }
+        self.write(Op::CreateSequence(Arc::new(def)))
+    }
+
+    /// Drops a sequence.
+    pub fn drop_sequence(&mut self, seq: Oid) -> Result<()> {
+        self.lock(LockKey::Table(seq), LockMode::Exclusive)?;
+        if let Some(def) = self.state.sequences.get(&seq).cloned() {
+            self.lock(LockKey::Name(Arc::from(def.name.as_str())), LockMode::Exclusive)?;
+        }
+        self.write(Op::DropSequence(seq))
+    }
+
+    /// Advances a sequence and returns its new value. Like PostgreSQL's nextval this is not undone by a
+    /// rollback: the new position goes to the WAL at once, in a record of its own.
+    pub fn nextval(&mut self, seq: Oid) -> Result<i64> {
+        self.set_sequence(seq, |def, cur| {
+            if !cur.called {
+                return Ok((cur.last, true));
+            }
+            let next = cur.last.checked_add(def.increment);
+            match next {
+                Some(n) if n >= def.min && n <= def.max => Ok((n, true)),
+                _ if def.cycle => Ok((if def.increment > 0 { def.min } else { def.max }, true)),
+                _ => Err(Error::new(
+                    SqlState("2200H"),
+                    format!(
+                        "nextval: reached {} value of sequence \"{}\" ({})",
+                        if def.increment > 0 { "maximum" } else { "minimum" },
+                        def.name,
+                        if def.increment > 0 { def.max } else { def.min }
+                    ),
+                )),
+            }
+        })
+    }
+
+    /// Sets a sequence's position, as PostgreSQL's setval does (not undone by a rollback).
+    pub fn setval(&mut self, seq: Oid, value: i64, called: bool) -> Result<i64> {
+        self.set_sequence(seq, |def, _| {
+            if value < def.min || value > def.max {
+                return Err(Error::new(
+                    SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!(
+                        "setval: value {value} is out of bounds for sequence \"{}\" ({}..{})",
+                        def.name, def.min, def.max
+                    ),
+                ));
+            }
+            Ok((value, called))
+        })
+    }
+
+    fn set_sequence(
+        &mut self,
+        seq: Oid,
+        step: impl Fn(&SequenceDef, SequenceValue) -> Result<(i64, bool)>,
+    ) -> Result<i64> {
+        let undefined = || Error::new(SqlState::UNDEFINED_TABLE, format!("sequence with oid {seq} does not exist"));
+        let committed = lock_mutex(&self.core.latest).sequences.contains_key(&seq);
+        if !committed {
+            // Created by this transaction: it advances inside the transaction.
+            let def = self.state.sequences.get(&seq).cloned().ok_or_else(undefined)?;
+            let cur = self.state.sequence_values.get(&seq).copied().ok_or_else(undefined)?;
+            let (value, called) = step(&def, cur)?;
+            self.write(Op::SetSequence { seq, value, called })?;
+            return Ok(value);
+        }
+        let mut wal = self.core.wal.lock();
+        let mut latest = lock_mutex(&self.core.latest);
+        let def = latest.sequences.get(&seq).cloned().ok_or_else(undefined)?;
+        let cur = latest.sequence_values.get(&seq).copied().ok_or_else(undefined)?;
+        let (value, called) = step(&def, cur)?;
+        let op = Op::SetSequence { seq, value, called };
+        let payload = encode_commit(std::slice::from_ref(&op));
+        let appended = wal.append(RecordKind::Commit, 0, &payload, crc32c::crc32c(&payload))?;
+        latest.apply(&op)?;
+        // Queued like a commit, so that a WAL failure rolls it back with everything after it.
+        self.core.enqueue(appended.end, latest.clone());
+        drop(latest);
+        drop(wal);
+        self.state.sequence_values.insert(seq, SequenceValue { last: value, called });
+        Ok(value)
     }
 
     /// Marks a savepoint.

@@ -30,7 +30,7 @@ impl Lsn {
     }
 
     /// This position moved forward by `n` bytes.
-    pub fn add(self, n: u64) -> Lsn {
+    pub fn plus(self, n: u64) -> Lsn {
         Lsn(self.0 + n)
     }
 }

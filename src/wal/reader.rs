@@ -95,9 +95,14 @@ impl WalReader {
         self.prev
     }
 
-    /// Sets the position past which nothing is read.
+    /// Sets the position past which nothing is read. Read-ahead from before is dropped: it may hold bytes
+    /// read before they were written.
     pub fn set_limit(&mut self, limit: Option<Lsn>) {
-        self.limit = limit;
+        if limit != self.limit {
+            self.limit = limit;
+            self.window.clear();
+            self.window_start = self.pos;
+        }
     }
 
     /// Replaces the timeline list (after a timeline switch).
@@ -113,6 +118,11 @@ impl WalReader {
         let segno = lsn.segment(self.segment_size);
         let tli = self.timelines.for_segment(segno, self.segment_size);
         self.dir.join(segment::file_name(tli, segno, self.segment_size))
+    }
+
+    /// Reads raw WAL bytes at `at`, never past the end of its segment; 0 if the segment file is missing.
+    pub fn read_raw(&mut self, at: Lsn, buf: &mut [u8]) -> Result<usize> {
+        self.read_segment(at, buf)
     }
 
     /// Reads up to `buf.len()` bytes at `at` from one segment file; 0 if the file is missing.

@@ -52,7 +52,7 @@ pub fn parse_segment_size(s: &str) -> Result<u64> {
 
 /// Prints a segment size as `SHOW wal_segment_size` does: `16MB`, `1GB`.
 pub fn format_segment_size(size: u64) -> String {
-    if size >= 1 << 30 && size % (1 << 30) == 0 {
+    if size >= 1 << 30 && size.is_multiple_of(1 << 30) {
         format!("{}GB", size >> 30)
     } else {
         format!("{}MB", size >> 20)

@@ -23,13 +23,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::wal::lsn::Lsn;
-use crate::wal::record::{frame, now_micros, RecordKind, HEADER_LEN, MAX_RECORD_LEN};
+use crate::wal::record::{frame, now_micros, Framing, RecordKind, HEADER_LEN, MAX_RECORD_LEN};
 use crate::wal::segment;
 
 /// Told when WAL becomes durable, or when a write fails.
@@ -58,6 +58,8 @@ struct AppendState {
     /// The position of the last record appended (the next record's `prev`).
     last_record: Lsn,
     shutdown: bool,
+    /// The flusher is waiting for work (so an append must wake it).
+    flusher_idle: bool,
 }
 
 struct FlushState {
@@ -79,7 +81,7 @@ struct Shared {
     work: Condvar,
     flush: Mutex<FlushState>,
     flushed_cv: Condvar,
-    listener: OnceLock<Arc<dyn FlushListener>>,
+    listener: OnceLock<Weak<dyn FlushListener>>,
     /// Serializes creating and recycling segment files.
     segment_files: Mutex<()>,
     preallocating: AtomicBool,
@@ -115,8 +117,9 @@ impl AppendGuard<'_> {
         }
         let start = self.st.insert;
         let prev = self.st.last_record;
-        frame(&mut self.st.buf, start, prev, xid, now_micros(), kind, payload, payload_crc);
-        let end = start.add((HEADER_LEN + payload.len()) as u64);
+        let framing = Framing { lsn: start, prev, xid, time: now_micros(), kind };
+        frame(&mut self.st.buf, framing, payload, payload_crc);
+        let end = start.plus((HEADER_LEN + payload.len()) as u64);
         self.st.insert = end;
         self.st.last_record = start;
         self.appended = true;
@@ -136,7 +139,8 @@ impl AppendGuard<'_> {
 
 impl Drop for AppendGuard<'_> {
     fn drop(&mut self) {
-        if self.appended {
+        // A busy flusher looks for more work before it sleeps: only an idle one needs waking.
+        if self.appended && self.st.flusher_idle {
             self.shared.work.notify_one();
         }
     }
@@ -157,6 +161,7 @@ impl Wal {
                 insert: end,
                 last_record,
                 shutdown: false,
+                flusher_idle: false,
             }),
             work: Condvar::new(),
             flush: Mutex::new(FlushState {
@@ -181,8 +186,9 @@ impl Wal {
         Ok(Wal { shared, flusher: Mutex::new(Some(flusher)) })
     }
 
-    /// Sets who hears about flushes and failures. Only the first call counts.
-    pub fn set_listener(&self, listener: Arc<dyn FlushListener>) {
+    /// Sets who hears about flushes and failures (held weakly: the listener usually owns the WAL). Only
+    /// the first call counts.
+    pub fn set_listener(&self, listener: Weak<dyn FlushListener>) {
         let _ = self.shared.listener.set(listener);
     }
 
@@ -238,6 +244,17 @@ impl Wal {
             st = self.shared.flushed_cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         Ok(())
+    }
+
+    /// Waits until the WAL is flushed past `lsn` or `timeout` passes; returns the flushed position.
+    pub fn wait_flushed_beyond(&self, lsn: Lsn, timeout: std::time::Duration) -> Lsn {
+        let st = lock(&self.shared.flush);
+        let (st, _) = self
+            .shared
+            .flushed_cv
+            .wait_timeout_while(st, timeout, |f| f.flushed <= lsn)
+            .unwrap_or_else(|e| e.into_inner());
+        st.flushed
     }
 
     /// Records that a consumer still needs WAL from `lsn` on (None forgets the consumer).
@@ -336,7 +353,9 @@ impl Flusher {
             let (start, data, last_record, timeline) = {
                 let mut st = lock(&self.shared.append);
                 while st.buf.is_empty() && !st.shutdown {
+                    st.flusher_idle = true;
                     st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.flusher_idle = false;
                 }
                 if st.buf.is_empty() {
                     return;
@@ -346,7 +365,7 @@ impl Flusher {
                 st.buf_start = st.insert;
                 (start, data, st.last_record, st.timeline)
             };
-            let end = start.add(data.len() as u64);
+            let end = start.plus(data.len() as u64);
             match self.write_and_sync(timeline, start, &data) {
                 Ok(()) => {
                     {
@@ -356,7 +375,7 @@ impl Flusher {
                         f.last_error = None;
                     }
                     self.shared.flushed_cv.notify_all();
-                    if let Some(l) = self.shared.listener.get() {
+                    if let Some(l) = self.shared.listener.get().and_then(Weak::upgrade) {
                         l.flushed(end);
                     }
                 }
@@ -387,7 +406,7 @@ impl Flusher {
         let flushed = f.flushed;
         drop(f);
         self.shared.flushed_cv.notify_all();
-        if let Some(l) = self.shared.listener.get() {
+        if let Some(l) = self.shared.listener.get().and_then(Weak::upgrade) {
             l.failed(flushed, &err);
         }
         drop(st);
@@ -447,7 +466,7 @@ impl Flusher {
                 touched.push(segno);
             }
             data = &data[n..];
-            at = at.add(n as u64);
+            at = at.plus(n as u64);
         }
         Ok(())
     }

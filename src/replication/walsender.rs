@@ -1,0 +1,455 @@
+//! The WAL sender: the primary's end of a replication connection.
+//!
+//! After the startup packet, a replication connection runs replication commands (IDENTIFY_SYSTEM, SHOW,
+//! TIMELINE_HISTORY, slots, START_REPLICATION, BASE_BACKUP) one at a time, like a tiny SQL session.
+//! START_REPLICATION turns the connection into a CopyBoth stream in both directions at once:
+//!
+//! ```text
+//!   sender thread:  WAL flushed locally ──pread──▶ XLogData 'w' (≤128 KiB, within one segment) ──▶ standby
+//!                   idle ──▶ keepalive 'k' (reply requested after wal_sender_timeout / 2 without a reply)
+//!   reader thread:  standby ──▶ status 'r' (write / flush / apply) ──▶ shared positions ──▶ monitoring, syncrep
+//! ```
+//!
+//! Replies are not synchronized with sends, so a second thread reads them (as neon's safekeeper runs two
+//! tasks); only the sender thread writes to the socket. Garbage in the stream ends that connection and
+//! nothing else. While connected, the sender holds the WAL its standby has not flushed (as a WAL
+//! consumer), so a checkpoint cannot recycle a segment under it.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, WAL_DIR};
+use crate::error::{Error, Result, SqlState};
+use crate::replication::protocol::{
+    self, error_message, io, read_message, ready, write_rows, Command, CopyMessage, Msg, INT4, TEXT,
+};
+use crate::wal::reader::{Timelines, WalReader};
+use crate::wal::segment;
+use crate::wal::writer::lock;
+use crate::wal::Lsn;
+
+/// The largest XLogData payload, as PostgreSQL's MAX_SEND_SIZE.
+const MAX_SEND: usize = 128 * 1024;
+
+/// Settings of WAL senders.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// End a stream whose standby sent nothing for this long.
+    pub wal_sender_timeout: Duration,
+    /// Send a keepalive after this long without sending anything.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig { wal_sender_timeout: Duration::from_secs(60), keepalive_interval: Duration::from_secs(1) }
+    }
+}
+
+/// What pg_stat_replication shows of one WAL sender.
+pub struct SenderInfo {
+    pub pid: i32,
+    pub application_name: String,
+    pub client_addr: String,
+    pub client_port: i32,
+    pub backend_start: i64,
+    /// startup, catchup, streaming, backup, stopping.
+    pub state: Mutex<&'static str>,
+    pub sent: AtomicU64,
+    pub write: AtomicU64,
+    pub flush: AtomicU64,
+    pub apply: AtomicU64,
+    /// When the last status update arrived (PostgreSQL timestamp), 0 if none.
+    pub reply_time: AtomicI64,
+}
+
+/// What every WAL sender of a server shares.
+pub struct ReplicationContext {
+    pub engine: Arc<Engine>,
+    pub config: SenderConfig,
+    senders: Mutex<Vec<Arc<SenderInfo>>>,
+}
+
+impl ReplicationContext {
+    pub fn new(engine: Arc<Engine>, config: SenderConfig) -> Arc<ReplicationContext> {
+        Arc::new(ReplicationContext { engine, config, senders: Mutex::new(Vec::new()) })
+    }
+
+    /// The WAL senders connected now.
+    pub fn senders(&self) -> Vec<Arc<SenderInfo>> {
+        lock(&self.senders).clone()
+    }
+}
+
+/// Removes a sender from the registry and releases its WAL when the connection ends.
+struct Registration {
+    ctx: Arc<ReplicationContext>,
+    info: Arc<SenderInfo>,
+    consumer: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.ctx.engine.wal().set_consumer(&self.consumer, None);
+        lock(&self.ctx.senders).retain(|s| !Arc::ptr_eq(s, &self.info));
+    }
+}
+
+/// Serves a replication connection whose startup packet has been read.
+pub fn serve(
+    stream: TcpStream,
+    params: &HashMap<String, String>,
+    pid: i32,
+    ctx: Arc<ReplicationContext>,
+) -> Result<()> {
+    let peer = stream.peer_addr().ok();
+    let info = Arc::new(SenderInfo {
+        pid,
+        application_name: params.get("application_name").cloned().unwrap_or_default(),
+        client_addr: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        client_port: peer.map(|p| p.port() as i32).unwrap_or(-1),
+        backend_start: protocol::now(),
+        state: Mutex::new("startup"),
+        sent: AtomicU64::new(0),
+        write: AtomicU64::new(0),
+        flush: AtomicU64::new(0),
+        apply: AtomicU64::new(0),
+        reply_time: AtomicI64::new(0),
+    });
+    let mut out = BufWriter::with_capacity(256 * 1024, stream.try_clone().map_err(io)?);
+    let mut input = BufReader::with_capacity(64 * 1024, stream.try_clone().map_err(io)?);
+    let mut hello = Msg::new(b'R').i32(0).finish();
+    let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
+    for (k, v) in [
+        ("application_name", info.application_name.as_str()),
+        ("client_encoding", "SQL_ASCII"),
+        ("DateStyle", "ISO, MDY"),
+        ("default_transaction_read_only", "off"),
+        ("in_hot_standby", "off"),
+        ("integer_datetimes", "on"),
+        ("IntervalStyle", "postgres"),
+        ("is_superuser", "on"),
+        ("server_encoding", "UTF8"),
+        ("server_version", crate::SERVER_VERSION),
+        ("session_authorization", user.as_str()),
+        ("standard_conforming_strings", "on"),
+        ("TimeZone", "Etc/UTC"),
+    ] {
+        hello.extend(Msg::new(b'S').cstr(k).cstr(v).finish());
+    }
+    hello.extend(Msg::new(b'K').i32(pid).i32(0).finish());
+    hello.extend(ready());
+    out.write_all(&hello).map_err(io)?;
+    out.flush().map_err(io)?;
+    let mut registration: Option<Registration> = None;
+    loop {
+        let Some((kind, body)) = read_message(&mut input, 1 << 20)? else { return Ok(()) };
+        match kind {
+            b'Q' => {
+                let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).into_owned();
+                let result = Command::parse(&text).and_then(|cmd| match cmd {
+                    Command::StartReplication { slot, start, timeline } => {
+                        let reg = registration.get_or_insert_with(|| {
+                            lock(&ctx.senders).push(info.clone());
+                            Registration { ctx: ctx.clone(), info: info.clone(), consumer: format!("walsender {pid}") }
+                        });
+                        let _ = slot;
+                        stream_wal(&ctx, reg, &stream, &mut out, &mut input, start, timeline)
+                    }
+                    other => run_command(&ctx, &mut out, other),
+                });
+                if let Err(e) = result {
+                    // A stream that failed mid-way has already said why and closed the socket.
+                    if e.code == SqlState::PROTOCOL_VIOLATION || e.code == SqlState::IO_ERROR {
+                        let _ = out.write_all(&error_message(&e));
+                        let _ = out.flush();
+                        return Err(e);
+                    }
+                    out.write_all(&error_message(&e)).map_err(io)?;
+                }
+                out.write_all(&ready()).map_err(io)?;
+                out.flush().map_err(io)?;
+            }
+            b'X' => return Ok(()),
+            other => {
+                let e = Error::new(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("invalid message type \"{}\" on a replication connection", other as char),
+                );
+                let _ = out.write_all(&error_message(&e));
+                let _ = out.flush();
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn run_command(ctx: &ReplicationContext, out: &mut impl Write, cmd: Command) -> Result<()> {
+    let engine = &ctx.engine;
+    match cmd {
+        Command::IdentifySystem => write_rows(
+            out,
+            &[("systemid", TEXT), ("timeline", INT4), ("xlogpos", TEXT), ("dbname", TEXT)],
+            &[vec![
+                Some(engine.system_id().to_string()),
+                Some(engine.wal().timeline().to_string()),
+                Some(engine.wal().flushed().to_string()),
+                None,
+            ]],
+            "IDENTIFY_SYSTEM",
+        ),
+        Command::Show(name) => {
+            let value = match name.as_str() {
+                "wal_segment_size" => segment::format_segment_size(engine.wal().segment_size()),
+                "data_directory_mode" => "0700".into(),
+                "server_version" => crate::SERVER_VERSION.into(),
+                "integer_datetimes" => "on".into(),
+                "wal_sender_timeout" => format!("{}ms", ctx.config.wal_sender_timeout.as_millis()),
+                _ => {
+                    return Err(Error::new(
+                        SqlState::UNDEFINED_OBJECT,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    ))
+                }
+            };
+            let column: &'static str = match name.as_str() {
+                "wal_segment_size" => "wal_segment_size",
+                "data_directory_mode" => "data_directory_mode",
+                "server_version" => "server_version",
+                "integer_datetimes" => "integer_datetimes",
+                _ => "wal_sender_timeout",
+            };
+            write_rows(out, &[(column, TEXT)], &[vec![Some(value)]], "SHOW")
+        }
+        Command::TimelineHistory(tli) => {
+            let name = format!("{tli:08X}.history");
+            let path = engine.dir().join(WAL_DIR).join(&name);
+            let content = std::fs::read_to_string(&path)
+                .map_err(|e| Error::new(SqlState("58P01"), format!("could not open file \"{WAL_DIR}/{name}\": {e}")))?;
+            write_rows(
+                out,
+                &[("filename", TEXT), ("content", TEXT)],
+                &[vec![Some(name), Some(content)]],
+                "TIMELINE_HISTORY",
+            )
+        }
+        Command::CreateSlot { .. } | Command::DropSlot { .. } | Command::ReadSlot { .. } | Command::BaseBackup(_) => {
+            Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "this replication command is not supported yet"))
+        }
+        Command::StartReplication { .. } => Err(Error::internal("START_REPLICATION handled by the caller")),
+    }
+}
+
+/// What the reader thread learned from the standby.
+#[derive(Default)]
+struct Replies {
+    done: AtomicBool,
+    closed: AtomicBool,
+    reply_requested: AtomicBool,
+    error: Mutex<Option<Error>>,
+    last_reply: Mutex<Option<Instant>>,
+}
+
+fn stream_wal(
+    ctx: &Arc<ReplicationContext>,
+    reg: &Registration,
+    stream: &TcpStream,
+    out: &mut BufWriter<TcpStream>,
+    input: &mut BufReader<TcpStream>,
+    start: Lsn,
+    timeline: Option<u32>,
+) -> Result<()> {
+    let engine = &ctx.engine;
+    let wal = engine.wal();
+    let current_tli = wal.timeline();
+    if let Some(t) = timeline {
+        if t != current_tli {
+            return Err(Error::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("requested timeline {t} is not in this server's history"),
+            ));
+        }
+    }
+    let flushed = wal.flushed();
+    if start > flushed {
+        return Err(Error::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("requested starting point {start} is ahead of the WAL flush position of this server {flushed}"),
+        ));
+    }
+    let seg_size = wal.segment_size();
+    // Hold the WAL from here on, then make sure it is still there.
+    wal.set_consumer(&reg.consumer, Some(start));
+    let mut reader =
+        WalReader::new(&engine.dir().join(WAL_DIR), seg_size, Timelines::single(current_tli), start, Lsn::INVALID);
+    let mut probe = [0u8; 1];
+    if start < flushed && reader.read_raw(start, &mut probe)? == 0 {
+        return Err(Error::new(
+            SqlState("58P01"),
+            format!(
+                "requested WAL segment {} has already been removed",
+                segment::file_name(current_tli, start.segment(seg_size), seg_size)
+            ),
+        ));
+    }
+    out.write_all(&Msg::new(b'W').u8(0).i16(0).finish()).map_err(io)?;
+    out.flush().map_err(io)?;
+    let info = &reg.info;
+    info.sent.store(start.0, Ordering::Relaxed);
+    *lock(&info.state) = "catchup";
+
+    let replies = Arc::new(Replies::default());
+    *lock(&replies.last_reply) = Some(Instant::now());
+    // The reply reader takes the command reader (and whatever it has buffered) and hands it back when
+    // the standby ends the stream with CopyDone.
+    let reader_thread = {
+        let replies = replies.clone();
+        let info = info.clone();
+        let mut taken = std::mem::replace(input, BufReader::new(stream.try_clone().map_err(io)?));
+        std::thread::Builder::new()
+            .name("walsender-replies".into())
+            .spawn(move || {
+                read_replies(&mut taken, &replies, &info);
+                taken
+            })
+            .map_err(|e| Error::io("could not start a thread", e))?
+    };
+
+    let mut pos = start;
+    let mut buf = vec![0u8; MAX_SEND];
+    let mut last_send = Instant::now();
+    let mut asked = false;
+    let timeout = ctx.config.wal_sender_timeout;
+    let result = loop {
+        if replies.closed.load(Ordering::Acquire) {
+            break lock(&replies.error).take().map_or(Ok(()), Err);
+        }
+        if replies.done.load(Ordering::Acquire) {
+            *lock(&info.state) = "stopping";
+            let mut end = Msg::new(b'c').finish();
+            end.extend(Msg::new(b'C').cstr("START_STREAMING").finish());
+            out.write_all(&end).map_err(io)?;
+            break Ok(());
+        }
+        let flushed = wal.flushed();
+        if pos < flushed {
+            let seg_end = Lsn((pos.segment(seg_size) + 1) * seg_size);
+            let want = (flushed.0.min(seg_end.0) - pos.0).min(MAX_SEND as u64) as usize;
+            let n = reader.read_raw(pos, &mut buf[..want])?;
+            if n == 0 {
+                break Err(Error::new(
+                    SqlState("58P01"),
+                    format!(
+                        "requested WAL segment {} has already been removed",
+                        segment::file_name(current_tli, pos.segment(seg_size), seg_size)
+                    ),
+                ));
+            }
+            let msg = Msg::new(b'd')
+                .u8(b'w')
+                .i64(pos.0 as i64)
+                .i64(flushed.0 as i64)
+                .i64(protocol::now())
+                .bytes(&buf[..n])
+                .finish();
+            out.write_all(&msg).map_err(io)?;
+            pos = pos.plus(n as u64);
+            info.sent.store(pos.0, Ordering::Relaxed);
+            if pos >= wal.flushed() {
+                out.flush().map_err(io)?;
+                *lock(&info.state) = "streaming";
+            }
+            last_send = Instant::now();
+            continue;
+        }
+        let since_reply = lock(&replies.last_reply).map_or(Duration::ZERO, |t| t.elapsed());
+        if !timeout.is_zero() && since_reply > timeout {
+            break Err(Error::new(
+                SqlState::ADMIN_SHUTDOWN,
+                "terminating walsender process due to replication timeout",
+            ));
+        }
+        let want_reply = !timeout.is_zero() && since_reply > timeout / 2 && !asked;
+        if want_reply
+            || replies.reply_requested.swap(false, Ordering::AcqRel)
+            || last_send.elapsed() >= ctx.config.keepalive_interval
+        {
+            asked |= want_reply;
+            let msg = Msg::new(b'd').u8(b'k').i64(pos.0 as i64).i64(protocol::now()).u8(want_reply as u8).finish();
+            out.write_all(&msg).map_err(io)?;
+            out.flush().map_err(io)?;
+            last_send = Instant::now();
+        }
+        if since_reply < timeout / 2 {
+            asked = false;
+        }
+        // Hold what the standby has not flushed yet (or, for clients that report no flush, not received).
+        let held = Lsn(info.flush.load(Ordering::Relaxed)).max(start.segment_start(seg_size));
+        wal.set_consumer(&reg.consumer, Some(held.min(pos)));
+        wal.wait_flushed_beyond(pos, Duration::from_millis(100));
+    };
+    if let Err(e) = &result {
+        // Say why, then unblock the reply reader: the connection is over.
+        let _ = out.write_all(&error_message(e));
+        let _ = out.flush();
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Err(Error { code: SqlState::PROTOCOL_VIOLATION, ..e.clone() });
+    }
+    if let Ok(taken) = reader_thread.join() {
+        *input = taken;
+    }
+    result
+}
+
+fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &SenderInfo) {
+    loop {
+        let msg = read_message(input, 1 << 20);
+        let outcome = match msg {
+            Ok(Some((b'd', body))) => match CopyMessage::decode(&body) {
+                Ok(CopyMessage::Status(s)) => {
+                    info.write.store(s.write.0, Ordering::Relaxed);
+                    info.flush.store(s.flush.0, Ordering::Relaxed);
+                    info.apply.store(s.apply.0, Ordering::Relaxed);
+                    info.reply_time.store(protocol::now(), Ordering::Relaxed);
+                    *lock(&replies.last_reply) = Some(Instant::now());
+                    if s.reply_requested {
+                        replies.reply_requested.store(true, Ordering::Release);
+                    }
+                    Ok(true)
+                }
+                Ok(CopyMessage::HotStandbyFeedback) => {
+                    *lock(&replies.last_reply) = Some(Instant::now());
+                    Ok(true)
+                }
+                Ok(_) => Err(Error::new(SqlState::PROTOCOL_VIOLATION, "unexpected message from a standby")),
+                Err(e) => Err(e),
+            },
+            Ok(Some((b'c', _))) => {
+                replies.done.store(true, Ordering::Release);
+                return;
+            }
+            Ok(Some((b'X', _))) | Ok(None) => Ok(false),
+            Ok(Some((other, _))) => Err(Error::new(
+                SqlState::PROTOCOL_VIOLATION,
+                format!("invalid standby message type \"{}\"", other as char),
+            )),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                replies.closed.store(true, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                *lock(&replies.error) = Some(e);
+                replies.closed.store(true, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
