@@ -387,6 +387,9 @@ enum AggState {
     Concat(Option<String>),
 }
 
+/// One group: its key, its aggregate states, and the values each DISTINCT aggregate has seen.
+type Group = (Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>);
+
 fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
     let init: Vec<AggState> = aggs
         .iter()
@@ -400,7 +403,7 @@ fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &En
         })
         .collect();
     let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     if group.is_empty() {
         groups.push((vec![], init.clone(), vec![Default::default(); aggs.len()]));
         index.insert(vec![], 0);

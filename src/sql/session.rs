@@ -219,6 +219,9 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
     .collect()
 }
 
+/// What Describe reports: the parameter types, and the result columns if the statement returns rows.
+pub type Description = (Vec<DataType>, Option<Vec<(String, DataType)>>);
+
 /// A session.
 pub struct Session {
     engine: Arc<Engine>,
@@ -297,7 +300,7 @@ impl Session {
     }
 
     /// Reports the parameter types and result columns of a statement without running it.
-    pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<(Vec<DataType>, Option<Vec<(String, DataType)>>)> {
+    pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<Description> {
         let visible;
         let state: &DbState = match &self.txn {
             Some(t) => t.state(),

@@ -174,7 +174,7 @@ pub fn pgbench_number(output: &str, label: &str) -> f64 {
     output
         .lines()
         .find_map(|l| l.strip_prefix(label))
-        .and_then(|rest| rest.trim().split_whitespace().next().map(str::to_string))
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no \"{label}\" in pgbench output:\n{output}"))
 }
