@@ -3,7 +3,8 @@
 //!
 //! The layers, from the bottom: [`wal`] (the log and its group-commit writer), [`storage`] (the in-memory
 //! persistent database state and its redo operations), [`txn`] (transactions, row locks, isolation),
-//! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together).
+//! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together), [`sql`] (parse, plan,
+//! execute, sessions) and [`server`] (the PostgreSQL wire protocol).
 
 pub mod control;
 pub mod encoding;

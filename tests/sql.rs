@@ -106,7 +106,7 @@ async fn sql_features() {
     assert!(one(&c, "SELECT pg_current_wal_lsn()").await.contains('/'));
     assert_eq!(one(&c, "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), pg_current_wal_flush_lsn())").await, "0");
     assert!(one(&c, "SELECT pg_backend_pid()").await.parse::<i32>().is_ok());
-    assert_eq!(one(&c, "SELECT current_setting('server_version_num')").await, "150018");
+    assert_eq!(one(&c, "SELECT current_setting('server_version_num')").await, "150000");
 
     // DML: RETURNING, ON CONFLICT, INSERT ... SELECT, DEFAULT.
     assert_eq!(one(&c, "INSERT INTO dept VALUES (4, 'qa') RETURNING id * 10").await, "40");
@@ -152,6 +152,22 @@ async fn sql_features() {
     assert_eq!(one(&c, "SELECT sum(bonus) FROM staff").await, "28");
     assert_eq!(one(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'staff'").await, "10");
     assert_eq!(one(&c, "SELECT table_name FROM information_schema.tables").await, "staff");
+
+    // Sequences: serial columns, CREATE SEQUENCE, nextval/currval/setval (not undone by ROLLBACK).
+    c.batch_execute(
+        "CREATE TABLE notes (id serial PRIMARY KEY, body text); CREATE SEQUENCE ticket START WITH 10 INCREMENT BY 5",
+    )
+    .await
+    .expect("sequences");
+    assert_eq!(one(&c, "INSERT INTO notes (body) VALUES ('a'), ('b') RETURNING id").await, "1");
+    assert_eq!(one(&c, "SELECT currval('notes_id_seq')").await, "2");
+    assert_eq!(one(&c, "SELECT nextval('ticket')").await, "10");
+    c.batch_execute("BEGIN; SELECT nextval('ticket'); ROLLBACK").await.expect("rollback");
+    assert_eq!(one(&c, "SELECT nextval('ticket')").await, "20");
+    assert_eq!(one(&c, "SELECT setval('ticket', 100)").await, "100");
+    assert_eq!(one(&c, "SELECT nextval('ticket')").await, "105");
+    c.batch_execute("DROP TABLE notes; DROP SEQUENCE ticket").await.expect("drop");
+    assert_eq!(sqlstate(&c, "SELECT nextval('notes_id_seq')").await, "42P01");
 
     // Settings.
     c.simple_query("SET application_name = 'tests'").await.expect("set");

@@ -168,7 +168,15 @@ pub fn serve(stream: TcpStream, shared: Arc<Shared>) {
         writer: BufWriter::with_capacity(64 * 1024, w),
         out: BytesMut::new(),
     };
-    match run(&mut conn, &shared, stream) {
+    // A bug that panics ends this session only; the registration guard closes it properly.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut conn, &shared, stream)));
+    let Ok(outcome) = outcome else {
+        tracing::error!(%peer, "session ended by an internal error (panic)");
+        let _ = conn.error(&Error::internal("internal error; the session was closed"));
+        let _ = conn.flush();
+        return;
+    };
+    match outcome {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(e) => {
             tracing::info!(%peer, error = %e.message, "connection ended");
@@ -241,6 +249,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
         return conn.flush();
     }
     let (pid, secret, registration) = shared.register(stream);
+    let _registered = Registration { shared, pid };
     let mut settings = session::default_settings(&user, &app, &encoding);
     for (k, v) in &params {
         if matches!(k.as_str(), "datestyle" | "timezone" | "search_path" | "extra_float_digits") {
@@ -250,9 +259,19 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
     }
     let mut session = Session::new(shared.engine.clone(), pid, &user, &database, settings);
     *registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.cancel.clone());
-    let result = serve_session(conn, &mut session, pid, secret);
-    shared.deregister(pid);
-    result
+    serve_session(conn, &mut session, pid, secret)
+}
+
+/// Removes a session from the registry when it ends, however it ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    pid: i32,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.deregister(self.pid);
+    }
 }
 
 const REPORTED: &[&str] = &[

@@ -276,7 +276,7 @@ fn i(v: i64) -> Value {
 /// The typmod PostgreSQL records for a column type.
 fn typmod(ty: &DataType) -> i64 {
     match ty {
-        DataType::Varchar(Some(n)) | DataType::Char(n @ _) if !matches!(ty, DataType::Varchar(None)) => *n as i64 + 4,
+        DataType::Varchar(Some(n)) | DataType::Char(n) => *n as i64 + 4,
         DataType::Numeric(Some((p, s))) => (((*p as i64) << 16) | *s as i64) + 4,
         _ => -1,
     }
@@ -578,7 +578,7 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                         i(n as i64 + 1),
                         col.default.as_deref().map_or(Value::Null, t),
                         t(if nullable { "YES" } else { "NO" }),
-                        t(&col.ty.sql_name().split('(').next().unwrap_or("").to_string()),
+                        t(col.ty.sql_name().split('(').next().unwrap_or("")),
                         len,
                         prec,
                         scale,

@@ -11,9 +11,9 @@ use sqlparser::ast;
 use crate::error::{Error, Result, SqlState};
 use crate::sql::planner::{ident, name_parts, table_name};
 use crate::sql::types;
-use crate::storage::catalog::{ColumnDef, IndexDef, Oid, PrimaryKey, TableDef};
+use crate::storage::catalog::{ColumnDef, IndexDef, Oid, PrimaryKey, SequenceDef, TableDef};
 use crate::storage::state::AlterOp;
-use crate::storage::value::Value;
+use crate::storage::value::{DataType, Value};
 use crate::txn::Transaction;
 
 /// What a DDL statement reports: its command tag and any notices.
@@ -94,10 +94,25 @@ pub fn create_table(txn: &mut Transaction, ct: &ast::CreateTable) -> Result<DdlR
         let ty = types::data_type(&c.data_type)?;
         let mut col = ColumnDef { name: cname.clone(), ty, not_null: false, default: None };
         if types::is_serial(&c.data_type) {
-            return Err(Error::new(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                "serial columns need sequences, which this build does not have yet",
-            ));
+            // serial: an integer column whose default takes the next value of a sequence it owns.
+            let seq_name = unique_name(txn, &format!("{name}_{cname}_seq"));
+            let max = match col.ty {
+                DataType::Int2 => i16::MAX as i64,
+                DataType::Int4 => i32::MAX as i64,
+                _ => i64::MAX,
+            };
+            let def = SequenceDef {
+                id: txn.allocate_oid(),
+                name: seq_name.clone(),
+                start: 1,
+                increment: 1,
+                min: 1,
+                max,
+                cycle: false,
+            };
+            txn.create_sequence(def)?;
+            col.default = Some(format!("nextval('{seq_name}'::regclass)"));
+            col.not_null = true;
         }
         let pos = columns.len();
         for o in &c.options {
@@ -174,8 +189,15 @@ pub fn drop(
         ast::ObjectType::Table => {
             for n in names {
                 let name = table_name(n)?;
-                match txn.state().table(&name).map(|t| t.def.id) {
-                    Some(id) => txn.drop_table(id)?,
+                match txn.state().table(&name).map(|t| t.def.clone()) {
+                    Some(def) => {
+                        txn.drop_table(def.id)?;
+                        for seq in owned_sequences(&def) {
+                            if let Some(id) = txn.state().sequence(&seq).map(|s| s.id) {
+                                txn.drop_sequence(id)?;
+                            }
+                        }
+                    }
                     None if if_exists => notices.push(format!("table \"{name}\" does not exist, skipping")),
                     None => {
                         return Err(Error::new(SqlState::UNDEFINED_TABLE, format!("table \"{name}\" does not exist")))
@@ -206,8 +228,75 @@ pub fn drop(
             }
             Ok(DdlResult { tag: "DROP INDEX".into(), notices })
         }
+        ast::ObjectType::Sequence => {
+            for n in names {
+                let name = name_parts(n).pop().unwrap_or_default();
+                match txn.state().sequence(&name).map(|s| s.id) {
+                    Some(id) => txn.drop_sequence(id)?,
+                    None if if_exists => notices.push(format!("sequence \"{name}\" does not exist, skipping")),
+                    None => {
+                        return Err(Error::new(
+                            SqlState::UNDEFINED_TABLE,
+                            format!("sequence \"{name}\" does not exist"),
+                        ))
+                    }
+                }
+            }
+            Ok(DdlResult { tag: "DROP SEQUENCE".into(), notices })
+        }
         other => Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("DROP {other} is not supported"))),
     }
+}
+
+/// The sequences a table's serial columns own (named in their `nextval('...'::regclass)` defaults).
+fn owned_sequences(def: &TableDef) -> Vec<String> {
+    def.columns
+        .iter()
+        .filter_map(|c| c.default.as_deref())
+        .filter_map(|d| d.strip_prefix("nextval('"))
+        .filter_map(|d| d.split('\'').next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn int_option(e: &ast::Expr) -> Result<i64> {
+    e.to_string()
+        .replace(' ', "")
+        .parse()
+        .map_err(|_| Error::new(SqlState::SYNTAX_ERROR, format!("sequence option must be an integer, not {e}")))
+}
+
+/// CREATE SEQUENCE.
+pub fn create_sequence(
+    txn: &mut Transaction,
+    name: &ast::ObjectName,
+    if_not_exists: bool,
+    options: &[ast::SequenceOptions],
+) -> Result<DdlResult> {
+    let name = table_name(name)?;
+    if txn.state().sequence(&name).is_some() && if_not_exists {
+        return Ok(DdlResult {
+            tag: "CREATE SEQUENCE".into(),
+            notices: vec![format!("relation \"{name}\" already exists, skipping")],
+        });
+    }
+    let (mut increment, mut min, mut max, mut start, mut cycle) = (1i64, None, None, None, false);
+    for o in options {
+        match o {
+            ast::SequenceOptions::IncrementBy(e, _) => increment = int_option(e)?,
+            ast::SequenceOptions::MinValue(Some(e)) => min = Some(int_option(e)?),
+            ast::SequenceOptions::MaxValue(Some(e)) => max = Some(int_option(e)?),
+            ast::SequenceOptions::StartWith(e, _) => start = Some(int_option(e)?),
+            ast::SequenceOptions::Cycle(no) => cycle = !*no,
+            _ => {}
+        }
+    }
+    let min = min.unwrap_or(if increment > 0 { 1 } else { i64::MIN });
+    let max = max.unwrap_or(if increment > 0 { i64::MAX } else { -1 });
+    let start = start.unwrap_or(if increment > 0 { min } else { max });
+    let def = SequenceDef { id: txn.allocate_oid(), name, start, increment, min, max, cycle };
+    txn.create_sequence(def)?;
+    Ok(tag("CREATE SEQUENCE"))
 }
 
 /// TRUNCATE.

@@ -17,14 +17,13 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::error::{Error, Result, SqlState};
-use crate::sql::execute::{self, Env};
+use crate::sql::execute::{self, Env, TxnCell};
 use crate::sql::expr::{truth, Expr};
 use crate::sql::plan::{Access, Plan};
 use crate::sql::planner::{choose_access, ident, name_parts, table_name, Planner, Scope};
 use crate::sql::types;
 use crate::storage::catalog::{Oid, TableDef};
 use crate::storage::value::{DataType, Row, Value};
-use crate::txn::Transaction;
 
 /// RETURNING: expressions over the written row, and the output columns.
 #[derive(Clone, Debug)]
@@ -280,7 +279,7 @@ pub struct WriteResult {
 }
 
 /// Runs an INSERT.
-pub fn insert(txn: &mut Transaction, plan: &InsertPlan, env: &Env, planner: &mut Planner) -> Result<WriteResult> {
+pub fn insert(txn: &TxnCell, plan: &InsertPlan, env: &Env, planner: &mut Planner) -> Result<WriteResult> {
     let def = &plan.def;
     let mut defaults: Vec<Option<Expr>> = vec![None; def.columns.len()];
     let mut default_of = |c: usize, planner: &mut Planner| -> Result<Expr> {
@@ -320,7 +319,8 @@ pub fn insert(txn: &mut Transaction, plan: &InsertPlan, env: &Env, planner: &mut
             });
         }
         let row = finish_row(def, full)?;
-        let inserted = match txn.insert(def.id, row.clone()) {
+        let attempt = txn.borrow_mut().insert(def.id, row.clone());
+        let inserted = match attempt {
             Ok(_) => Some(row),
             Err(e) if e.code == SqlState::UNIQUE_VIOLATION && plan.on_conflict.is_some() => match &plan.on_conflict {
                 Some(OnConflict::Update { assignments, filter }) => {
@@ -341,7 +341,7 @@ pub fn insert(txn: &mut Transaction, plan: &InsertPlan, env: &Env, planner: &mut
 }
 
 fn conflict_update(
-    txn: &mut Transaction,
+    txn: &TxnCell,
     def: &TableDef,
     proposed: &Row,
     assignments: &[(usize, Expr)],
@@ -351,7 +351,7 @@ fn conflict_update(
 ) -> Result<Option<Row>> {
     let Some(pk) = &def.primary_key else { return Err(err) };
     let key: crate::storage::value::Key = pk.columns.iter().map(|&c| proposed[c].clone()).collect::<Vec<_>>().into();
-    let Some(existing) = txn.lock_row(def.id, &key)? else { return Err(err) };
+    let Some(existing) = txn.borrow_mut().lock_row(def.id, &key)? else { return Err(err) };
     let both: Vec<Value> = existing.iter().chain(proposed.iter()).cloned().collect();
     if let Some(f) = filter {
         if truth(&f.eval(&both, env)?)? != Some(true) {
@@ -363,18 +363,18 @@ fn conflict_update(
         new[*c] = e.eval(&both, env)?;
     }
     let row = finish_row(def, new)?;
-    txn.update(def.id, &key, row.clone())?;
+    txn.borrow_mut().update(def.id, &key, row.clone())?;
     Ok(Some(row))
 }
 
 /// Runs an UPDATE (with assignments) or a DELETE (without).
-pub fn update_or_delete(txn: &mut Transaction, plan: &WritePlan, env: &Env, delete: bool) -> Result<WriteResult> {
+pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool) -> Result<WriteResult> {
     let def = &plan.def;
     let table: Oid = def.id;
     let candidates = execute::table_rows(env.state, table, &def.name, &plan.access, plan.filter.as_ref(), env)?;
     let mut result = WriteResult { count: 0, rows: Vec::new() };
     for (key, seen) in candidates {
-        let Some(newest) = txn.lock_row(table, &key)? else { continue };
+        let Some(newest) = txn.borrow_mut().lock_row(table, &key)? else { continue };
         if !Arc::ptr_eq(&newest, &seen) {
             if let Some(f) = &plan.filter {
                 if truth(&f.eval(&newest, env)?)? != Some(true) {
@@ -383,7 +383,7 @@ pub fn update_or_delete(txn: &mut Transaction, plan: &WritePlan, env: &Env, dele
             }
         }
         let written = if delete {
-            txn.delete(table, &key)?;
+            txn.borrow_mut().delete(table, &key)?;
             newest
         } else {
             let mut new = newest.to_vec();
@@ -391,7 +391,7 @@ pub fn update_or_delete(txn: &mut Transaction, plan: &WritePlan, env: &Env, dele
                 new[*c] = e.eval(&newest, env)?;
             }
             let row = finish_row(def, new)?;
-            txn.update(table, &key, row.clone())?;
+            txn.borrow_mut().update(table, &key, row.clone())?;
             row
         };
         result.count += 1;

@@ -30,6 +30,8 @@ pub struct SessionCtx {
     pub user: String,
     pub database: String,
     pub settings: Vec<(String, String)>,
+    /// The last value nextval returned in this session, per sequence (for currval).
+    pub currvals: std::cell::RefCell<HashMap<u32, i64>>,
 }
 
 impl SessionCtx {
@@ -39,6 +41,11 @@ impl SessionCtx {
     }
 }
 
+/// The running transaction, shared between the statement's writes and the sequence functions its
+/// expressions call (nextval writes through the transaction too). Borrows never overlap: an expression is
+/// evaluated before or after a write, never during one.
+pub type TxnCell<'t> = std::cell::RefCell<&'t mut crate::txn::Transaction>;
+
 /// The environment an expression or plan runs in.
 pub struct Env<'a> {
     pub state: &'a DbState,
@@ -46,13 +53,15 @@ pub struct Env<'a> {
     /// Rows of enclosing queries, innermost last.
     pub outer: Vec<Vec<Value>>,
     pub session: &'a SessionCtx,
+    /// The transaction, for functions that write (nextval, setval); None where nothing may write.
+    pub txn: Option<&'a TxnCell<'a>>,
 }
 
 /// Runs a subquery for the current row of the enclosing query.
 pub fn run_subquery(plan: &Plan, row: &[Value], env: &Env) -> Result<Vec<Vec<Value>>> {
     let mut outer = env.outer.clone();
     outer.push(row.to_vec());
-    let inner = Env { state: env.state, params: env.params, outer, session: env.session };
+    let inner = Env { state: env.state, params: env.params, outer, session: env.session, txn: env.txn };
     run(plan, &inner)
 }
 
@@ -378,6 +387,9 @@ enum AggState {
     Concat(Option<String>),
 }
 
+/// One group: its key, its aggregate states, and the values each DISTINCT aggregate has seen.
+type Group = (Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>);
+
 fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
     let init: Vec<AggState> = aggs
         .iter()
@@ -391,7 +403,7 @@ fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &En
         })
         .collect();
     let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     if group.is_empty() {
         groups.push((vec![], init.clone(), vec![Default::default(); aggs.len()]));
         index.insert(vec![], 0);

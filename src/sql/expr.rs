@@ -451,7 +451,7 @@ fn decimal_op(op: BinOp, x: Decimal, y: Decimal) -> Result<Value> {
                 return Err(div_zero());
             }
             // PostgreSQL keeps at least 16 significant fractional digits; so do we, within i128.
-            let out_scale = (x.scale.max(y.scale)).max(16).min(20);
+            let out_scale = x.scale.max(y.scale).clamp(16, 20);
             let num = xs.rescale_up(scale + out_scale + 1).ok_or_else(of)?;
             let q = Decimal { mantissa: num.mantissa / ys.mantissa, scale: out_scale + 1 };
             trim_scale(round_decimal(q, out_scale), x.scale.max(y.scale))

@@ -439,9 +439,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             v => v,
         },
         "pg_get_statisticsobjdef_columns" => Value::Null,
-        "nextval" | "currval" | "setval" => {
-            return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{name}() needs a sequence")))
-        }
+        "nextval" | "currval" | "setval" => sequence_call(name, &args, env)?,
         "md5" | "to_char" => Value::text(&s(0)?),
         "convert_from" => match a(0)? {
             Value::Bytes(b) => Value::text(std::str::from_utf8(&b).map_err(|e| {
@@ -463,13 +461,50 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
     })
 }
 
+/// nextval, currval and setval. The sequence is named by text (`'s'`, `'public.s'`) or by oid (`'s'::regclass`).
+fn sequence_call(name: &str, args: &[Value], env: &Env) -> Result<Value> {
+    let id = match args.first() {
+        Some(Value::Int(oid)) => *oid as u32,
+        Some(v) => {
+            let text = text_of(v);
+            let n = text.rsplit('.').next().unwrap_or("").trim_matches('"').to_string();
+            env.state
+                .sequence(&n)
+                .map(|d| d.id)
+                .ok_or_else(|| Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{text}\" does not exist")))?
+        }
+        None => return Err(arg_error(name)),
+    };
+    if name == "currval" {
+        return env
+            .session
+            .currvals
+            .borrow()
+            .get(&id)
+            .map(|v| Value::Int(*v))
+            .ok_or_else(|| Error::new(SqlState("55000"), "currval of sequence is not yet defined in this session"));
+    }
+    let cell = env
+        .txn
+        .ok_or_else(|| Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("{name}() cannot be called here")))?;
+    let mut txn = cell.try_borrow_mut().map_err(|_| Error::internal("transaction in use"))?;
+    let value = if name == "nextval" {
+        txn.nextval(id)?
+    } else {
+        let v = int_arg(args.get(1).ok_or_else(|| arg_error(name))?)?;
+        let called = match args.get(2) {
+            Some(Value::Bool(b)) => *b,
+            _ => true,
+        };
+        txn.setval(id, v, called)?
+    };
+    env.session.currvals.borrow_mut().insert(id, value);
+    Ok(Value::Int(value))
+}
+
 /// The text of version().
 pub fn version() -> String {
-    format!(
-        "PostgreSQL 15.18 (tandem {}) on {}-linux, compiled by rustc, 64-bit",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    )
+    format!("PostgreSQL {} on {}-linux, compiled by rustc, 64-bit", crate::SERVER_VERSION, std::env::consts::ARCH)
 }
 
 fn date_part(field: &str, v: &Value) -> Result<Value> {

@@ -1112,7 +1112,9 @@ impl<'a> Planner<'a> {
                     || data_type.to_string().to_lowercase().ends_with("regclass")
                 {
                     if let Expr::Const(Value::Text(name)) = &x {
-                        let oid = self.state.table(name).map(|t| t.def.id).ok_or_else(|| {
+                        let n = name.rsplit('.').next().unwrap_or("");
+                        let seq = self.state.sequence(n).map(|s| s.id);
+                        let oid = self.state.table(n).map(|t| t.def.id).or(seq).ok_or_else(|| {
                             Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
                         })?;
                         return Ok((Expr::Const(Value::Int(oid as i64)), DataType::Oid));

@@ -195,7 +195,7 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
         ("IntervalStyle", "postgres"),
         ("is_superuser", "on"),
         ("server_encoding", "UTF8"),
-        ("server_version", "15.18 (tandem)"),
+        ("server_version", crate::SERVER_VERSION),
         ("session_authorization", user),
         ("standard_conforming_strings", "on"),
         ("TimeZone", "Etc/UTC"),
@@ -206,7 +206,7 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
         ("max_connections", "100"),
         ("wal_segment_size", "16MB"),
         ("data_directory_mode", "0700"),
-        ("server_version_num", "150018"),
+        ("server_version_num", "150000"),
         ("lc_collate", "C.UTF-8"),
         ("lc_ctype", "C.UTF-8"),
         ("synchronous_commit", "on"),
@@ -218,6 +218,9 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
+
+/// What Describe reports: the parameter types, and the result columns if the statement returns rows.
+pub type Description = (Vec<DataType>, Option<Vec<(String, DataType)>>);
 
 /// A session.
 pub struct Session {
@@ -235,8 +238,15 @@ pub struct Session {
 impl Session {
     /// A new session.
     pub fn new(engine: Arc<Engine>, pid: i32, user: &str, database: &str, settings: Vec<(String, String)>) -> Session {
-        let ctx =
-            SessionCtx { engine: engine.clone(), now: 0, pid, user: user.into(), database: database.into(), settings };
+        let ctx = SessionCtx {
+            engine: engine.clone(),
+            now: 0,
+            pid,
+            user: user.into(),
+            database: database.into(),
+            settings,
+            currvals: Default::default(),
+        };
         Session {
             engine,
             txn: None,
@@ -290,7 +300,7 @@ impl Session {
     }
 
     /// Reports the parameter types and result columns of a statement without running it.
-    pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<(Vec<DataType>, Option<Vec<(String, DataType)>>)> {
+    pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<Description> {
         let visible;
         let state: &DbState = match &self.txn {
             Some(t) => t.state(),
@@ -487,7 +497,7 @@ impl Session {
     }
 
     fn env<'a>(&'a self, state: &'a DbState, params: &'a [Value]) -> Env<'a> {
-        Env { state, params, outer: Vec::new(), session: &self.ctx }
+        Env { state, params, outer: Vec::new(), session: &self.ctx, txn: None }
     }
 
     fn run(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
@@ -572,29 +582,35 @@ impl Session {
         match s {
             S::Query(q) => {
                 let planned = planner.query(q)?;
-                let rows = execute::run(&planned.plan, &self.env(state, params))?;
+                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                let cell = std::cell::RefCell::new(txn);
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
+                let rows = execute::run(&planned.plan, &env)?;
                 let tag = format!("SELECT {}", rows.len());
                 Ok(Outcome::Rows { columns: planned.columns, rows, tag })
             }
             S::Insert(i) => {
                 let plan = dml::plan_insert(&mut planner, i)?;
-                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
-                let r = dml::insert(txn, &plan, &env, &mut planner)?;
+                let cell = std::cell::RefCell::new(txn);
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
+                let r = dml::insert(&cell, &plan, &env, &mut planner)?;
                 write_outcome(format!("INSERT 0 {}", r.count), r, plan.returning)
             }
             S::Update(u) => {
                 let plan = dml::plan_update(&mut planner, u)?;
-                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
-                let r = dml::update_or_delete(txn, &plan, &env, false)?;
+                let cell = std::cell::RefCell::new(txn);
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
+                let r = dml::update_or_delete(&cell, &plan, &env, false)?;
                 write_outcome(format!("UPDATE {}", r.count), r, plan.returning)
             }
             S::Delete(d) => {
                 let plan = dml::plan_delete(&mut planner, d)?;
-                let env = Env { state, params, outer: Vec::new(), session: &self.ctx };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
-                let r = dml::update_or_delete(txn, &plan, &env, true)?;
+                let cell = std::cell::RefCell::new(txn);
+                let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
+                let r = dml::update_or_delete(&cell, &plan, &env, true)?;
                 write_outcome(format!("DELETE {}", r.count), r, plan.returning)
             }
             S::Explain { statement, .. } => {
@@ -636,6 +652,9 @@ impl Session {
             S::Truncate(t) => self.ddl(|txn| ddl::truncate(txn, t)),
             S::AlterTable(at) => self.ddl(|txn| ddl::alter_table(txn, at)),
             S::CreateIndex(ci) => self.ddl(|txn| ddl::create_index(txn, ci)),
+            S::CreateSequence { name, if_not_exists, sequence_options, .. } => {
+                self.ddl(|txn| ddl::create_sequence(txn, name, *if_not_exists, sequence_options))
+            }
             S::Savepoint { name } => {
                 if self.status != TxnStatus::InBlock {
                     return Err(Error::new(
@@ -769,7 +788,7 @@ impl Session {
             name
         };
         let value = match name.to_lowercase().as_str() {
-            "server_version" => "15.18".to_string(),
+            "server_version" => crate::SERVER_VERSION.split(' ').next().unwrap_or("15").to_string(),
             _ => self.ctx.setting(&name).map(str::to_string).ok_or_else(|| {
                 Error::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
             })?,

@@ -3,8 +3,19 @@
 //! ports, stopped by their pid when the test ends.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tandem::engine::{Engine, EngineConfig};
+use tandem::replication::walsender::{self, ReplicationContext, SenderConfig};
 
 /// A temporary directory, removed when dropped.
 pub struct TempDir(PathBuf);
@@ -29,16 +40,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use tandem::engine::{Engine, EngineConfig};
-use tandem::replication::walsender::{self, ReplicationContext, SenderConfig};
 
 /// Reads a startup packet (answering SSLRequest with 'N') and returns its parameters.
 pub fn startup(stream: &mut TcpStream) -> Option<HashMap<String, String>> {
@@ -214,8 +215,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-use std::process::{Child, Command, Output, Stdio};
-
 /// The tandem binary under test.
 pub fn tandem_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
@@ -358,7 +357,7 @@ pub fn pgbench_number(output: &str, label: &str) -> f64 {
     output
         .lines()
         .find_map(|l| l.strip_prefix(label))
-        .and_then(|rest| rest.trim().split_whitespace().next().map(str::to_string))
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no \"{label}\" in pgbench output:\n{output}"))
 }
