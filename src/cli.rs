@@ -135,6 +135,19 @@ pub enum Command {
         #[arg(long)]
         no_start: bool,
     },
+    /// Show a server's role, positions and standbys (like gpstate -f).
+    #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
+    Status {
+        /// The server's host.
+        #[arg(short = 'h', long, default_value = "127.0.0.1")]
+        host: String,
+        /// The server's port.
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        port: u16,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create ./tandem-data/primary if needed and run it on 127.0.0.1:5433 until Ctrl-C.
     #[command(after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo")]
     Quickstart {
@@ -282,6 +295,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
+        Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
         Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
         }
@@ -367,8 +381,9 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
                 let mut rc = ReceiverConfig::from_conninfo(conninfo)?;
                 rc.slot = config.primary_slot_name.clone();
                 tracing::info!(primary = %format!("{}:{}", rc.host, rc.port), "starting as a standby");
-                *server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(WalReceiver::start(engine.clone(), rc));
+                let rx = WalReceiver::start(engine.clone(), rc);
+                server.shared().replication.set_receiver(Some(rx.status_handle()));
+                *server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
             }
             None => tracing::warn!("standby.signal is present but primary_conninfo is not set: not streaming"),
         }

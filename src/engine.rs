@@ -97,18 +97,47 @@ const PENDING: u8 = 0;
 const ACKED: u8 = 1;
 const FAILED: u8 = 2;
 
-/// The fate of one commit, shared by its ticket and the pending queue. The waiting thread parks and is
-/// unparked by the acknowledgement itself, so a group commit wakes exactly its own committers and none
-/// of them has to queue on a shared mutex to find out.
+/// The fate of one commit, shared by its ticket and the pending queue. The waiting thread parks until
+/// its commit is decided.
+///
+/// Waking is spread out: the acknowledging thread decides every commit of a group at once (one atomic
+/// store each), puts the parked committers on a wake queue and unparks only the first few; each committer
+/// that wakes unparks a few more before it returns. The flusher is back at the disk after a couple of
+/// wake-ups instead of one system call per committer, and the wake-ups of a large group run in parallel.
 pub(crate) struct CommitSlot {
     status: AtomicU8,
     waiter: Mutex<Option<std::thread::Thread>>,
 }
 
+/// How many parked committers each waker wakes.
+const WAKE_FANOUT: usize = 2;
+
 impl CommitSlot {
-    fn finish(&self, status: u8) {
+    /// Decides the commit; returns its parked committer, if any, for the caller to wake.
+    fn decide(&self, status: u8) -> Option<std::thread::Thread> {
         self.status.store(status, Ordering::Release);
-        if let Some(t) = lock(&self.waiter).take() {
+        lock(&self.waiter).take()
+    }
+}
+
+impl Core {
+    /// Queues parked committers to be woken and wakes the first few.
+    fn wake(&self, threads: Vec<std::thread::Thread>) {
+        if threads.is_empty() {
+            return;
+        }
+        lock(&self.wake_queue).extend(threads);
+        self.wake_some();
+    }
+
+    /// Wakes up to [`WAKE_FANOUT`] queued committers.
+    fn wake_some(&self) {
+        let batch: Vec<std::thread::Thread> = {
+            let mut q = lock(&self.wake_queue);
+            let n = q.len().min(WAKE_FANOUT);
+            q.drain(..n).collect()
+        };
+        for t in batch {
             t.unpark();
         }
     }
@@ -147,6 +176,8 @@ pub(crate) struct Core {
     pub(crate) visible: RwLock<Visible>,
     pipeline: Mutex<Pipeline>,
     pipeline_cv: Condvar,
+    /// Parked committers whose commits are decided, waiting to be woken (see [`CommitSlot`]).
+    wake_queue: Mutex<VecDeque<std::thread::Thread>>,
     pub(crate) locks: LockManager,
     pub(crate) next_xid: AtomicU64,
     pub(crate) next_rowid: AtomicI64,
@@ -216,6 +247,8 @@ impl CommitTicket {
             while slot.status.load(Ordering::Acquire) == PENDING && !cancel.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(100));
             }
+            // Pass the wake-up on to committers of the same group.
+            core.wake_some();
         }
         let mut p = lock(&core.pipeline);
         loop {
@@ -259,7 +292,9 @@ impl FlushListener for Core {
         p.last_error = Some(err.clone());
         while p.pending.back().is_some_and(|x| x.end > flushed) {
             let lost = p.pending.pop_back().expect("checked");
-            lost.slot.finish(FAILED);
+            if let Some(t) = lost.slot.decide(FAILED) {
+                t.unpark();
+            }
         }
         *latest = match p.pending.back() {
             Some(x) => x.state.clone(),
@@ -300,9 +335,8 @@ impl Core {
             v.state = state;
             v.lsn = lsn;
         }
-        for slot in done {
-            slot.finish(ACKED);
-        }
+        let parked: Vec<std::thread::Thread> = done.iter().filter_map(|slot| slot.decide(ACKED)).collect();
+        self.wake(parked);
         self.pipeline_cv.notify_all();
     }
 
@@ -477,6 +511,7 @@ impl Engine {
             visible: RwLock::new(Visible { state, lsn: end, version: 0 }),
             pipeline: Mutex::new(Pipeline { pending: VecDeque::new(), flushed: end, acked: end, last_error: None }),
             pipeline_cv: Condvar::new(),
+            wake_queue: Mutex::new(VecDeque::new()),
             locks: LockManager::default(),
             next_xid: AtomicU64::new(1),
             next_rowid: AtomicI64::new(next_rowid),

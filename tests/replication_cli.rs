@@ -128,6 +128,21 @@ fn init_standby_under_pgbench_load() {
     assert!(err.contains("read-only"), "{err}");
     let err = psql(sport, "create table nope (a int)").unwrap_err();
     assert!(err.contains("read-only"), "{err}");
+    // Monitoring: the primary lists the standby, the standby its receiver, `tandem status` both.
+    let row = psql(pport, "select application_name, state, sync_state from pg_stat_replication").unwrap();
+    assert_eq!(row, "mirror1|streaming|async");
+    let row = psql(pport, "select gp_segment_id, sync_error from gp_stat_replication").unwrap();
+    assert_eq!(row, "-1|none");
+    let row = psql(pport, "select slot_name, active, wal_status from pg_replication_slots").unwrap();
+    assert_eq!(row, "mirror1|t|reserved");
+    let row = psql(sport, "select status, slot_name, sender_port from pg_stat_wal_receiver").unwrap();
+    assert_eq!(row, format!("streaming|mirror1|{pport}"));
+    let status = Command::new(tandem_bin()).args(["status", "-p", &pport.to_string()]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("primary") && text.contains("WAL Sender State: streaming"), "{text}");
+    let status = Command::new(tandem_bin()).args(["status", "-p", &sport.to_string(), "--json"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("\"role\": \"standby\"") && text.contains("\"status\": \"streaming\""), "{text}");
     // DDL on the primary reaches the standby.
     psql(pport, "create table fresh (a int primary key); insert into fresh values (1), (2)").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -4,5 +4,6 @@
 pub mod basebackup;
 pub mod protocol;
 pub mod slot;
+pub mod status;
 pub mod walreceiver;
 pub mod walsender;

@@ -98,6 +98,8 @@ pub struct ReceiverStatus {
     pub latest_end_time: Option<i64>,
     pub sender_host: String,
     pub sender_port: u16,
+    /// The primary's slot this standby streams from.
+    pub slot_name: Option<String>,
     /// Why the last connection failed, until streaming resumes.
     pub last_error: Option<String>,
 }
@@ -116,6 +118,7 @@ impl WalReceiver {
             status: "starting".into(),
             sender_host: config.host.clone(),
             sender_port: config.port,
+            slot_name: config.slot.clone(),
             ..ReceiverStatus::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -127,6 +130,11 @@ impl WalReceiver {
                 .ok()
         };
         WalReceiver { status, stop, handle }
+    }
+
+    /// The live status, shared (for monitoring views).
+    pub fn status_handle(&self) -> Arc<Mutex<ReceiverStatus>> {
+        self.status.clone()
     }
 
     /// A copy of the current status.
@@ -411,7 +419,17 @@ fn stream_once(
     let mut written = start;
     let mut flushed = start;
     let mut last_receipt = Instant::now();
-    let mut last_status = Instant::now() - config.status_interval;
+    let mut last_status = Instant::now();
+    let mut reported_apply = engine.replay_status().applied;
+    // Tell the primary where this standby stands right away.
+    let hello = StandbyStatus {
+        write: start,
+        flush: start,
+        apply: engine.replay_status().applied,
+        time: protocol::now(),
+        reply_requested: false,
+    };
+    send(&mut out, &Msg::new(b'd').bytes(&hello.encode()).finish())?;
     loop {
         if stop.load(Ordering::Acquire) {
             let _ = send(&mut out, &Msg::new(b'c').finish());
@@ -480,11 +498,13 @@ fn stream_once(
             lock(status).flushed_lsn = flushed;
             reply_now = true;
         }
-        if reply_now || last_status.elapsed() >= config.status_interval {
+        let applied = engine.replay_status().applied;
+        if reply_now || applied > reported_apply || last_status.elapsed() >= config.status_interval {
+            reported_apply = applied;
             let st = StandbyStatus {
                 write: written,
                 flush: flushed,
-                apply: engine.replay_status().applied,
+                apply: applied,
                 time: protocol::now(),
                 reply_requested: false,
             };

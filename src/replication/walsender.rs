@@ -28,6 +28,7 @@ use crate::replication::protocol::{
     self, error_message, io, read_message, ready, write_rows, Command, CopyMessage, Msg, INT4, TEXT,
 };
 use crate::replication::slot::Slots;
+use crate::replication::walreceiver::ReceiverStatus;
 use crate::wal::reader::{Timelines, WalReader};
 use crate::wal::segment;
 use crate::wal::writer::lock;
@@ -80,13 +81,21 @@ pub struct ReplicationContext {
     pub config: SenderConfig,
     pub slots: Slots,
     senders: Mutex<Vec<Arc<SenderInfo>>>,
+    /// On a standby: how its WAL receiver is doing.
+    receiver: Mutex<Option<Arc<Mutex<ReceiverStatus>>>>,
 }
 
 impl ReplicationContext {
     /// The replication state of a server: its slots (loaded from disk) and its WAL senders.
     pub fn new(engine: Arc<Engine>, config: SenderConfig) -> Result<Arc<ReplicationContext>> {
         let slots = Slots::load(engine.clone(), config.max_slot_wal_keep_size)?;
-        let ctx = Arc::new(ReplicationContext { engine, config, slots, senders: Mutex::new(Vec::new()) });
+        let ctx = Arc::new(ReplicationContext {
+            engine,
+            config,
+            slots,
+            senders: Mutex::new(Vec::new()),
+            receiver: Mutex::new(None),
+        });
         // Once a second, invalidate slots that hold more WAL than allowed.
         let weak = Arc::downgrade(&ctx);
         let _ = std::thread::Builder::new().name("slot-limit".into()).spawn(move || loop {
@@ -97,6 +106,16 @@ impl ReplicationContext {
             }
         });
         Ok(ctx)
+    }
+
+    /// Makes a WAL receiver's status visible (pg_stat_wal_receiver).
+    pub fn set_receiver(&self, status: Option<Arc<Mutex<ReceiverStatus>>>) {
+        *lock(&self.receiver) = status;
+    }
+
+    /// The WAL receiver's status, on a standby.
+    pub fn receiver_status(&self) -> Option<ReceiverStatus> {
+        lock(&self.receiver).as_ref().map(|s| lock(s).clone())
     }
 
     /// The WAL senders connected now.
@@ -359,7 +378,10 @@ fn stream_wal(
     out.flush().map_err(io)?;
     let info = &reg.info;
     info.sent.store(start.0, Ordering::Relaxed);
-    *lock(&info.state) = "catchup";
+    *lock(&info.state) = if start >= wal.flushed() { "streaming" } else { "catchup" };
+    if let Some(name) = slot {
+        ctx.slots.advance(name, start)?;
+    }
 
     let replies = Arc::new(Replies::default());
     *lock(&replies.last_reply) = Some(Instant::now());

@@ -264,6 +264,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
         }
     }
     let mut session = Session::new(shared.engine.clone(), pid, &user, &database, settings);
+    session.set_replication(shared.replication.clone());
     *registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.cancel.clone());
     serve_session(conn, &mut session, pid, secret)
 }

@@ -196,37 +196,69 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
         "pg_tablespace" => c(&[("oid", O), ("spcname", T), ("spcowner", O)]),
         "pg_extension" => c(&[("oid", O), ("extname", T), ("extversion", T)]),
         "pg_proc" => c(&[("oid", O), ("proname", T), ("pronamespace", O), ("prokind", T)]),
-        "pg_stat_replication" | "gp_stat_replication" => c(&[
-            ("pid", Int4),
-            ("usesysid", O),
-            ("usename", T),
-            ("application_name", T),
-            ("client_addr", T),
-            ("client_port", Int4),
-            ("backend_start", DataType::TimestampTz),
-            ("state", T),
-            ("sent_lsn", T),
-            ("write_lsn", T),
-            ("flush_lsn", T),
-            ("replay_lsn", T),
-            ("write_lag", T),
-            ("flush_lag", T),
-            ("replay_lag", T),
-            ("sync_priority", Int4),
-            ("sync_state", T),
-            ("reply_time", DataType::TimestampTz),
-        ]),
+        "pg_stat_replication" | "gp_stat_replication" => {
+            let mut cols = vec![
+                ("pid", Int4),
+                ("usesysid", O),
+                ("usename", T),
+                ("application_name", T),
+                ("client_addr", T),
+                ("client_hostname", T),
+                ("client_port", Int4),
+                ("backend_start", DataType::TimestampTz),
+                ("backend_xmin", T),
+                ("state", T),
+                ("sent_lsn", T),
+                ("write_lsn", T),
+                ("flush_lsn", T),
+                ("replay_lsn", T),
+                ("write_lag", T),
+                ("flush_lag", T),
+                ("replay_lag", T),
+                ("sync_priority", Int4),
+                ("sync_state", T),
+                ("reply_time", DataType::TimestampTz),
+            ];
+            if name == "gp_stat_replication" {
+                cols.insert(0, ("gp_segment_id", Int2));
+                cols.push(("sync_error", T));
+            }
+            c(&cols)
+        }
         "pg_stat_wal_receiver" => c(&[
             ("pid", Int4),
             ("status", T),
             ("receive_start_lsn", T),
-            ("received_tli", Int4),
+            ("receive_start_tli", Int4),
             ("written_lsn", T),
             ("flushed_lsn", T),
+            ("received_tli", Int4),
+            ("last_msg_send_time", DataType::TimestampTz),
+            ("last_msg_receipt_time", DataType::TimestampTz),
+            ("latest_end_lsn", T),
+            ("latest_end_time", DataType::TimestampTz),
+            ("slot_name", T),
             ("sender_host", T),
             ("sender_port", Int4),
-            ("slot_name", T),
             ("conninfo", T),
+            ("last_error", T),
+        ]),
+        "pg_replication_slots" => c(&[
+            ("slot_name", T),
+            ("plugin", T),
+            ("slot_type", T),
+            ("datoid", O),
+            ("database", T),
+            ("temporary", Bool),
+            ("active", Bool),
+            ("active_pid", Int4),
+            ("xmin", T),
+            ("catalog_xmin", T),
+            ("restart_lsn", T),
+            ("confirmed_flush_lsn", T),
+            ("wal_status", T),
+            ("safe_wal_size", Int8),
+            ("two_phase", Bool),
         ]),
         "pg_stat_activity" => {
             c(&[("datname", T), ("pid", Int4), ("usename", T), ("application_name", T), ("state", T), ("query", T)])
@@ -582,6 +614,89 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                         len,
                         prec,
                         scale,
+                    ]);
+                }
+            }
+        }
+        "pg_stat_replication" | "gp_stat_replication" => {
+            let gp = name == "gp_stat_replication";
+            for sender in env.session.replication.iter().flat_map(|r| r.senders()) {
+                use std::sync::atomic::Ordering::Relaxed;
+                let lsn = |v: u64| if v == 0 { Value::Null } else { t(&crate::wal::Lsn(v).to_string()) };
+                let reply = sender.reply_time.load(Relaxed);
+                let state = *sender.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut row = vec![
+                    i(sender.pid as i64),
+                    i(10),
+                    t("postgres"),
+                    t(&sender.application_name),
+                    t(&sender.client_addr),
+                    Value::Null,
+                    i(sender.client_port as i64),
+                    Value::TimestampTz(sender.backend_start),
+                    Value::Null,
+                    t(state),
+                    lsn(sender.sent.load(Relaxed)),
+                    lsn(sender.write.load(Relaxed)),
+                    lsn(sender.flush.load(Relaxed)),
+                    lsn(sender.apply.load(Relaxed)),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    i(0),
+                    t("async"),
+                    if reply == 0 { Value::Null } else { Value::TimestampTz(reply) },
+                ];
+                if gp {
+                    row.insert(0, Value::Int(-1));
+                    row.push(t("none"));
+                }
+                out.push(row);
+            }
+        }
+        "pg_stat_wal_receiver" => {
+            if let Some(s) = env.session.replication.as_ref().and_then(|r| r.receiver_status()) {
+                let lsn = |l: crate::wal::Lsn| if l.0 == 0 { Value::Null } else { t(&l.to_string()) };
+                let time = |v: Option<i64>| v.map_or(Value::Null, Value::TimestampTz);
+                out.push(vec![
+                    i(std::process::id() as i64),
+                    t(&s.status),
+                    lsn(s.receive_start_lsn),
+                    i(s.receive_start_tli as i64),
+                    lsn(s.written_lsn),
+                    lsn(s.flushed_lsn),
+                    i(s.received_tli as i64),
+                    time(s.last_msg_send_time),
+                    time(s.last_msg_receipt_time),
+                    lsn(s.latest_end_lsn),
+                    time(s.latest_end_time),
+                    s.slot_name.as_deref().map_or(Value::Null, t),
+                    t(&s.sender_host),
+                    i(s.sender_port as i64),
+                    t(&format!("host={} port={}", s.sender_host, s.sender_port)),
+                    s.last_error.as_deref().map_or(Value::Null, t),
+                ]);
+            }
+        }
+        "pg_replication_slots" => {
+            if let Some(r) = &env.session.replication {
+                for slot in r.slots.list() {
+                    out.push(vec![
+                        t(&slot.name),
+                        Value::Null,
+                        t("physical"),
+                        Value::Null,
+                        Value::Null,
+                        b(slot.temporary),
+                        b(slot.active_pid.is_some()),
+                        slot.active_pid.map_or(Value::Null, |p| i(p as i64)),
+                        Value::Null,
+                        Value::Null,
+                        slot.restart_lsn.map_or(Value::Null, |l| t(&l.to_string())),
+                        Value::Null,
+                        t(r.slots.wal_status(&slot)),
+                        Value::Null,
+                        b(false),
                     ]);
                 }
             }

@@ -32,6 +32,8 @@ pub struct SessionCtx {
     pub settings: Vec<(String, String)>,
     /// The last value nextval returned in this session, per sequence (for currval).
     pub currvals: std::cell::RefCell<HashMap<u32, i64>>,
+    /// The server's replication state, for the monitoring views (None outside a server).
+    pub replication: Option<Arc<crate::replication::walsender::ReplicationContext>>,
 }
 
 impl SessionCtx {

@@ -236,6 +236,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Gives the session the server's replication state, for pg_stat_replication and friends.
+    pub fn set_replication(&mut self, replication: Arc<crate::replication::walsender::ReplicationContext>) {
+        self.ctx.replication = Some(replication);
+    }
+
     /// A new session.
     pub fn new(engine: Arc<Engine>, pid: i32, user: &str, database: &str, settings: Vec<(String, String)>) -> Session {
         let ctx = SessionCtx {
@@ -246,6 +251,7 @@ impl Session {
             database: database.into(),
             settings,
             currvals: Default::default(),
+            replication: None,
         };
         Session {
             engine,

@@ -1,0 +1,201 @@
+//! `tandem status`: what gpstate -f shows, from the monitoring views over an ordinary SQL connection.
+//!
+//! It asks the server whether it is in recovery, then reads pg_stat_replication (on a primary: one entry
+//! per standby) or pg_stat_wal_receiver (on a standby), and prints them for a person or, with `--json`, for
+//! a script. A standby that is not streaming is shown with its last error, never as healthy.
+
+use std::io::{BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::error::{Error, Result, SqlState};
+use crate::replication::protocol::{io, read_message, Msg};
+use crate::wal::Lsn;
+
+/// A result row as text (None is NULL).
+type TextRow = Vec<Option<String>>;
+
+/// A minimal simple-query client.
+struct Client {
+    out: TcpStream,
+    input: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(host: &str, port: u16) -> Result<Client> {
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
+            .next()
+            .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
+        let mut out = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| Error::io(format!("could not connect to {host}:{port}"), e))?;
+        let mut body = 196608u32.to_be_bytes().to_vec();
+        for (k, v) in [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem status")] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        packet.extend(body);
+        out.write_all(&packet).map_err(io)?;
+        let mut input = BufReader::new(out.try_clone().map_err(io)?);
+        loop {
+            match read_message(&mut input, 1 << 20)? {
+                Some((b'Z', _)) => break,
+                Some((b'E', body)) => return Err(server_error(&body)),
+                Some(_) => {}
+                None => return Err(Error::new(SqlState("08006"), "the server closed the connection")),
+            }
+        }
+        Ok(Client { out, input })
+    }
+
+    /// Runs a query; returns column names and text rows.
+    fn query(&mut self, sql: &str) -> Result<(Vec<String>, Vec<TextRow>)> {
+        self.out.write_all(&Msg::new(b'Q').cstr(sql).finish()).map_err(io)?;
+        let mut names = Vec::new();
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let Some((kind, body)) = read_message(&mut self.input, 64 << 20)? else {
+                return Err(Error::new(SqlState("08006"), "the server closed the connection"));
+            };
+            match kind {
+                b'T' => {
+                    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
+                    let mut at = 2;
+                    for _ in 0..n {
+                        let end = at + body[at..].iter().position(|&b| b == 0).unwrap_or(0);
+                        names.push(String::from_utf8_lossy(&body[at..end]).into_owned());
+                        at = end + 1 + 18;
+                    }
+                }
+                b'D' => {
+                    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
+                    let mut at = 2;
+                    let mut row = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+                        at += 4;
+                        if len < 0 {
+                            row.push(None);
+                        } else {
+                            row.push(Some(String::from_utf8_lossy(&body[at..at + len as usize]).into_owned()));
+                            at += len as usize;
+                        }
+                    }
+                    rows.push(row);
+                }
+                b'E' => error = Some(server_error(&body)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        error.map_or(Ok((names, rows)), Err)
+    }
+}
+
+fn server_error(body: &[u8]) -> Error {
+    let msg = body
+        .split(|b| *b == 0)
+        .find(|f| f.first() == Some(&b'M'))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .unwrap_or_default();
+    Error::new(SqlState("08006"), format!("the server said: {msg}"))
+}
+
+fn json_string(v: &Option<String>) -> String {
+    match v {
+        None => "null".into(),
+        Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+    }
+}
+
+fn bytes_between(a: &Option<String>, b: &Option<String>) -> Option<u64> {
+    let a: Lsn = a.as_ref()?.parse().ok()?;
+    let b: Lsn = b.as_ref()?.parse().ok()?;
+    Some(a.0.saturating_sub(b.0))
+}
+
+/// Prints the status of the server at host:port.
+pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
+    let mut c = Client::connect(host, port)?;
+    let (_, info) = c.query(
+        "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version()",
+    )?;
+    let info = info.into_iter().next().unwrap_or_default();
+    let get = |i: usize| info.get(i).cloned().flatten();
+    let standby = get(0).as_deref() == Some("t");
+    let view = if standby {
+        "select status, receive_start_lsn, written_lsn, flushed_lsn, latest_end_lsn, last_msg_send_time, last_msg_receipt_time, sender_host, sender_port, slot_name, last_error from pg_stat_wal_receiver"
+    } else {
+        "select application_name, client_addr, client_port, state, sync_state, sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag, replay_lag, reply_time from pg_stat_replication order by application_name"
+    };
+    let (names, rows) = c.query(view)?;
+    if json {
+        let entries: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let fields: Vec<String> =
+                    names.iter().zip(r).map(|(n, v)| format!("\"{n}\": {}", json_string(v))).collect();
+                format!("{{ {} }}", fields.join(", "))
+            })
+            .collect();
+        println!(
+            "{{ \"role\": \"{}\", \"host\": \"{host}\", \"port\": {port}, \"current_lsn\": {}, \"flush_lsn\": {}, \"receive_lsn\": {}, \"replay_lsn\": {}, \"{}\": [{}] }}",
+            if standby { "standby" } else { "primary" },
+            json_string(&get(1)),
+            json_string(&get(2)),
+            json_string(&get(3)),
+            json_string(&get(4)),
+            if standby { "receiver" } else { "standbys" },
+            entries.join(", ")
+        );
+        return Ok(());
+    }
+    println!("{host}:{port}: {}", if standby { "standby (in recovery)" } else { "primary" });
+    if standby {
+        println!("  last received LSN: {}", get(3).unwrap_or_else(|| "-".into()));
+        println!("  last applied LSN:  {}", get(4).unwrap_or_else(|| "-".into()));
+        if let Some(lag) = bytes_between(&get(3), &get(4)) {
+            println!("  replay lag:        {lag} bytes");
+        }
+        match rows.first() {
+            None => println!("  WAL receiver: not running (no primary_conninfo)"),
+            Some(r) => {
+                let f = |i: usize| r.get(i).cloned().flatten().unwrap_or_else(|| "-".into());
+                println!("  WAL receiver status: {}", f(0));
+                println!("  primary:             {}:{} (slot {})", f(7), f(8), f(9));
+                println!("  written / flushed:   {} / {}", f(2), f(3));
+                println!("  last message:        {}", f(6));
+                if let Some(e) = r.get(10).cloned().flatten() {
+                    println!("  last error:          {e}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    println!("  current LSN:   {}", get(1).unwrap_or_else(|| "-".into()));
+    println!("  flushed LSN:   {}", get(2).unwrap_or_else(|| "-".into()));
+    if rows.is_empty() {
+        println!("  standbys: No entries found.");
+    }
+    for r in &rows {
+        let f = |i: usize| r.get(i).cloned().flatten().unwrap_or_else(|| "-".into());
+        println!("  standby \"{}\" at {}:{}", f(0), f(1), f(2));
+        println!("    WAL Sender State: {}", f(3));
+        println!("    Sync state:       {}", f(4));
+        println!("    Sent Location:    {}", f(5));
+        println!("    Write Location:   {}", f(6));
+        println!("    Flush Location:   {}", f(7));
+        println!("    Replay Location:  {}", f(8));
+        if let Some(lag) = bytes_between(&get(1), &r.get(8).cloned().flatten()) {
+            println!("    Replay lag:       {lag} bytes");
+        }
+        println!("    Last reply:       {}", f(12));
+    }
+    Ok(())
+}
