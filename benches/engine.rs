@@ -78,7 +78,7 @@ fn setup(dir: &Path, rows: i64) -> (Engine, u32) {
     (engine, id)
 }
 
-fn commit_rate(committers: usize, secs: f64) -> f64 {
+fn commit_rate(committers: usize, secs: f64) -> (f64, f64) {
     let t = tmp(&format!("commits{committers}"));
     let (engine, id) = setup(&t.0, committers as i64);
     let engine = Arc::new(engine);
@@ -103,15 +103,18 @@ fn commit_rate(committers: usize, secs: f64) -> f64 {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let start_count = count.load(Ordering::Relaxed);
+    let start_flushes = engine.wal().flush_count();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let done = count.load(Ordering::Relaxed) - start_count;
+    let flushes = engine.wal().flush_count() - start_flushes;
     let rate = done as f64 / start.elapsed().as_secs_f64();
+    let per_flush = done as f64 / flushes.max(1) as f64;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
     }
-    rate
+    (rate, per_flush)
 }
 
 fn replay_rate(wal_bytes: u64) -> (u64, u64, f64) {
@@ -203,12 +206,30 @@ fn main() {
 
 fn commits(secs: f64) {
     println!("## Commit rate (fsync on)\n");
-    println!("| committers | commits/s | vs 1 committer |\n|---:|---:|---:|");
+    println!("fdatasync of a 100-byte write: {:.3} ms\n", fdatasync_ms());
+    println!("| committers | commits/s | vs 1 committer | commits per fdatasync |\n|---:|---:|---:|---:|");
     let one = commit_rate(1, secs);
     for n in [1usize, 8, 64] {
-        let rate = if n == 1 { one } else { commit_rate(n, secs) };
-        println!("| {n} | {rate:.0} | {:.1}x |", rate / one);
+        let (rate, per_flush) = if n == 1 { one } else { commit_rate(n, secs) };
+        println!("| {n} | {rate:.0} | {:.1}x | {per_flush:.1} |", rate / one.0);
     }
+}
+
+/// The disk's fdatasync latency, measured as the WAL writer uses it (overwrite, then fdatasync).
+fn fdatasync_ms() -> f64 {
+    use std::os::unix::fs::FileExt;
+    let t = tmp("fsync");
+    std::fs::create_dir_all(&t.0).unwrap();
+    let f = std::fs::File::create(t.0.join("probe")).unwrap();
+    f.write_all_at(&vec![0u8; 1 << 20], 0).unwrap();
+    f.sync_all().unwrap();
+    let n = 200;
+    let start = Instant::now();
+    for i in 0..n {
+        f.write_all_at(&[b'x'; 100], i * 100).unwrap();
+        f.sync_data().unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1000.0 / n as f64
 }
 
 fn replay(quick: bool) {

@@ -45,7 +45,23 @@ pub enum LockMode {
 #[derive(Default)]
 struct Entry {
     holders: Vec<(u64, LockMode)>,
-    waiters: Vec<Arc<Condvar>>,
+    /// Waiting requests in arrival order.
+    waiters: Vec<(LockMode, Arc<Condvar>)>,
+}
+
+impl Entry {
+    /// Wakes the waiters that may be able to go now: the first, and the shared requests right after a
+    /// shared first. Waking everyone would send a herd of threads to the lock table to find it taken.
+    fn wake_next(&self) {
+        let mut shared_run = true;
+        for (i, (mode, cv)) in self.waiters.iter().enumerate() {
+            if i > 0 && !(shared_run && *mode == LockMode::Shared) {
+                break;
+            }
+            shared_run &= *mode == LockMode::Shared;
+            cv.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -80,7 +96,7 @@ impl LockManager {
             };
             if compatible {
                 if let Some(c) = &cv {
-                    entry.waiters.retain(|w| !Arc::ptr_eq(w, c));
+                    entry.waiters.retain(|(_, w)| !Arc::ptr_eq(w, c));
                 }
                 match mine {
                     Some(i) => {
@@ -97,14 +113,18 @@ impl LockManager {
                 return Ok(());
             }
             let c = cv.get_or_insert_with(|| Arc::new(Condvar::new())).clone();
-            if !entry.waiters.iter().any(|w| Arc::ptr_eq(w, &c)) {
-                entry.waiters.push(c.clone());
+            if !entry.waiters.iter().any(|(_, w)| Arc::ptr_eq(w, &c)) {
+                entry.waiters.push((mode, c.clone()));
             }
             t.waits_for.insert(xid, others);
             if deadlocked(&t.waits_for, xid) || cancel.load(Ordering::Relaxed) {
                 t.waits_for.remove(&xid);
                 if let Some(e) = t.locks.get_mut(key) {
-                    e.waiters.retain(|w| !Arc::ptr_eq(w, &c));
+                    e.waiters.retain(|(_, w)| !Arc::ptr_eq(w, &c));
+                    // This request gives up: let the next one try.
+                    if e.holders.is_empty() {
+                        e.wake_next();
+                    }
                 }
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
@@ -126,9 +146,7 @@ impl LockManager {
         for key in keys {
             if let Some(entry) = t.locks.get_mut(&key) {
                 entry.holders.retain(|(x, _)| *x != xid);
-                for w in &entry.waiters {
-                    w.notify_one();
-                }
+                entry.wake_next();
                 if entry.holders.is_empty() && entry.waiters.is_empty() {
                     t.locks.remove(&key);
                 }

@@ -85,6 +85,8 @@ struct Shared {
     /// Serializes creating and recycling segment files.
     segment_files: Mutex<()>,
     preallocating: AtomicBool,
+    /// How many groups the flusher has made durable (one fdatasync per touched segment each).
+    flushes: std::sync::atomic::AtomicU64,
     /// Positions that consumers (standbys, slots, base backups) still need, by name.
     consumers: Mutex<HashMap<String, Lsn>>,
 }
@@ -175,6 +177,7 @@ impl Wal {
             listener: OnceLock::new(),
             segment_files: Mutex::new(()),
             preallocating: AtomicBool::new(false),
+            flushes: std::sync::atomic::AtomicU64::new(0),
             consumers: Mutex::new(HashMap::new()),
         });
         segment::ensure(dir, timeline, end.segment(segment_size), segment_size)?;
@@ -201,6 +204,11 @@ impl Wal {
     pub fn append(&self, kind: RecordKind, xid: u64, payload: &[u8]) -> Result<Appended> {
         let crc = crc32c::crc32c(payload);
         self.lock().append(kind, xid, payload, crc)
+    }
+
+    /// How many write groups have been made durable so far: commits per group is group commit at work.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
     }
 
     /// The position up to which the WAL is on disk.
@@ -393,6 +401,7 @@ impl Flusher {
             let end = start.plus(data.len() as u64);
             match self.write_and_sync(timeline, start, &data) {
                 Ok(()) => {
+                    self.shared.flushes.fetch_add(1, Ordering::Relaxed);
                     {
                         let mut f = lock(&self.shared.flush);
                         f.flushed = end;
