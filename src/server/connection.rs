@@ -5,8 +5,9 @@
 //! waiting at once is exactly what lets group commit cover them with one fdatasync.
 //!
 //! Framing is read here (so a length is checked before anything is allocated: an oversized query gets
-//! 54000 and its bytes are skipped, a nonsensical length closes the connection); the message bodies are
-//! decoded and the replies encoded with the `pgwire` crate's message codec. Extended-protocol errors
+//! 54000 and its bytes are skipped, a nonsensical length closes the connection); message bodies are
+//! decoded with every field checked ([`super::frontend`]) and replies are encoded with the `pgwire` crate's
+//! message codec. A bug that panics ends only its own session. Extended-protocol errors
 //! discard messages until Sync, as PostgreSQL does.
 
 use std::collections::HashMap;
@@ -22,10 +23,11 @@ use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
 };
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
-use pgwire::messages::{DecodeContext, Message, PgWireFrontendMessage, ProtocolVersion};
+use pgwire::messages::Message;
 
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
+use crate::server::frontend::{self, Frontend};
 use crate::server::Shared;
 use crate::sql::session::{self, Outcome, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
 use crate::storage::value::{DataType, Value};
@@ -299,14 +301,11 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
     conn.send(BackendKeyData::new(pid, SecretKey::I32(secret)))?;
     conn.send(ReadyForQuery::new(status_of(session.status())))?;
     conn.flush()?;
-    let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-    ctx.awaiting_frontend_ssl = false;
-    ctx.awaiting_frontend_startup = false;
     let mut prepared: HashMap<String, Prepared> = HashMap::new();
     let mut portals: HashMap<String, Portal> = HashMap::new();
     let mut skip_to_sync = false;
     loop {
-        let Some((kind, mut frame)) = conn.read_message()? else { return Ok(()) };
+        let Some((kind, frame)) = conn.read_message()? else { return Ok(()) };
         if kind == 0 {
             conn.error(&Error::new(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
@@ -316,34 +315,33 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
             conn.flush()?;
             continue;
         }
-        if matches!(kind, b'Q' | b'P') && std::str::from_utf8(&frame[5..]).is_err() {
-            let e = Error::new(SqlState::CHARACTER_NOT_IN_REPERTOIRE, "invalid byte sequence for encoding \"UTF8\"");
-            conn.error(&e)?;
-            if kind == b'Q' {
-                conn.send(ReadyForQuery::new(status_of(session.status())))?;
-                conn.flush()?;
-            } else {
-                skip_to_sync = true;
+        let msg = match frontend::decode(kind, &frame[5..]) {
+            Ok(m) => m,
+            // Text that is not UTF-8 is the statement's error; anything else breaks the protocol.
+            Err(e) if e.code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+                conn.error(&e)?;
+                if kind == b'Q' {
+                    conn.send(ReadyForQuery::new(status_of(session.status())))?;
+                    conn.flush()?;
+                } else {
+                    skip_to_sync = true;
+                }
+                continue;
             }
-            continue;
-        }
-        let msg = match PgWireFrontendMessage::decode(&mut frame, &ctx) {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "truncated message")),
-            Err(e) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid message: {e}"))),
+            Err(e) => return Err(e),
         };
-        if skip_to_sync && !matches!(msg, PgWireFrontendMessage::Sync(_)) {
+        if skip_to_sync && !matches!(msg, Frontend::Sync) {
             continue;
         }
         match msg {
-            PgWireFrontendMessage::Query(q) => {
-                simple_query(conn, session, &q.query)?;
+            Frontend::Query(q) => {
+                simple_query(conn, session, &q)?;
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }
-            PgWireFrontendMessage::Parse(p) => {
+            Frontend::Parse { name: pname, query, types } => {
                 let r = (|| -> Result<Prepared> {
-                    let mut stmts = session::parse(&p.query)?;
+                    let mut stmts = session::parse(&query)?;
                     if stmts.len() > 1 {
                         return Err(Error::new(
                             SqlState::SYNTAX_ERROR,
@@ -351,12 +349,12 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                         ));
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
-                    let (param_types, columns) = session.describe(&stmt, &p.type_oids)?;
+                    let (param_types, columns) = session.describe(&stmt, &types)?;
                     Ok(Prepared { stmt, param_types, columns })
                 })();
                 match r {
                     Ok(prep) => {
-                        prepared.insert(p.name.unwrap_or_default(), prep);
+                        prepared.insert(pname, prep);
                         conn.send(ParseComplete::new())?;
                     }
                     Err(e) => {
@@ -365,44 +363,44 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                 }
             }
-            PgWireFrontendMessage::Bind(b) => {
+            Frontend::Bind { portal: portal_name, statement, formats, params: values, result_formats } => {
                 let r = (|| -> Result<Portal> {
-                    let name = b.statement_name.clone().unwrap_or_default();
+                    let name = statement.clone();
                     let prep = prepared.get(&name).ok_or_else(|| {
                         Error::new(SqlState("26000"), format!("prepared statement \"{name}\" does not exist"))
                     })?;
-                    if b.parameters.len() != prep.param_types.len() {
+                    if values.len() != prep.param_types.len() {
                         return Err(Error::new(
                             SqlState::PROTOCOL_VIOLATION,
                             format!(
                                 "bind message supplies {} parameters, but prepared statement \"{name}\" requires {}",
-                                b.parameters.len(),
+                                values.len(),
                                 prep.param_types.len()
                             ),
                         ));
                     }
-                    let mut params = Vec::with_capacity(b.parameters.len());
-                    for (i, (p, ty)) in b.parameters.iter().zip(&prep.param_types).enumerate() {
-                        let fmt = match b.parameter_format_codes.len() {
+                    let mut params = Vec::with_capacity(values.len());
+                    for (i, (p, ty)) in values.iter().zip(&prep.param_types).enumerate() {
+                        let fmt = match formats.len() {
                             0 => 0,
-                            1 => b.parameter_format_codes[0],
-                            _ => b.parameter_format_codes.get(i).copied().unwrap_or(0),
+                            1 => formats[0],
+                            _ => formats.get(i).copied().unwrap_or(0),
                         };
                         params.push(format::decode_param(p.as_deref(), ty, fmt == 1)?);
                     }
                     let ncols = prep.columns.as_ref().map_or(0, Vec::len);
                     let binary = (0..ncols)
-                        .map(|i| match b.result_column_format_codes.len() {
+                        .map(|i| match result_formats.len() {
                             0 => false,
-                            1 => b.result_column_format_codes[0] == 1,
-                            _ => b.result_column_format_codes.get(i) == Some(&1),
+                            1 => result_formats[0] == 1,
+                            _ => result_formats.get(i) == Some(&1),
                         })
                         .collect();
                     Ok(Portal { stmt: prep.stmt.clone(), params, columns: prep.columns.clone(), binary })
                 })();
                 match r {
                     Ok(portal) => {
-                        portals.insert(b.portal_name.unwrap_or_default(), portal);
+                        portals.insert(portal_name, portal);
                         conn.send(BindComplete::new())?;
                     }
                     Err(e) => {
@@ -411,9 +409,8 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                 }
             }
-            PgWireFrontendMessage::Describe(d) => {
-                let name = d.name.unwrap_or_default();
-                let r: Result<()> = if d.target_type == b'S' {
+            Frontend::Describe { kind: target, name } => {
+                let r: Result<()> = if target == b'S' {
                     match prepared.get(&name) {
                         Some(p) => {
                             conn.send(ParameterDescription::new(p.param_types.iter().map(DataType::oid).collect()))?;
@@ -437,8 +434,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     skip_to_sync = true;
                 }
             }
-            PgWireFrontendMessage::Execute(x) => {
-                let name = x.name.unwrap_or_default();
+            Frontend::Execute { portal: name, .. } => {
                 let Some(portal) = portals.get(&name) else {
                     conn.error(&Error::new(SqlState("34000"), format!("portal \"{name}\" does not exist")))?;
                     skip_to_sync = true;
@@ -450,32 +446,24 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     skip_to_sync = true;
                 }
             }
-            PgWireFrontendMessage::Close(c) => {
-                let name = c.name.unwrap_or_default();
-                if c.target_type == b'S' {
+            Frontend::Close { kind: target, name } => {
+                if target == b'S' {
                     prepared.remove(&name);
                 } else {
                     portals.remove(&name);
                 }
                 conn.send(CloseComplete::new())?;
             }
-            PgWireFrontendMessage::Sync(_) => {
+            Frontend::Sync => {
                 skip_to_sync = false;
                 portals.remove("");
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }
-            PgWireFrontendMessage::Flush(_) => conn.flush()?,
-            PgWireFrontendMessage::Terminate(_) => return Ok(()),
-            PgWireFrontendMessage::CopyData(_)
-            | PgWireFrontendMessage::CopyDone(_)
-            | PgWireFrontendMessage::CopyFail(_) => {}
-            other => {
-                return Err(Error::new(
-                    SqlState::PROTOCOL_VIOLATION,
-                    format!("unexpected message {:?}", std::mem::discriminant(&other)),
-                ));
-            }
+            Frontend::Flush => conn.flush()?,
+            Frontend::Terminate => return Ok(()),
+            // COPY data after an aborted COPY is discarded, as PostgreSQL does.
+            Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail(_) => {}
         }
     }
 }

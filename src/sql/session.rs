@@ -113,8 +113,9 @@ fn split(sql: &str) -> Vec<&str> {
                 // A dollar quote: $tag$ ... $tag$.
                 if let Some(end) = sql[i + 1..].find('$') {
                     let tag = &sql[i..i + end + 2];
-                    if tag[1..tag.len() - 1].chars().all(|c| c.is_alphanumeric() || c == '_')
-                        && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                    let inner = &sql[i + 1..i + end + 1];
+                    if inner.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && inner.chars().next().is_none_or(|c| !c.is_ascii_digit())
                     {
                         if let Some(close) = sql[i + tag.len()..].find(tag) {
                             i += tag.len() + close + tag.len() - 1;
