@@ -47,6 +47,9 @@ use crate::wal::Lsn;
 /// The lock file that keeps a second server out of a data directory.
 pub const PID_FILE: &str = "tandem.pid";
 
+/// The file whose presence makes a data directory start as a standby.
+pub const STANDBY_SIGNAL: &str = "standby.signal";
+
 /// The WAL folder inside a data directory.
 pub const WAL_DIR: &str = "pg_wal";
 
@@ -155,13 +158,26 @@ pub(crate) struct Core {
     spare_segments: u64,
     last_checkpoint: Mutex<(Lsn, Instant)>,
     shutdown: AtomicBool,
+    /// A standby: replaying WAL, refusing writes.
+    pub(crate) in_recovery: AtomicBool,
+    replay_status: Mutex<ReplayStatus>,
     _pid_file: PidFile,
+}
+
+/// How far a standby's startup process has replayed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplayStatus {
+    /// The end of the last record applied.
+    pub applied: Lsn,
+    /// The commit time of the last transaction applied (µs since 2000-01-01), if any.
+    pub last_commit_time: Option<i64>,
 }
 
 /// A running database engine over one data directory.
 pub struct Engine {
     core: Arc<Core>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
+    startup: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A commit on its way to acknowledgement.
@@ -304,6 +320,15 @@ impl Core {
     }
 }
 
+/// What a base backup copies: the control file as of a checkpoint, and that checkpoint's snapshot.
+pub struct BackupStart {
+    pub checkpoint: Lsn,
+    pub timeline: u32,
+    pub control: Vec<u8>,
+    pub snapshot: File,
+    pub snapshot_name: String,
+}
+
 /// What `init` makes.
 #[derive(Clone, Debug)]
 pub struct InitOptions {
@@ -419,16 +444,20 @@ impl Engine {
         Ok(system_id)
     }
 
-    /// Opens a data directory: takes its lock, recovers, and starts the WAL writer and checkpointer.
+    /// Opens a data directory: takes its lock, recovers, and starts the WAL writer and checkpointer. A
+    /// directory holding `standby.signal` opens as a standby: read-only, with a startup process that keeps
+    /// replaying the WAL its receiver writes into `pg_wal/`.
     pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine> {
         let control = ControlFile::read(dir)?;
+        let standby = dir.join(STANDBY_SIGNAL).exists();
         let pid_file = lock_data_dir(dir)?;
         let wal_dir = dir.join(WAL_DIR);
-        let recovered = recover(dir, &control).and_then(|(state, end, last_record)| {
-            let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, last_record)?;
-            Ok((state, end, wal))
+        let recovered = Replay::start(dir, &control).and_then(|mut replay| {
+            replay.to_end()?;
+            let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, replay.position(), replay.prev())?;
+            Ok((replay, wal))
         });
-        let (state, end, wal) = match recovered {
+        let (replay, wal) = match recovered {
             Ok(r) => r,
             Err(e) => {
                 pid_file.abandon();
@@ -436,7 +465,10 @@ impl Engine {
             }
         };
         pid_file.claim()?;
+        let end = replay.position();
+        let state = replay.state().clone();
         let next_rowid = state.max_rowid() + 1;
+        let cluster_state = if standby { ClusterState::InArchiveRecovery } else { ClusterState::InProduction };
         let core = Arc::new(Core {
             dir: dir.to_path_buf(),
             system_id: control.system_id,
@@ -450,21 +482,72 @@ impl Engine {
             next_rowid: AtomicI64::new(next_rowid),
             epoch: AtomicU64::new(0),
             durability: RwLock::new(Arc::new(LocalFlush)),
-            control: Mutex::new(ControlFile { state: ClusterState::InProduction, ..control.clone() }),
+            control: Mutex::new(ControlFile { state: cluster_state, ..control.clone() }),
             checkpoint_lock: Mutex::new(()),
             spare_segments: config.spare_segments,
             last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
             shutdown: AtomicBool::new(false),
+            in_recovery: AtomicBool::new(standby),
+            replay_status: Mutex::new(ReplayStatus { applied: end, last_commit_time: replay.last_commit_time() }),
             _pid_file: pid_file,
         });
         let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
         core.wal.set_listener(listener);
         lock(&core.control).write(dir)?;
-        let engine = Engine { core, checkpointer: Mutex::new(None) };
-        if config.background_checkpoints {
+        let engine = Engine { core, checkpointer: Mutex::new(None), startup: Mutex::new(None) };
+        if standby {
+            engine.start_startup_process(replay);
+        } else if config.background_checkpoints {
             engine.start_checkpointer(config);
         }
         Ok(engine)
+    }
+
+    /// The standby's startup process: applies WAL as the receiver flushes it, publishes each batch as the
+    /// visible state, and takes a restartpoint (a checkpoint of the replayed state) at checkpoint records.
+    fn start_startup_process(&self, mut replay: Replay) {
+        let core = self.core.clone();
+        let handle = std::thread::Builder::new().name("startup".into()).spawn(move || {
+            let mut restartpoint: Option<JoinHandle<()>> = None;
+            while !core.shutdown.load(Ordering::Acquire) && core.in_recovery.load(Ordering::Acquire) {
+                let flushed = core.wal.wait_flushed_beyond(replay.position(), Duration::from_millis(100));
+                match replay.apply_available(flushed) {
+                    Ok(0) => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("tandem: startup process: replay failed at {}: {e}", replay.position());
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+                let pos = replay.position();
+                {
+                    let mut v = write(&core.visible);
+                    v.version += 1;
+                    v.state = replay.state().clone();
+                    v.lsn = pos;
+                }
+                *lock(&core.latest) = replay.state().clone();
+                *lock(&core.replay_status) = ReplayStatus { applied: pos, last_commit_time: replay.last_commit_time() };
+                if let Some((at, state)) = replay.take_checkpoint() {
+                    if restartpoint.as_ref().is_none_or(|h| h.is_finished()) {
+                        let core = core.clone();
+                        restartpoint = std::thread::Builder::new()
+                            .name("restartpoint".into())
+                            .spawn(move || {
+                                if let Err(e) = take_restartpoint(&core, at, &state) {
+                                    eprintln!("tandem: restartpoint at {at} failed: {e}");
+                                }
+                            })
+                            .ok();
+                    }
+                }
+            }
+            if let Some(h) = restartpoint {
+                let _ = h.join();
+            }
+        });
+        *lock(&self.startup) = handle.ok();
     }
 
     fn start_checkpointer(&self, config: EngineConfig) {
@@ -497,9 +580,38 @@ impl Engine {
         read(&self.core.visible).clone()
     }
 
-    /// Writes a checkpoint now. Returns its position.
+    /// Writes a checkpoint now and returns its position. On a standby, where only the startup process
+    /// writes, this returns the latest restartpoint.
     pub fn checkpoint(&self) -> Result<Lsn> {
+        if self.in_recovery() {
+            return Ok(lock(&self.core.control).checkpoint);
+        }
         checkpoint(&self.core)
+    }
+
+    /// Starts a base backup: checkpoints, then holds the WAL from the checkpoint on (as `consumer`) and
+    /// opens the checkpoint's snapshot, so nothing the backup needs can be removed while it is copied.
+    pub fn backup_start(&self, consumer: &str) -> Result<BackupStart> {
+        if self.in_recovery() {
+            return Err(Error::new(SqlState("55000"), "recovery is in progress")
+                .with_hint("Base backups are taken from the primary."));
+        }
+        checkpoint(&self.core)?;
+        let _one = lock(&self.core.checkpoint_lock);
+        let control = lock(&self.core.control).clone();
+        self.core.wal.set_consumer(consumer, Some(control.checkpoint));
+        let path = snapshot::path(&self.core.dir, control.checkpoint);
+        let file = File::open(&path).map_err(|e| Error::io(format!("could not open \"{}\"", path.display()), e))?;
+        let control_path = self.core.dir.join(crate::control::CONTROL_FILE);
+        let control_bytes = fs::read(&control_path)
+            .map_err(|e| Error::io(format!("could not read \"{}\"", control_path.display()), e))?;
+        Ok(BackupStart {
+            checkpoint: control.checkpoint,
+            timeline: control.timeline,
+            control: control_bytes,
+            snapshot: file,
+            snapshot_name: snapshot::file_name(control.checkpoint),
+        })
     }
 
     /// Replaces the durability policy (synchronous replication installs its own).
@@ -539,13 +651,31 @@ impl Engine {
         lock(&self.core.control).clone()
     }
 
-    /// Shuts down cleanly: waits for pending commits, checkpoints, marks the control file shut down.
+    /// Whether this server is a standby (replaying WAL, refusing writes).
+    pub fn in_recovery(&self) -> bool {
+        self.core.in_recovery.load(Ordering::Acquire)
+    }
+
+    /// How far the startup process has replayed (on a primary: the end of recovery).
+    pub fn replay_status(&self) -> ReplayStatus {
+        *lock(&self.core.replay_status)
+    }
+
+    /// Shuts down cleanly: waits for pending commits, checkpoints, marks the control file shut down. A
+    /// standby stops replaying and keeps its last restartpoint.
     pub fn shutdown(&self) -> Result<()> {
         if self.core.shutdown.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         if let Some(h) = lock(&self.checkpointer).take() {
             let _ = h.join();
+        }
+        if let Some(h) = lock(&self.startup).take() {
+            let _ = h.join();
+        }
+        if self.in_recovery() {
+            self.core.wal.shutdown();
+            return Ok(());
         }
         let result = checkpoint(&self.core);
         self.core.wal.shutdown();
@@ -559,6 +689,9 @@ impl Engine {
     pub fn halt(&self) {
         self.core.shutdown.store(true, Ordering::Release);
         if let Some(h) = lock(&self.checkpointer).take() {
+            let _ = h.join();
+        }
+        if let Some(h) = lock(&self.startup).take() {
             let _ = h.join();
         }
         self.core.wal.shutdown();
@@ -599,11 +732,23 @@ fn checkpoint(core: &Core) -> Result<Lsn> {
     Ok(rec.start)
 }
 
-/// Loads the latest snapshot and replays the WAL to its end. Returns the state, the end of the log and
-/// the position of the last record.
-fn recover(dir: &Path, control: &ControlFile) -> Result<(DbState, Lsn, Lsn)> {
-    let mut replay = Replay::start(dir, control)?;
-    replay.to_end()?;
-    let (end, prev) = (replay.position(), replay.prev());
-    Ok((replay.into_state(), end, prev))
+/// A standby's checkpoint: the replayed state at a checkpoint record, saved as a snapshot and named in the
+/// control file, so a restart replays from there and older WAL can go.
+fn take_restartpoint(core: &Core, at: Lsn, state: &DbState) -> Result<()> {
+    let _one = lock(&core.checkpoint_lock);
+    if at <= lock(&core.control).checkpoint {
+        return Ok(());
+    }
+    snapshot::write(&core.dir, core.system_id, at, state)?;
+    {
+        let mut control = lock(&core.control);
+        let mut next = control.clone();
+        next.checkpoint = at;
+        next.write(&core.dir)?;
+        *control = next;
+    }
+    snapshot::remove_others(&core.dir, at)?;
+    core.wal.recycle_before(at, core.spare_segments)?;
+    *lock(&core.last_checkpoint) = (at, Instant::now());
+    Ok(())
 }

@@ -35,6 +35,8 @@ pub struct Replay {
     reader: WalReader,
     /// The commit time of the last transaction applied (for pg_last_xact_replay_timestamp).
     last_commit_time: Option<i64>,
+    /// The last checkpoint record passed, with the state at it: where a standby can take a restartpoint.
+    checkpoint: Option<(Lsn, DbState)>,
 }
 
 impl Replay {
@@ -66,7 +68,7 @@ impl Replay {
                 info.system_id, control.system_id
             )));
         }
-        Ok(Replay { state, reader, last_commit_time: None })
+        Ok(Replay { state, reader, last_commit_time: None, checkpoint: None })
     }
 
     /// The state as of [`position`](Self::position).
@@ -94,7 +96,15 @@ impl Replay {
         self.last_commit_time
     }
 
+    /// The last checkpoint record replayed since the previous call, and the state at it.
+    pub fn take_checkpoint(&mut self) -> Option<(Lsn, DbState)> {
+        self.checkpoint.take()
+    }
+
     fn apply(&mut self, rec: &Record) -> Result<()> {
+        if rec.kind == RecordKind::Checkpoint {
+            self.checkpoint = Some((rec.lsn, self.state.clone()));
+        }
         if rec.kind == RecordKind::Commit {
             let ops = decode_commit(&rec.payload).map_err(|e| bad_payload(rec, e))?;
             for op in &ops {

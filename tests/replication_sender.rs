@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -21,37 +20,12 @@ use tandem::txn::Isolation;
 
 const SEGMENT: u64 = 1 << 20;
 
-/// Reads a startup packet (answering SSLRequest with 'N') and returns its parameters.
-fn startup(stream: &mut TcpStream) -> Option<HashMap<String, String>> {
-    loop {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).ok()?;
-        let len = u32::from_be_bytes(len) as usize;
-        let mut body = vec![0u8; len.checked_sub(4)?];
-        stream.read_exact(&mut body).ok()?;
-        let code = u32::from_be_bytes(body[..4].try_into().ok()?);
-        if code == 80877103 || code == 80877104 {
-            stream.write_all(b"N").ok()?;
-            continue;
-        }
-        let mut params = HashMap::new();
-        let mut parts = body[4..].split(|b| *b == 0);
-        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-            if k.is_empty() {
-                break;
-            }
-            params.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
-        }
-        return Some(params);
-    }
-}
-
 /// A primary engine with a WAL sender on an ephemeral loopback port.
 fn primary(tmp: &common::TempDir) -> (Arc<Engine>, u16) {
     let dir = tmp.path().join("primary");
     Engine::init(&dir, &InitOptions { segment_size: SEGMENT }).unwrap();
     let engine = Arc::new(Engine::open(&dir, EngineConfig::default()).unwrap());
-    let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default());
+    let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -59,7 +33,7 @@ fn primary(tmp: &common::TempDir) -> (Arc<Engine>, u16) {
             let Ok(mut stream) = stream else { continue };
             let ctx = ctx.clone();
             std::thread::spawn(move || {
-                if let Some(params) = startup(&mut stream) {
+                if let Some(params) = common::startup(&mut stream) {
                     let _ = walsender::serve(stream, &params, 1000 + pid as i32, ctx);
                 }
             });

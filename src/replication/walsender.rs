@@ -27,6 +27,7 @@ use crate::error::{Error, Result, SqlState};
 use crate::replication::protocol::{
     self, error_message, io, read_message, ready, write_rows, Command, CopyMessage, Msg, INT4, TEXT,
 };
+use crate::replication::slot::Slots;
 use crate::wal::reader::{Timelines, WalReader};
 use crate::wal::segment;
 use crate::wal::writer::lock;
@@ -42,11 +43,17 @@ pub struct SenderConfig {
     pub wal_sender_timeout: Duration,
     /// Send a keepalive after this long without sending anything.
     pub keepalive_interval: Duration,
+    /// The most WAL a replication slot may hold, in bytes (None: no limit).
+    pub max_slot_wal_keep_size: Option<u64>,
 }
 
 impl Default for SenderConfig {
     fn default() -> Self {
-        SenderConfig { wal_sender_timeout: Duration::from_secs(60), keepalive_interval: Duration::from_secs(1) }
+        SenderConfig {
+            wal_sender_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(1),
+            max_slot_wal_keep_size: None,
+        }
     }
 }
 
@@ -71,12 +78,25 @@ pub struct SenderInfo {
 pub struct ReplicationContext {
     pub engine: Arc<Engine>,
     pub config: SenderConfig,
+    pub slots: Slots,
     senders: Mutex<Vec<Arc<SenderInfo>>>,
 }
 
 impl ReplicationContext {
-    pub fn new(engine: Arc<Engine>, config: SenderConfig) -> Arc<ReplicationContext> {
-        Arc::new(ReplicationContext { engine, config, senders: Mutex::new(Vec::new()) })
+    /// The replication state of a server: its slots (loaded from disk) and its WAL senders.
+    pub fn new(engine: Arc<Engine>, config: SenderConfig) -> Result<Arc<ReplicationContext>> {
+        let slots = Slots::load(engine.clone(), config.max_slot_wal_keep_size)?;
+        let ctx = Arc::new(ReplicationContext { engine, config, slots, senders: Mutex::new(Vec::new()) });
+        // Once a second, invalidate slots that hold more WAL than allowed.
+        let weak = Arc::downgrade(&ctx);
+        let _ = std::thread::Builder::new().name("slot-limit".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(ctx) = weak.upgrade() else { return };
+            for name in ctx.slots.enforce_limit() {
+                eprintln!("tandem: replication slot \"{name}\" invalidated: it held more than max_slot_wal_keep_size");
+            }
+        });
+        Ok(ctx)
     }
 
     /// The WAL senders connected now.
@@ -157,10 +177,14 @@ pub fn serve(
                             lock(&ctx.senders).push(info.clone());
                             Registration { ctx: ctx.clone(), info: info.clone(), consumer: format!("walsender {pid}") }
                         });
-                        let _ = slot;
-                        stream_wal(&ctx, reg, &stream, &mut out, &mut input, start, timeline)
+                        let slot = match slot {
+                            Some(name) => Some(ctx.slots.acquire(&name, pid)?.name),
+                            None => None,
+                        };
+                        let request = StartRequest { start, timeline, slot };
+                        stream_wal(&ctx, reg, &stream, &mut out, &mut input, &request)
                     }
-                    other => run_command(&ctx, &mut out, other),
+                    other => run_command(&ctx, &mut out, other, pid),
                 });
                 if let Err(e) = result {
                     // A stream that failed mid-way has already said why and closed the socket.
@@ -188,7 +212,7 @@ pub fn serve(
     }
 }
 
-fn run_command(ctx: &ReplicationContext, out: &mut impl Write, cmd: Command) -> Result<()> {
+fn run_command(ctx: &ReplicationContext, out: &mut impl Write, cmd: Command, pid: i32) -> Result<()> {
     let engine = &ctx.engine;
     match cmd {
         Command::IdentifySystem => write_rows(
@@ -237,9 +261,36 @@ fn run_command(ctx: &ReplicationContext, out: &mut impl Write, cmd: Command) -> 
                 "TIMELINE_HISTORY",
             )
         }
-        Command::CreateSlot { .. } | Command::DropSlot { .. } | Command::ReadSlot { .. } | Command::BaseBackup(_) => {
-            Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "this replication command is not supported yet"))
+        Command::CreateSlot { name, temporary, reserve_wal } => {
+            let slot = ctx.slots.create(&name, temporary, reserve_wal, pid)?;
+            write_rows(
+                out,
+                &[("slot_name", TEXT), ("consistent_point", TEXT), ("snapshot_name", TEXT), ("output_plugin", TEXT)],
+                &[vec![Some(slot.name), Some(slot.restart_lsn.unwrap_or(Lsn::INVALID).to_string()), None, None]],
+                "CREATE_REPLICATION_SLOT",
+            )
         }
+        Command::DropSlot { name } => {
+            ctx.slots.drop_slot(&name)?;
+            out.write_all(&Msg::new(b'C').cstr("DROP_REPLICATION_SLOT").finish()).map_err(io)
+        }
+        Command::ReadSlot { name } => {
+            let row = match ctx.slots.get(&name) {
+                Some(s) => vec![
+                    Some("physical".to_string()),
+                    s.restart_lsn.map(|l| l.to_string()),
+                    s.restart_lsn.map(|_| engine.wal().timeline().to_string()),
+                ],
+                None => vec![None, None, None],
+            };
+            write_rows(
+                out,
+                &[("slot_type", TEXT), ("restart_lsn", TEXT), ("restart_tli", protocol::INT8)],
+                &[row],
+                "READ_REPLICATION_SLOT",
+            )
+        }
+        Command::BaseBackup(options) => crate::replication::basebackup::send(ctx, out, &options, pid),
         Command::StartReplication { .. } => Err(Error::internal("START_REPLICATION handled by the caller")),
     }
 }
@@ -254,15 +305,23 @@ struct Replies {
     last_reply: Mutex<Option<Instant>>,
 }
 
+/// What START_REPLICATION asked for.
+struct StartRequest {
+    start: Lsn,
+    timeline: Option<u32>,
+    slot: Option<String>,
+}
+
 fn stream_wal(
     ctx: &Arc<ReplicationContext>,
     reg: &Registration,
     stream: &TcpStream,
     out: &mut BufWriter<TcpStream>,
     input: &mut BufReader<TcpStream>,
-    start: Lsn,
-    timeline: Option<u32>,
+    request: &StartRequest,
 ) -> Result<()> {
+    let StartRequest { start, timeline, slot } = request;
+    let (start, timeline, slot) = (*start, *timeline, slot.as_deref());
     let engine = &ctx.engine;
     let wal = engine.wal();
     let current_tli = wal.timeline();
@@ -388,8 +447,13 @@ fn stream_wal(
             asked = false;
         }
         // Hold what the standby has not flushed yet (or, for clients that report no flush, not received).
-        let held = Lsn(info.flush.load(Ordering::Relaxed)).max(start.segment_start(seg_size));
+        let standby_flush = Lsn(info.flush.load(Ordering::Relaxed));
+        let held = standby_flush.max(start.segment_start(seg_size));
         wal.set_consumer(&reg.consumer, Some(held.min(pos)));
+        if let Some(name) = slot {
+            let at = if standby_flush == Lsn::INVALID { start } else { standby_flush.min(pos) };
+            ctx.slots.advance(name, at)?;
+        }
         wal.wait_flushed_beyond(pos, Duration::from_millis(100));
     };
     if let Err(e) = &result {

@@ -146,7 +146,22 @@ impl Transaction {
         Ok(())
     }
 
+    /// Refuses writes on a standby, as PostgreSQL's hot standby does.
+    fn check_writable(&self) -> Result<()> {
+        if self.core.in_recovery.load(Ordering::Acquire) {
+            return Err(Error::new(
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+                "cannot execute a write in a read-only transaction",
+            )
+            .with_detail("This server is a standby in recovery; writes go to the primary."));
+        }
+        Ok(())
+    }
+
     fn lock(&self, key: LockKey, mode: LockMode) -> Result<()> {
+        if mode == LockMode::Exclusive || matches!(key, LockKey::Table(_)) {
+            self.check_writable()?;
+        }
         self.core.locks.acquire(self.xid, &key, mode, &self.cancel)
     }
 
@@ -345,6 +360,7 @@ impl Transaction {
     }
 
     fn write(&mut self, op: Op) -> Result<()> {
+        self.check_writable()?;
         self.state.apply(&op)?;
         match &op {
             Op::Put { table, key, .. } | Op::Delete { table, key } => {
@@ -501,6 +517,7 @@ impl Transaction {
         seq: Oid,
         step: impl Fn(&SequenceDef, SequenceValue) -> Result<(i64, bool)>,
     ) -> Result<i64> {
+        self.check_writable()?;
         let undefined = || Error::new(SqlState::UNDEFINED_TABLE, format!("sequence with oid {seq} does not exist"));
         let committed = lock_mutex(&self.core.latest).sequences.contains_key(&seq);
         if !committed {

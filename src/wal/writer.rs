@@ -246,6 +246,31 @@ impl Wal {
         Ok(())
     }
 
+    /// On a standby: the WAL receiver has written and fsynced everything before `upto` (at the same
+    /// positions as the primary), and `last_record` is the start of the last complete record it knows of.
+    pub fn note_received_flush(&self, upto: Lsn) {
+        {
+            let mut f = lock(&self.shared.flush);
+            if upto <= f.flushed {
+                return;
+            }
+            f.flushed = upto;
+        }
+        self.shared.flushed_cv.notify_all();
+    }
+
+    /// Moves the append position to the end of replayed WAL, when a standby becomes a primary.
+    pub fn reset_end(&self, end: Lsn, last_record: Lsn) {
+        let mut st = lock(&self.shared.append);
+        let mut f = lock(&self.shared.flush);
+        st.buf.clear();
+        st.buf_start = end;
+        st.insert = end;
+        st.last_record = last_record;
+        f.flushed = end;
+        f.flushed_last_record = last_record;
+    }
+
     /// Waits until the WAL is flushed past `lsn` or `timeout` passes; returns the flushed position.
     pub fn wait_flushed_beyond(&self, lsn: Lsn, timeout: std::time::Duration) -> Lsn {
         let st = lock(&self.shared.flush);
