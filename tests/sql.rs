@@ -245,6 +245,17 @@ async fn sqlstates() {
     assert_eq!(sqlstate(&c, "SELECT 1").await, "25P02");
     c.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(sqlstate(&c, "SELECT 1").await, "00000");
+    // A multi-statement query is one implicit transaction: an error undoes the statements before it.
+    assert_eq!(sqlstate(&c, "INSERT INTO t VALUES (5, 'x'); INSERT INTO t VALUES (6, NULL)").await, "23502");
+    assert_eq!(one(&c, "SELECT count(*) FROM t WHERE id = 5").await, "0");
+    c.batch_execute("INSERT INTO t VALUES (5, 'x'); INSERT INTO t VALUES (6, 'y')").await.expect("batch");
+    c.batch_execute(
+        "INSERT INTO t VALUES (7, 'z'); BEGIN; INSERT INTO t VALUES (8, 'w'); COMMIT; INSERT INTO t VALUES (9, 'v')",
+    )
+    .await
+    .expect("batch with a block");
+    assert_eq!(one(&c, "SELECT count(*) FROM t WHERE id >= 5").await, "5");
+    c.batch_execute("DELETE FROM t WHERE id >= 5").await.expect("cleanup");
     // The session stays usable after every error.
     assert_eq!(one(&c, "SELECT count(*) FROM t").await, "1");
 }

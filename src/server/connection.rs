@@ -505,10 +505,19 @@ fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()>
             return conn.error(&e);
         }
     };
+    let batch = stmts.len() > 1;
+    if batch {
+        session.begin_batch();
+    }
     for stmt in stmts {
         let outcome = session.execute(&stmt, &[]);
         if !send_outcome(conn, session, outcome, &[], true)? {
             break;
+        }
+    }
+    if batch {
+        if let Err(e) = session.end_batch() {
+            conn.error(&e)?;
         }
     }
     Ok(())

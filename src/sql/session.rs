@@ -230,6 +230,8 @@ pub struct Session {
     status: TxnStatus,
     savepoints: Vec<(String, Savepoint)>,
     pub ctx: SessionCtx,
+    /// Whether a multi-statement query is running (its statements share an implicit transaction).
+    batch: bool,
     /// Notices produced by the last statement, for the wire layer to send.
     pub notices: Vec<String>,
     /// The cancel flag of the running transaction, for cancel requests from other connections.
@@ -253,6 +255,7 @@ impl Session {
             txn: None,
             status: TxnStatus::Idle,
             savepoints: Vec::new(),
+            batch: false,
             ctx,
             notices: Vec::new(),
             cancel: Arc::new(Mutex::new(None)),
@@ -334,7 +337,7 @@ impl Session {
                 ast::Statement::StartTransaction { modes, .. } => return self.begin(modes),
                 ast::Statement::Commit { .. } => return self.commit(),
                 ast::Statement::Rollback { savepoint: None, .. } => {
-                    if self.status == TxnStatus::Idle {
+                    if self.status == TxnStatus::Idle && self.txn.is_none() {
                         self.notices.push("there is no transaction in progress".into());
                     }
                     self.end_txn(false)?;
@@ -353,19 +356,36 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        let implicit = self.txn.is_none();
-        if implicit {
+        if self.txn.is_none() {
             self.begin_txn(self.default_isolation());
         }
+        // Outside a block, a statement commits by itself, unless it is part of a multi-statement query.
+        let per_statement = self.status == TxnStatus::Idle && !self.batch;
         let result = self.run(stmt, params);
-        match (&result, implicit) {
+        match (&result, per_statement) {
             (Ok(Outcome::CopyIn { .. }), _) => {}
             (Ok(_), true) => self.end_txn(true)?,
             (Ok(_), false) => {}
             (Err(_), true) => self.end_txn(false)?,
+            (Err(_), false) if self.status == TxnStatus::Idle => self.end_txn(false)?,
             (Err(_), false) => self.status = TxnStatus::Failed,
         }
         result
+    }
+
+    /// Starts a multi-statement simple query: its statements share one implicit transaction, as in
+    /// PostgreSQL (a BEGIN inside turns it into an explicit block; a COMMIT inside ends it).
+    pub fn begin_batch(&mut self) {
+        self.batch = true;
+    }
+
+    /// Ends a multi-statement query, committing its implicit transaction if one is open.
+    pub fn end_batch(&mut self) -> Result<()> {
+        self.batch = false;
+        if self.status == TxnStatus::Idle && self.txn.is_some() {
+            return self.end_txn(true);
+        }
+        Ok(())
     }
 
     fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Outcome> {
@@ -384,13 +404,19 @@ impl Session {
                 };
             }
         }
-        self.begin_txn(isolation);
+        if self.txn.is_none() {
+            self.begin_txn(isolation);
+        }
         self.status = TxnStatus::InBlock;
         Ok(Outcome::Command("BEGIN".into()))
     }
 
     fn commit(&mut self) -> Result<Outcome> {
         match self.status {
+            TxnStatus::Idle if self.txn.is_some() => {
+                self.end_txn(true)?;
+                Ok(Outcome::Command("COMMIT".into()))
+            }
             TxnStatus::Idle => {
                 self.notices.push("there is no transaction in progress".into());
                 Ok(Outcome::Command("COMMIT".into()))
