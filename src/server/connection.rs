@@ -39,16 +39,16 @@ const PROTOCOL_3: u32 = 196608;
 /// Messages other than queries and COPY data are small; anything larger is a broken client.
 const MAX_OTHER_MESSAGE: usize = 1 << 30;
 
-/// A prepared statement.
+/// A prepared statement (shared with its portals: the AST is never copied per execution).
 struct Prepared {
-    stmt: Stmt,
+    stmt: Arc<Stmt>,
     param_types: Vec<DataType>,
     columns: Option<Vec<(String, DataType)>>,
 }
 
 /// A bound portal.
 struct Portal {
-    stmt: Stmt,
+    stmt: Arc<Stmt>,
     params: Vec<Value>,
     columns: Option<Vec<(String, DataType)>>,
     binary: Vec<bool>,
@@ -276,25 +276,9 @@ impl Drop for Registration<'_> {
     }
 }
 
-const REPORTED: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "default_transaction_read_only",
-    "in_hot_standby",
-    "integer_datetimes",
-    "IntervalStyle",
-    "is_superuser",
-    "server_encoding",
-    "server_version",
-    "session_authorization",
-    "standard_conforming_strings",
-    "TimeZone",
-];
-
 fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) -> Result<()> {
     conn.send(Authentication::Ok)?;
-    for name in REPORTED {
+    for name in session::REPORTED {
         let value = session.ctx.setting(name).unwrap_or("").to_string();
         conn.send(ParameterStatus::new(name.to_string(), value))?;
     }
@@ -350,7 +334,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
                     let (param_types, columns) = session.describe(&stmt, &types)?;
-                    Ok(Prepared { stmt, param_types, columns })
+                    Ok(Prepared { stmt: Arc::new(stmt), param_types, columns })
                 })();
                 match r {
                     Ok(prep) => {
@@ -435,13 +419,17 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                 }
             }
             Frontend::Execute { portal: name, .. } => {
-                let Some(portal) = portals.get(&name) else {
+                let Some(portal) = portals.get_mut(&name) else {
                     conn.error(&Error::new(SqlState("34000"), format!("portal \"{name}\" does not exist")))?;
                     skip_to_sync = true;
                     continue;
                 };
-                let (stmt, params, binary) = (portal.stmt.clone(), portal.params.clone(), portal.binary.clone());
+                let (stmt, params, binary) =
+                    (portal.stmt.clone(), std::mem::take(&mut portal.params), portal.binary.clone());
                 let outcome = session.execute(&stmt, &params);
+                if let Some(p) = portals.get_mut(&name) {
+                    p.params = params;
+                }
                 if !send_outcome(conn, session, outcome, &binary, false)? {
                     skip_to_sync = true;
                 }
@@ -534,6 +522,9 @@ fn send_outcome(
     let notices = std::mem::take(&mut session.notices);
     for n in &notices {
         conn.notice(n)?;
+    }
+    for (name, value) in std::mem::take(&mut session.reported) {
+        conn.send(ParameterStatus::new(name, value))?;
     }
     match outcome {
         Err(e) => {

@@ -223,6 +223,23 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
 /// What Describe reports: the parameter types, and the result columns if the statement returns rows.
 pub type Description = (Vec<DataType>, Option<Vec<(String, DataType)>>);
 
+/// The settings whose changes are reported to the client as ParameterStatus (PostgreSQL's GUC_REPORT set).
+pub const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
 /// A session.
 pub struct Session {
     engine: Arc<Engine>,
@@ -230,6 +247,8 @@ pub struct Session {
     status: TxnStatus,
     savepoints: Vec<(String, Savepoint)>,
     pub ctx: SessionCtx,
+    /// Reported settings changed by the last statement, for the wire layer to send as ParameterStatus.
+    pub reported: Vec<(String, String)>,
     /// Whether a multi-statement query is running (its statements share an implicit transaction).
     batch: bool,
     /// Notices produced by the last statement, for the wire layer to send.
@@ -256,6 +275,7 @@ impl Session {
             status: TxnStatus::Idle,
             savepoints: Vec::new(),
             batch: false,
+            reported: Vec::new(),
             ctx,
             notices: Vec::new(),
             cancel: Arc::new(Mutex::new(None)),
@@ -742,6 +762,9 @@ impl Session {
     }
 
     fn put_setting(&mut self, name: &str, value: String) {
+        if let Some(r) = REPORTED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+            self.reported.push((r.to_string(), value.clone()));
+        }
         match self.ctx.settings.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             Some((_, v)) => *v = value,
             None => self.ctx.settings.push((name.to_string(), value)),
