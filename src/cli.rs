@@ -21,6 +21,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tandem::engine::{Engine, EngineConfig, InitOptions, PID_FILE};
 use tandem::error::{Error, Result, SqlState};
+use tandem::replication::basebackup::{self, FetchOptions};
+use tandem::replication::walreceiver::{ReceiverConfig, WalReceiver};
+use tandem::replication::walsender::{ReplicationContext, SenderConfig};
 use tandem::server::Server;
 
 const CONFIG_FILE: &str = "tandem.toml";
@@ -84,6 +87,54 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StopMode::Fast)]
         mode: StopMode,
     },
+    /// Take a base backup of a running primary (like pg_basebackup).
+    #[command(
+        after_help = "Examples:\n  tandem basebackup -h 127.0.0.1 -p 5433 -D ./backup --progress\n  tandem basebackup -h 127.0.0.1 -p 5433 -D ./standby --write-standby-config --max-rate 50MB"
+    )]
+    Basebackup {
+        /// The primary's host.
+        #[arg(short = 'h', long, default_value = "127.0.0.1")]
+        host: String,
+        /// The primary's port.
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        port: u16,
+        /// Where to write the copy (must be missing or empty).
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// Show a progress bar (on a terminal).
+        #[arg(long)]
+        progress: bool,
+        /// Limit the transfer rate, e.g. 50MB (per second).
+        #[arg(long, value_name = "RATE")]
+        max_rate: Option<String>,
+        /// Make the copy start as a standby of the primary (standby.signal, primary_conninfo).
+        #[arg(long)]
+        write_standby_config: bool,
+    },
+    /// Create a standby of a running primary and start it (like gpinitstandby).
+    #[command(
+        after_help = "Examples:\n  tandem init-standby -h 127.0.0.1 -p 5433 -D ./standby --port 5434\n  tandem init-standby -h 127.0.0.1 -p 5433 -D ./standby --port 5434 --name mirror1 --no-start"
+    )]
+    InitStandby {
+        /// The primary's host.
+        #[arg(short = 'h', long, default_value = "127.0.0.1")]
+        host: String,
+        /// The primary's port.
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        primary_port: u16,
+        /// The standby's data directory (must be missing or empty).
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// The port the standby listens on.
+        #[arg(long)]
+        port: u16,
+        /// The standby's name (its application_name and replication slot on the primary).
+        #[arg(long, default_value = "standby")]
+        name: String,
+        /// Prepare the standby but do not start it.
+        #[arg(long)]
+        no_start: bool,
+    },
     /// Create ./tandem-data/primary if needed and run it on 127.0.0.1:5433 until Ctrl-C.
     #[command(after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo")]
     Quickstart {
@@ -105,11 +156,15 @@ pub enum StopMode {
 pub struct Config {
     pub listen: String,
     pub port: u16,
+    /// On a standby: how to reach the primary (`host=... port=... application_name=...`).
+    pub primary_conninfo: Option<String>,
+    /// On a standby: the primary's replication slot for it.
+    pub primary_slot_name: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { listen: DEFAULT_LISTEN.into(), port: DEFAULT_PORT }
+        Config { listen: DEFAULT_LISTEN.into(), port: DEFAULT_PORT, primary_conninfo: None, primary_slot_name: None }
     }
 }
 
@@ -129,9 +184,11 @@ impl Config {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| config_error(format!("tandem.toml line {}: expected key = value", n + 1)))?;
-            let v = v.trim().trim_matches('"');
+            let v = v.trim().trim_matches('"').trim_matches('\'');
             match k.trim() {
                 "listen" => c.listen = v.to_string(),
+                "primary_conninfo" => c.primary_conninfo = Some(v.to_string()),
+                "primary_slot_name" => c.primary_slot_name = Some(v.to_string()),
                 "port" => {
                     c.port =
                         v.parse().map_err(|_| config_error(format!("tandem.toml line {}: bad port \"{v}\"", n + 1)))?
@@ -144,16 +201,40 @@ impl Config {
 
     /// The file's text.
     pub fn render(&self) -> String {
-        format!("# tandem settings\nlisten = \"{}\"\nport = {}\n", self.listen, self.port)
+        let mut text = format!("# tandem settings\nlisten = \"{}\"\nport = {}\n", self.listen, self.port);
+        if let Some(c) = &self.primary_conninfo {
+            text.push_str(&format!("primary_conninfo = '{c}'\n"));
+        }
+        if let Some(s) = &self.primary_slot_name {
+            text.push_str(&format!("primary_slot_name = '{s}'\n"));
+        }
+        text
     }
 
+    /// Reads DIR/tandem.toml. A standby made by `pg_basebackup -R` has its primary_conninfo in
+    /// postgresql.auto.conf instead, which is read too.
     fn load(dir: &Path) -> Result<Config> {
         let path = dir.join(CONFIG_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Config::parse(&t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(Error::io(format!("could not read \"{}\"", path.display()), e)),
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(t) => Config::parse(&t)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(Error::io(format!("could not read \"{}\"", path.display()), e)),
+        };
+        if config.primary_conninfo.is_none() {
+            if let Ok(text) = std::fs::read_to_string(dir.join("postgresql.auto.conf")) {
+                for line in text.lines() {
+                    if let Some((k, v)) = line.split_once('=') {
+                        let v = v.trim().trim_matches('\'').replace("\'\'", "\'");
+                        match k.trim() {
+                            "primary_conninfo" => config.primary_conninfo = Some(v),
+                            "primary_slot_name" => config.primary_slot_name = Some(v),
+                            _ => {}
+                        }
+                    }
+                }
+            }
         }
+        Ok(config)
     }
 
     fn address(&self) -> Result<SocketAddr> {
@@ -198,6 +279,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen),
         Command::Stop { dir, mode } => stop(&dir, mode),
         Command::Quickstart { dir } => quickstart(&dir),
+        Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
+            run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
+        }
+        Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
+            init_standby(&host, primary_port, &dir, port, &name, no_start)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,7 +365,20 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     let addr = config.address()?;
     let signals = block_signals();
     let engine = Arc::new(Engine::open(dir, EngineConfig::default())?);
-    let server = Server::bind(addr, engine.clone())?;
+    let replication = ReplicationContext::new(engine.clone(), SenderConfig::default())?;
+    let server = Server::bind(addr, engine.clone(), replication)?;
+    if engine.in_recovery() {
+        match &config.primary_conninfo {
+            Some(conninfo) => {
+                let mut rc = ReceiverConfig::from_conninfo(conninfo)?;
+                rc.slot = config.primary_slot_name.clone();
+                tracing::info!(primary = %format!("{}:{}", rc.host, rc.port), "starting as a standby");
+                *server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(WalReceiver::start(engine.clone(), rc));
+            }
+            None => tracing::warn!("standby.signal is present but primary_conninfo is not set: not streaming"),
+        }
+    }
     let stopper = server.stopper()?;
     let immediate_engine = engine.clone();
     std::thread::Builder::new()
@@ -303,6 +403,9 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     }
     server.run();
     tracing::info!("shutting down");
+    if let Some(rx) = server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        rx.stop();
+    }
     engine.shutdown()?;
     tracing::info!("database system is shut down");
     Ok(())
@@ -400,6 +503,151 @@ fn stop(dir: &Path, mode: StopMode) -> Result<()> {
     Ok(())
 }
 
+fn run_basebackup(
+    host: &str,
+    port: u16,
+    dir: &Path,
+    progress: bool,
+    max_rate: Option<&str>,
+    write_standby_config: bool,
+) -> Result<()> {
+    let options = FetchOptions {
+        progress,
+        max_rate: max_rate.map(parse_size).transpose()?,
+        slot: None,
+        application_name: "tandem_basebackup".into(),
+    };
+    let fetched = basebackup::fetch(host, port, dir, &options)?;
+    if write_standby_config {
+        basebackup::write_standby_config(dir, host, port, "standby", None)?;
+    }
+    println!(
+        "base backup of system {} written to {}: {} bytes, WAL {} to {}",
+        fetched.system_id,
+        dir.display(),
+        fetched.bytes,
+        fetched.start,
+        fetched.end
+    );
+    Ok(())
+}
+
+/// A replication slot name made from a standby name: lower case letters, digits and underscores.
+fn slot_name(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(63).collect();
+    if s.is_empty() {
+        "standby".into()
+    } else {
+        s
+    }
+}
+
+/// Whether two host names are the same machine (for the same-host-and-port check).
+fn same_host(a: &str, b: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let ips = |h: &str| -> Vec<IpAddr> {
+        (h, 0).to_socket_addrs().map(|it| it.map(|s| s.ip()).collect()).unwrap_or_default()
+    };
+    let (x, y) = (ips(a), ips(b));
+    a == b
+        || x.iter().any(|ip| y.contains(ip))
+        || (x.iter().any(IpAddr::is_loopback) && y.iter().any(IpAddr::is_loopback))
+}
+
+fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str, no_start: bool) -> Result<()> {
+    if port == primary_port && same_host(host, DEFAULT_LISTEN) {
+        return Err(config_error(format!(
+            "cannot create standby on the same host and port as the primary ({host}:{port})"
+        ))
+        .with_hint("Give the standby another --port."));
+    }
+    let slot = slot_name(name);
+    let existed = dir.exists();
+    let undo = |started: bool| {
+        if started {
+            let _ = stop(dir, StopMode::Immediate);
+        }
+        let _ = drop_slot(host, primary_port, &slot);
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    };
+    let options =
+        FetchOptions { progress: true, max_rate: None, slot: Some(slot.clone()), application_name: name.to_string() };
+    println!("taking a base backup of {host}:{primary_port} into {} (the primary keeps serving)", dir.display());
+    let fetched = match basebackup::fetch(host, primary_port, dir, &options) {
+        Ok(f) => f,
+        Err(e) => {
+            undo(false);
+            return Err(e);
+        }
+    };
+    let config = Config {
+        listen: DEFAULT_LISTEN.into(),
+        port,
+        primary_conninfo: Some(format!("host={host} port={primary_port} application_name={name}")),
+        primary_slot_name: Some(slot.clone()),
+    };
+    let written = std::fs::write(dir.join(CONFIG_FILE), config.render())
+        .map_err(|e| Error::io("could not write the standby's tandem.toml", e))
+        .and_then(|_| basebackup::write_standby_config(dir, host, primary_port, name, Some(&slot)));
+    if let Err(e) = written {
+        undo(false);
+        return Err(e);
+    }
+    println!("base backup done: {} bytes, WAL {} to {}", fetched.bytes, fetched.start, fetched.end);
+    if no_start {
+        println!(
+            "standby prepared in {}; start it with:\n\n    tandem start -D {} --detach\n",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    if let Err(e) = detach(dir, Some(port), None) {
+        undo(true);
+        return Err(e);
+    }
+    // Streaming means the standby's slot on the primary has moved past the backup's end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match slot_position(host, primary_port, &slot) {
+            Ok(Some(lsn)) if lsn >= fetched.end => break,
+            _ if Instant::now() > deadline => {
+                undo(true);
+                return Err(config_error("the standby did not start streaming within 60 s; it was removed again"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    println!(
+        "standby \"{name}\" is streaming from {host}:{primary_port} and accepts read-only connections on port {port}"
+    );
+    Ok(())
+}
+
+/// Runs one replication command on the primary; returns the first row.
+fn replication_command(host: &str, port: u16, command: &str) -> Result<Vec<Option<String>>> {
+    basebackup::replication_query(host, port, command)
+}
+
+fn slot_position(host: &str, port: u16, slot: &str) -> Result<Option<tandem::wal::Lsn>> {
+    let row = replication_command(host, port, &format!("READ_REPLICATION_SLOT {slot}"))?;
+    Ok(row.get(1).cloned().flatten().and_then(|s| s.parse().ok()))
+}
+
+fn drop_slot(host: &str, port: u16, slot: &str) -> Result<()> {
+    replication_command(host, port, &format!("DROP_REPLICATION_SLOT \"{slot}\"")).map(|_| ())
+}
+
 fn quickstart(dir: &Path) -> Result<()> {
     let primary = dir.join("primary");
     if !primary.join("tandem.control").exists() {
@@ -418,9 +666,14 @@ mod tests {
 
     #[test]
     fn config_round_trip() {
-        let c = Config { listen: "127.0.0.1".into(), port: 6000 };
+        let c = Config {
+            listen: "127.0.0.1".into(),
+            port: 6000,
+            primary_conninfo: Some("host=127.0.0.1 port=5433 application_name=s1".into()),
+            primary_slot_name: Some("s1".into()),
+        };
         assert_eq!(Config::parse(&c.render()).ok(), Some(c));
-        assert!(Config { listen: "0.0.0.0".into(), port: 1 }.address().is_err());
+        assert!(Config { listen: "0.0.0.0".into(), port: 1, ..Config::default() }.address().is_err());
         assert_eq!(parse_size("16MB").ok(), Some(16 << 20));
     }
 }

@@ -500,6 +500,15 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
     Ok(Fetched { system_id, start, end, bytes })
 }
 
+/// Runs one replication command on a server and returns the first row of its result.
+pub fn replication_query(host: &str, port: u16, command: &str) -> Result<Vec<Option<String>>> {
+    let (mut out, mut input) = connect(host, port, "tandem")?;
+    out.write_all(&Msg::new(b'Q').cstr(command).finish()).map_err(io)?;
+    let rows = results(&mut input, false)?;
+    let _ = out.write_all(&Msg::new(b'X').finish());
+    Ok(rows.into_iter().next().unwrap_or_default())
+}
+
 /// Makes a backup directory start as a standby of host:port: `standby.signal`, and `primary_conninfo`
 /// (and the slot, if any) in `tandem.toml`.
 pub fn write_standby_config(

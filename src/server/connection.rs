@@ -246,9 +246,15 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
         encoding
     };
     if params.get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
-        let e = Error::new(SqlState::FEATURE_NOT_SUPPORTED, "replication connections are not supported yet");
-        conn.error(&e)?;
-        return conn.flush();
+        if params.get("replication").is_some_and(|r| r == "database") {
+            let e = Error::new(SqlState::FEATURE_NOT_SUPPORTED, "logical replication is not supported");
+            conn.error(&e)?;
+            return conn.flush();
+        }
+        let walsender_stream = stream.try_clone().map_err(io_err)?;
+        let (pid, _, _) = shared.register(stream);
+        let _registered = Registration { shared, pid };
+        return crate::replication::walsender::serve(walsender_stream, &params, pid, shared.replication.clone());
     }
     let (pid, secret, registration) = shared.register(stream);
     let _registered = Registration { shared, pid };

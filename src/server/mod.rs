@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::replication::walreceiver::WalReceiver;
+use crate::replication::walsender::ReplicationContext;
 
 /// The cancel flag a session publishes for its running transaction.
 type CancelFlag = Arc<Mutex<Option<Arc<AtomicBool>>>>;
@@ -29,6 +31,10 @@ struct Registered {
 /// State shared by all connections.
 pub struct Shared {
     pub engine: Arc<Engine>,
+    /// WAL senders and replication slots.
+    pub replication: Arc<ReplicationContext>,
+    /// On a standby: the WAL receiver.
+    pub receiver: Mutex<Option<WalReceiver>>,
     next_pid: AtomicI32,
     sessions: Mutex<HashMap<i32, Registered>>,
 }
@@ -75,14 +81,21 @@ pub struct Server {
 
 impl Server {
     /// Binds the listening socket.
-    pub fn bind(addr: SocketAddr, engine: Arc<Engine>) -> Result<Server> {
+    pub fn bind(addr: SocketAddr, engine: Arc<Engine>, replication: Arc<ReplicationContext>) -> Result<Server> {
         let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("could not listen on {addr}"), e))?;
         let shared = Arc::new(Shared {
             engine,
+            replication,
+            receiver: Mutex::new(None),
             next_pid: AtomicI32::new(std::process::id() as i32 * 10 % 1_000_000 + 1000),
             sessions: Mutex::new(HashMap::new()),
         });
         Ok(Server { listener, shared, stopping: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// What the connections share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The address it listens on.

@@ -374,9 +374,14 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         "set_config" => a(1)?,
         "pg_backend_pid" => Value::Int(env.session.pid as i64),
-        "pg_is_in_recovery" => Value::Bool(false),
+        "pg_is_in_recovery" => Value::Bool(env.session.engine.in_recovery()),
         "pg_current_wal_lsn" | "pg_current_wal_insert_lsn" => lsn_text(env.session.engine.wal().insert_lsn()),
         "pg_current_wal_flush_lsn" => lsn_text(env.session.engine.wal().flushed()),
+        // On a primary these are NULL, as in PostgreSQL.
+        "pg_last_wal_receive_lsn" if env.session.engine.in_recovery() => lsn_text(env.session.engine.wal().flushed()),
+        "pg_last_wal_replay_lsn" if env.session.engine.in_recovery() => {
+            lsn_text(env.session.engine.replay_status().applied)
+        }
         "pg_last_wal_receive_lsn" | "pg_last_wal_replay_lsn" => Value::Null,
         "pg_wal_lsn_diff" => {
             let parse = |v: String| {
