@@ -310,6 +310,17 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn init(dir: &Path, port: Option<u16>, listen: Option<String>, segment: Option<&str>) -> Result<()> {
+    create(dir, port, listen, segment)?;
+    println!(
+        "Success. The data directory {} is ready.\n\nStart the server with:\n\n    tandem start -D {}\n",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Creates a data directory and its tandem.toml.
+fn create(dir: &Path, port: Option<u16>, listen: Option<String>, segment: Option<&str>) -> Result<()> {
     let mut config = Config::default();
     if let Some(p) = port {
         config.port = p;
@@ -326,11 +337,6 @@ fn init(dir: &Path, port: Option<u16>, listen: Option<String>, segment: Option<&
     let path = dir.join(CONFIG_FILE);
     std::fs::write(&path, config.render())
         .map_err(|e| Error::io(format!("could not write \"{}\"", path.display()), e))?;
-    println!(
-        "Success. The data directory {} is ready.\n\nStart the server with:\n\n    tandem start -D {}\n",
-        dir.display(),
-        dir.display()
-    );
     Ok(())
 }
 
@@ -660,7 +666,8 @@ fn drop_slot(host: &str, port: u16, slot: &str) -> Result<()> {
 fn quickstart(dir: &Path) -> Result<()> {
     let primary = dir.join("primary");
     if !primary.join("tandem.control").exists() {
-        init(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
+        create(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
+        println!("Created a new primary in {}.", primary.display());
     }
     let banner = |addr: SocketAddr| {
         println!("tandem is running on {addr} (data in {}).\nConnect with:\n\n    psql -h {} -p {} -U postgres postgres\n\nPress Ctrl-C to stop.", primary.display(), addr.ip(), addr.port());

@@ -245,6 +245,35 @@ async fn sqlstates() {
     assert_eq!(sqlstate(&c, "SELECT 1").await, "25P02");
     c.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(sqlstate(&c, "SELECT 1").await, "00000");
+    // A multi-statement query is one implicit transaction: an error undoes the statements before it.
+    assert_eq!(sqlstate(&c, "INSERT INTO t VALUES (5, 'x'); INSERT INTO t VALUES (6, NULL)").await, "23502");
+    assert_eq!(one(&c, "SELECT count(*) FROM t WHERE id = 5").await, "0");
+    c.batch_execute("INSERT INTO t VALUES (5, 'x'); INSERT INTO t VALUES (6, 'y')").await.expect("batch");
+    c.batch_execute(
+        "INSERT INTO t VALUES (7, 'z'); BEGIN; INSERT INTO t VALUES (8, 'w'); COMMIT; INSERT INTO t VALUES (9, 'v')",
+    )
+    .await
+    .expect("batch with a block");
+    assert_eq!(one(&c, "SELECT count(*) FROM t WHERE id >= 5").await, "5");
+    c.batch_execute("DELETE FROM t WHERE id >= 5").await.expect("cleanup");
     // The session stays usable after every error.
     assert_eq!(one(&c, "SELECT count(*) FROM t").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_lock_wait() {
+    let server = TestServer::start();
+    let a = connect(&server).await;
+    let b = connect(&server).await;
+    a.batch_execute("CREATE TABLE r (id int PRIMARY KEY, v int); INSERT INTO r VALUES (1, 0)").await.expect("setup");
+    a.batch_execute("BEGIN; UPDATE r SET v = 1 WHERE id = 1").await.expect("lock the row");
+    let token = b.cancel_token();
+    let waiter = tokio::spawn(async move { b.simple_query("UPDATE r SET v = 2 WHERE id = 1").await.map(|_| ()) });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    token.cancel_query(NoTls).await.expect("send cancel");
+    let result = waiter.await.expect("join");
+    let code = result.err().and_then(|e| e.as_db_error().map(|d| d.code().code().to_string()));
+    assert_eq!(code.as_deref(), Some("57014"));
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(one(&a, "SELECT v FROM r").await, "1");
 }

@@ -5,8 +5,9 @@
 //! waiting at once is exactly what lets group commit cover them with one fdatasync.
 //!
 //! Framing is read here (so a length is checked before anything is allocated: an oversized query gets
-//! 54000 and its bytes are skipped, a nonsensical length closes the connection); the message bodies are
-//! decoded and the replies encoded with the `pgwire` crate's message codec. Extended-protocol errors
+//! 54000 and its bytes are skipped, a nonsensical length closes the connection); message bodies are
+//! decoded with every field checked ([`super::frontend`]) and replies are encoded with the `pgwire` crate's
+//! message codec. A bug that panics ends only its own session. Extended-protocol errors
 //! discard messages until Sync, as PostgreSQL does.
 
 use std::collections::HashMap;
@@ -22,10 +23,11 @@ use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
 };
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
-use pgwire::messages::{DecodeContext, Message, PgWireFrontendMessage, ProtocolVersion};
+use pgwire::messages::Message;
 
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
+use crate::server::frontend::{self, Frontend};
 use crate::server::Shared;
 use crate::sql::session::{self, Outcome, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
 use crate::storage::value::{DataType, Value};
@@ -37,16 +39,16 @@ const PROTOCOL_3: u32 = 196608;
 /// Messages other than queries and COPY data are small; anything larger is a broken client.
 const MAX_OTHER_MESSAGE: usize = 1 << 30;
 
-/// A prepared statement.
+/// A prepared statement (shared with its portals: the AST is never copied per execution).
 struct Prepared {
-    stmt: Stmt,
+    stmt: Arc<Stmt>,
     param_types: Vec<DataType>,
     columns: Option<Vec<(String, DataType)>>,
 }
 
 /// A bound portal.
 struct Portal {
-    stmt: Stmt,
+    stmt: Arc<Stmt>,
     params: Vec<Value>,
     columns: Option<Vec<(String, DataType)>>,
     binary: Vec<bool>,
@@ -281,39 +283,20 @@ impl Drop for Registration<'_> {
     }
 }
 
-const REPORTED: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "default_transaction_read_only",
-    "in_hot_standby",
-    "integer_datetimes",
-    "IntervalStyle",
-    "is_superuser",
-    "server_encoding",
-    "server_version",
-    "session_authorization",
-    "standard_conforming_strings",
-    "TimeZone",
-];
-
 fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) -> Result<()> {
     conn.send(Authentication::Ok)?;
-    for name in REPORTED {
+    for name in session::REPORTED {
         let value = session.ctx.setting(name).unwrap_or("").to_string();
         conn.send(ParameterStatus::new(name.to_string(), value))?;
     }
     conn.send(BackendKeyData::new(pid, SecretKey::I32(secret)))?;
     conn.send(ReadyForQuery::new(status_of(session.status())))?;
     conn.flush()?;
-    let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
-    ctx.awaiting_frontend_ssl = false;
-    ctx.awaiting_frontend_startup = false;
     let mut prepared: HashMap<String, Prepared> = HashMap::new();
     let mut portals: HashMap<String, Portal> = HashMap::new();
     let mut skip_to_sync = false;
     loop {
-        let Some((kind, mut frame)) = conn.read_message()? else { return Ok(()) };
+        let Some((kind, frame)) = conn.read_message()? else { return Ok(()) };
         if kind == 0 {
             conn.error(&Error::new(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
@@ -323,34 +306,33 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
             conn.flush()?;
             continue;
         }
-        if matches!(kind, b'Q' | b'P') && std::str::from_utf8(&frame[5..]).is_err() {
-            let e = Error::new(SqlState::CHARACTER_NOT_IN_REPERTOIRE, "invalid byte sequence for encoding \"UTF8\"");
-            conn.error(&e)?;
-            if kind == b'Q' {
-                conn.send(ReadyForQuery::new(status_of(session.status())))?;
-                conn.flush()?;
-            } else {
-                skip_to_sync = true;
+        let msg = match frontend::decode(kind, &frame[5..]) {
+            Ok(m) => m,
+            // Text that is not UTF-8 is the statement's error; anything else breaks the protocol.
+            Err(e) if e.code == SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+                conn.error(&e)?;
+                if kind == b'Q' {
+                    conn.send(ReadyForQuery::new(status_of(session.status())))?;
+                    conn.flush()?;
+                } else {
+                    skip_to_sync = true;
+                }
+                continue;
             }
-            continue;
-        }
-        let msg = match PgWireFrontendMessage::decode(&mut frame, &ctx) {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "truncated message")),
-            Err(e) => return Err(Error::new(SqlState::PROTOCOL_VIOLATION, format!("invalid message: {e}"))),
+            Err(e) => return Err(e),
         };
-        if skip_to_sync && !matches!(msg, PgWireFrontendMessage::Sync(_)) {
+        if skip_to_sync && !matches!(msg, Frontend::Sync) {
             continue;
         }
         match msg {
-            PgWireFrontendMessage::Query(q) => {
-                simple_query(conn, session, &q.query)?;
+            Frontend::Query(q) => {
+                simple_query(conn, session, &q)?;
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }
-            PgWireFrontendMessage::Parse(p) => {
+            Frontend::Parse { name: pname, query, types } => {
                 let r = (|| -> Result<Prepared> {
-                    let mut stmts = session::parse(&p.query)?;
+                    let mut stmts = session::parse(&query)?;
                     if stmts.len() > 1 {
                         return Err(Error::new(
                             SqlState::SYNTAX_ERROR,
@@ -358,12 +340,12 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                         ));
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
-                    let (param_types, columns) = session.describe(&stmt, &p.type_oids)?;
-                    Ok(Prepared { stmt, param_types, columns })
+                    let (param_types, columns) = session.describe(&stmt, &types)?;
+                    Ok(Prepared { stmt: Arc::new(stmt), param_types, columns })
                 })();
                 match r {
                     Ok(prep) => {
-                        prepared.insert(p.name.unwrap_or_default(), prep);
+                        prepared.insert(pname, prep);
                         conn.send(ParseComplete::new())?;
                     }
                     Err(e) => {
@@ -372,44 +354,44 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                 }
             }
-            PgWireFrontendMessage::Bind(b) => {
+            Frontend::Bind { portal: portal_name, statement, formats, params: values, result_formats } => {
                 let r = (|| -> Result<Portal> {
-                    let name = b.statement_name.clone().unwrap_or_default();
+                    let name = statement.clone();
                     let prep = prepared.get(&name).ok_or_else(|| {
                         Error::new(SqlState("26000"), format!("prepared statement \"{name}\" does not exist"))
                     })?;
-                    if b.parameters.len() != prep.param_types.len() {
+                    if values.len() != prep.param_types.len() {
                         return Err(Error::new(
                             SqlState::PROTOCOL_VIOLATION,
                             format!(
                                 "bind message supplies {} parameters, but prepared statement \"{name}\" requires {}",
-                                b.parameters.len(),
+                                values.len(),
                                 prep.param_types.len()
                             ),
                         ));
                     }
-                    let mut params = Vec::with_capacity(b.parameters.len());
-                    for (i, (p, ty)) in b.parameters.iter().zip(&prep.param_types).enumerate() {
-                        let fmt = match b.parameter_format_codes.len() {
+                    let mut params = Vec::with_capacity(values.len());
+                    for (i, (p, ty)) in values.iter().zip(&prep.param_types).enumerate() {
+                        let fmt = match formats.len() {
                             0 => 0,
-                            1 => b.parameter_format_codes[0],
-                            _ => b.parameter_format_codes.get(i).copied().unwrap_or(0),
+                            1 => formats[0],
+                            _ => formats.get(i).copied().unwrap_or(0),
                         };
                         params.push(format::decode_param(p.as_deref(), ty, fmt == 1)?);
                     }
                     let ncols = prep.columns.as_ref().map_or(0, Vec::len);
                     let binary = (0..ncols)
-                        .map(|i| match b.result_column_format_codes.len() {
+                        .map(|i| match result_formats.len() {
                             0 => false,
-                            1 => b.result_column_format_codes[0] == 1,
-                            _ => b.result_column_format_codes.get(i) == Some(&1),
+                            1 => result_formats[0] == 1,
+                            _ => result_formats.get(i) == Some(&1),
                         })
                         .collect();
                     Ok(Portal { stmt: prep.stmt.clone(), params, columns: prep.columns.clone(), binary })
                 })();
                 match r {
                     Ok(portal) => {
-                        portals.insert(b.portal_name.unwrap_or_default(), portal);
+                        portals.insert(portal_name, portal);
                         conn.send(BindComplete::new())?;
                     }
                     Err(e) => {
@@ -418,9 +400,8 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                 }
             }
-            PgWireFrontendMessage::Describe(d) => {
-                let name = d.name.unwrap_or_default();
-                let r: Result<()> = if d.target_type == b'S' {
+            Frontend::Describe { kind: target, name } => {
+                let r: Result<()> = if target == b'S' {
                     match prepared.get(&name) {
                         Some(p) => {
                             conn.send(ParameterDescription::new(p.param_types.iter().map(DataType::oid).collect()))?;
@@ -444,45 +425,40 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     skip_to_sync = true;
                 }
             }
-            PgWireFrontendMessage::Execute(x) => {
-                let name = x.name.unwrap_or_default();
-                let Some(portal) = portals.get(&name) else {
+            Frontend::Execute { portal: name, .. } => {
+                let Some(portal) = portals.get_mut(&name) else {
                     conn.error(&Error::new(SqlState("34000"), format!("portal \"{name}\" does not exist")))?;
                     skip_to_sync = true;
                     continue;
                 };
-                let (stmt, params, binary) = (portal.stmt.clone(), portal.params.clone(), portal.binary.clone());
+                let (stmt, params, binary) =
+                    (portal.stmt.clone(), std::mem::take(&mut portal.params), portal.binary.clone());
                 let outcome = session.execute(&stmt, &params);
+                if let Some(p) = portals.get_mut(&name) {
+                    p.params = params;
+                }
                 if !send_outcome(conn, session, outcome, &binary, false)? {
                     skip_to_sync = true;
                 }
             }
-            PgWireFrontendMessage::Close(c) => {
-                let name = c.name.unwrap_or_default();
-                if c.target_type == b'S' {
+            Frontend::Close { kind: target, name } => {
+                if target == b'S' {
                     prepared.remove(&name);
                 } else {
                     portals.remove(&name);
                 }
                 conn.send(CloseComplete::new())?;
             }
-            PgWireFrontendMessage::Sync(_) => {
+            Frontend::Sync => {
                 skip_to_sync = false;
                 portals.remove("");
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }
-            PgWireFrontendMessage::Flush(_) => conn.flush()?,
-            PgWireFrontendMessage::Terminate(_) => return Ok(()),
-            PgWireFrontendMessage::CopyData(_)
-            | PgWireFrontendMessage::CopyDone(_)
-            | PgWireFrontendMessage::CopyFail(_) => {}
-            other => {
-                return Err(Error::new(
-                    SqlState::PROTOCOL_VIOLATION,
-                    format!("unexpected message {:?}", std::mem::discriminant(&other)),
-                ));
-            }
+            Frontend::Flush => conn.flush()?,
+            Frontend::Terminate => return Ok(()),
+            // COPY data after an aborted COPY is discarded, as PostgreSQL does.
+            Frontend::CopyData(_) | Frontend::CopyDone | Frontend::CopyFail(_) => {}
         }
     }
 }
@@ -524,10 +500,19 @@ fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()>
             return conn.error(&e);
         }
     };
+    let batch = stmts.len() > 1;
+    if batch {
+        session.begin_batch();
+    }
     for stmt in stmts {
         let outcome = session.execute(&stmt, &[]);
         if !send_outcome(conn, session, outcome, &[], true)? {
             break;
+        }
+    }
+    if batch {
+        if let Err(e) = session.end_batch() {
+            conn.error(&e)?;
         }
     }
     Ok(())
@@ -544,6 +529,9 @@ fn send_outcome(
     let notices = std::mem::take(&mut session.notices);
     for n in &notices {
         conn.notice(n)?;
+    }
+    for (name, value) in std::mem::take(&mut session.reported) {
+        conn.send(ParameterStatus::new(name, value))?;
     }
     match outcome {
         Err(e) => {

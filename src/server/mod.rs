@@ -7,6 +7,7 @@
 
 pub mod connection;
 pub mod format;
+pub mod frontend;
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -113,8 +113,9 @@ fn split(sql: &str) -> Vec<&str> {
                 // A dollar quote: $tag$ ... $tag$.
                 if let Some(end) = sql[i + 1..].find('$') {
                     let tag = &sql[i..i + end + 2];
-                    if tag[1..tag.len() - 1].chars().all(|c| c.is_alphanumeric() || c == '_')
-                        && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                    let inner = &sql[i + 1..i + end + 1];
+                    if inner.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        && inner.chars().next().is_none_or(|c| !c.is_ascii_digit())
                     {
                         if let Some(close) = sql[i + tag.len()..].find(tag) {
                             i += tag.len() + close + tag.len() - 1;
@@ -222,6 +223,23 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
 /// What Describe reports: the parameter types, and the result columns if the statement returns rows.
 pub type Description = (Vec<DataType>, Option<Vec<(String, DataType)>>);
 
+/// The settings whose changes are reported to the client as ParameterStatus (PostgreSQL's GUC_REPORT set).
+pub const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "session_authorization",
+    "standard_conforming_strings",
+    "TimeZone",
+];
+
 /// A session.
 pub struct Session {
     engine: Arc<Engine>,
@@ -229,6 +247,10 @@ pub struct Session {
     status: TxnStatus,
     savepoints: Vec<(String, Savepoint)>,
     pub ctx: SessionCtx,
+    /// Reported settings changed by the last statement, for the wire layer to send as ParameterStatus.
+    pub reported: Vec<(String, String)>,
+    /// Whether a multi-statement query is running (its statements share an implicit transaction).
+    batch: bool,
     /// Notices produced by the last statement, for the wire layer to send.
     pub notices: Vec<String>,
     /// The cancel flag of the running transaction, for cancel requests from other connections.
@@ -258,6 +280,8 @@ impl Session {
             txn: None,
             status: TxnStatus::Idle,
             savepoints: Vec::new(),
+            batch: false,
+            reported: Vec::new(),
             ctx,
             notices: Vec::new(),
             cancel: Arc::new(Mutex::new(None)),
@@ -339,7 +363,7 @@ impl Session {
                 ast::Statement::StartTransaction { modes, .. } => return self.begin(modes),
                 ast::Statement::Commit { .. } => return self.commit(),
                 ast::Statement::Rollback { savepoint: None, .. } => {
-                    if self.status == TxnStatus::Idle {
+                    if self.status == TxnStatus::Idle && self.txn.is_none() {
                         self.notices.push("there is no transaction in progress".into());
                     }
                     self.end_txn(false)?;
@@ -358,19 +382,36 @@ impl Session {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        let implicit = self.txn.is_none();
-        if implicit {
+        if self.txn.is_none() {
             self.begin_txn(self.default_isolation());
         }
+        // Outside a block, a statement commits by itself, unless it is part of a multi-statement query.
+        let per_statement = self.status == TxnStatus::Idle && !self.batch;
         let result = self.run(stmt, params);
-        match (&result, implicit) {
+        match (&result, per_statement) {
             (Ok(Outcome::CopyIn { .. }), _) => {}
             (Ok(_), true) => self.end_txn(true)?,
             (Ok(_), false) => {}
             (Err(_), true) => self.end_txn(false)?,
+            (Err(_), false) if self.status == TxnStatus::Idle => self.end_txn(false)?,
             (Err(_), false) => self.status = TxnStatus::Failed,
         }
         result
+    }
+
+    /// Starts a multi-statement simple query: its statements share one implicit transaction, as in
+    /// PostgreSQL (a BEGIN inside turns it into an explicit block; a COMMIT inside ends it).
+    pub fn begin_batch(&mut self) {
+        self.batch = true;
+    }
+
+    /// Ends a multi-statement query, committing its implicit transaction if one is open.
+    pub fn end_batch(&mut self) -> Result<()> {
+        self.batch = false;
+        if self.status == TxnStatus::Idle && self.txn.is_some() {
+            return self.end_txn(true);
+        }
+        Ok(())
     }
 
     fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Outcome> {
@@ -389,13 +430,19 @@ impl Session {
                 };
             }
         }
-        self.begin_txn(isolation);
+        if self.txn.is_none() {
+            self.begin_txn(isolation);
+        }
         self.status = TxnStatus::InBlock;
         Ok(Outcome::Command("BEGIN".into()))
     }
 
     fn commit(&mut self) -> Result<Outcome> {
         match self.status {
+            TxnStatus::Idle if self.txn.is_some() => {
+                self.end_txn(true)?;
+                Ok(Outcome::Command("COMMIT".into()))
+            }
             TxnStatus::Idle => {
                 self.notices.push("there is no transaction in progress".into());
                 Ok(Outcome::Command("COMMIT".into()))
@@ -721,6 +768,9 @@ impl Session {
     }
 
     fn put_setting(&mut self, name: &str, value: String) {
+        if let Some(r) = REPORTED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+            self.reported.push((r.to_string(), value.clone()));
+        }
         match self.ctx.settings.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             Some((_, v)) => *v = value,
             None => self.ctx.settings.push((name.to_string(), value)),
