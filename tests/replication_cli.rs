@@ -131,6 +131,12 @@ fn init_standby_under_pgbench_load() {
     // Monitoring: the primary lists the standby, the standby its receiver, `tandem status` both.
     let row = psql(pport, "select application_name, state, sync_state from pg_stat_replication").unwrap();
     assert_eq!(row, "mirror1|streaming|async");
+    let row = psql(
+        pport,
+        "select write_lag is not null, flush_lag is not null, replay_lag is not null from pg_stat_replication",
+    )
+    .unwrap();
+    assert_eq!(row, "t|t|t", "lags were measured during the load");
     let row = psql(pport, "select gp_segment_id, sync_error from gp_stat_replication").unwrap();
     assert_eq!(row, "-1|none");
     let row = psql(pport, "select slot_name, active, wal_status from pg_replication_slots").unwrap();

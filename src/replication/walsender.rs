@@ -73,6 +73,48 @@ pub struct SenderInfo {
     pub apply: AtomicU64,
     /// When the last status update arrived (PostgreSQL timestamp), 0 if none.
     pub reply_time: AtomicI64,
+    /// The last measured write, flush and replay lags in microseconds (-1: not measured yet): the time
+    /// between sending WAL and hearing that the standby wrote, flushed or applied it.
+    pub lags: [AtomicI64; 3],
+    /// When recent positions were sent, oldest first, to measure the lags against.
+    sent_at: Mutex<std::collections::VecDeque<(Lsn, Instant)>>,
+}
+
+impl SenderInfo {
+    /// Notes that everything before `lsn` has been sent now.
+    fn record_send(&self, lsn: Lsn) {
+        let mut q = lock(&self.sent_at);
+        if q.back().is_none_or(|(l, _)| *l < lsn) {
+            if q.len() >= 1024 {
+                q.pop_front();
+            }
+            q.push_back((lsn, Instant::now()));
+        }
+    }
+
+    /// Measures the lags from a status update: for each reported position, the age of the newest send
+    /// it covers.
+    fn record_reply(&self, positions: [Lsn; 3]) {
+        let mut q = lock(&self.sent_at);
+        for (lag, pos) in self.lags.iter().zip(positions) {
+            if let Some((_, at)) = q.iter().rev().find(|(l, _)| *l <= pos) {
+                lag.store(at.elapsed().as_micros() as i64, Ordering::Relaxed);
+            }
+        }
+        // Everything the standby has applied is measured for good.
+        while q.len() > 1 && q.front().is_some_and(|(l, _)| *l <= positions[2]) {
+            q.pop_front();
+        }
+    }
+
+    /// A lag as PostgreSQL prints an interval (`00:00:00.001234`), or None if not measured.
+    pub fn lag_text(&self, i: usize) -> Option<String> {
+        let us = self.lags[i].load(Ordering::Relaxed);
+        (us >= 0).then(|| {
+            let secs = us / 1_000_000;
+            format!("{:02}:{:02}:{:02}.{:06}", secs / 3600, secs / 60 % 60, secs % 60, us % 1_000_000)
+        })
+    }
 }
 
 /// What every WAL sender of a server shares.
@@ -158,6 +200,8 @@ pub fn serve(
         flush: AtomicU64::new(0),
         apply: AtomicU64::new(0),
         reply_time: AtomicI64::new(0),
+        lags: [AtomicI64::new(-1), AtomicI64::new(-1), AtomicI64::new(-1)],
+        sent_at: Mutex::new(std::collections::VecDeque::new()),
     });
     let mut out = BufWriter::with_capacity(256 * 1024, stream.try_clone().map_err(io)?);
     let mut input = BufReader::with_capacity(64 * 1024, stream.try_clone().map_err(io)?);
@@ -440,6 +484,7 @@ fn stream_wal(
             out.write_all(&msg).map_err(io)?;
             pos = pos.plus(n as u64);
             info.sent.store(pos.0, Ordering::Relaxed);
+            info.record_send(pos);
             if pos >= wal.flushed() {
                 out.flush().map_err(io)?;
                 *lock(&info.state) = "streaming";
@@ -501,6 +546,7 @@ fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &Send
                     info.flush.store(s.flush.0, Ordering::Relaxed);
                     info.apply.store(s.apply.0, Ordering::Relaxed);
                     info.reply_time.store(protocol::now(), Ordering::Relaxed);
+                    info.record_reply([s.write, s.flush, s.apply]);
                     *lock(&replies.last_reply) = Some(Instant::now());
                     if s.reply_requested {
                         replies.reply_requested.store(true, Ordering::Release);
