@@ -18,14 +18,14 @@
 //! data, 'p' progress, 'm' manifest), so pg_basebackup 15 can take a backup of tandem too.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::engine::{STANDBY_SIGNAL, WAL_DIR};
 use crate::error::{Error, Result, SqlState};
+use crate::replication::client::{read_results, server_error, Conn, TextRow};
 use crate::replication::protocol::{io, read_message, write_rows, Msg, INT8, OID, TEXT};
 use crate::replication::walsender::ReplicationContext;
 use crate::snapshot::SNAPSHOT_DIR;
@@ -266,86 +266,6 @@ pub struct Fetched {
     pub bytes: u64,
 }
 
-fn connect(host: &str, port: u16, application_name: &str) -> Result<(TcpStream, BufReader<TcpStream>)> {
-    use std::net::ToSocketAddrs;
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
-        .next()
-        .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .map_err(|e| Error::io(format!("could not connect to the primary at {host}:{port}"), e))?;
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (k, v) in [
-        ("user", "tandem"),
-        ("database", "replication"),
-        ("replication", "true"),
-        ("application_name", application_name),
-    ] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend(body);
-    stream.write_all(&packet).map_err(io)?;
-    let mut input = BufReader::with_capacity(1 << 20, stream.try_clone().map_err(io)?);
-    loop {
-        match read_message(&mut input, 1 << 20)? {
-            Some((b'Z', _)) => break,
-            Some((b'E', body)) => return Err(remote_error(&body)),
-            Some(_) => {}
-            None => return Err(Error::new(SqlState("08006"), "the primary closed the connection")),
-        }
-    }
-    Ok((stream, input))
-}
-
-fn remote_error(body: &[u8]) -> Error {
-    let field = |tag: u8| {
-        body.split(|b| *b == 0).find(|f| f.first() == Some(&tag)).map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
-    };
-    let e = Error::new(SqlState("08006"), format!("the primary refused: {}", field(b'M').unwrap_or_default()));
-    match field(b'D') {
-        Some(d) => e.with_detail(d),
-        None => e,
-    }
-}
-
-/// Reads result rows until ReadyForQuery or CopyOut; returns the data rows.
-fn results(input: &mut BufReader<TcpStream>, stop_at_copy: bool) -> Result<Vec<Vec<Option<String>>>> {
-    let mut rows = Vec::new();
-    loop {
-        let Some((kind, body)) = read_message(input, 64 << 20)? else {
-            return Err(Error::new(SqlState("08006"), "the primary closed the connection"));
-        };
-        match kind {
-            b'D' => {
-                let n = i16::from_be_bytes([body[0], body[1]]).max(0) as usize;
-                let mut at = 2;
-                let mut row = Vec::new();
-                for _ in 0..n {
-                    let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-                    at += 4;
-                    if len < 0 {
-                        row.push(None);
-                    } else {
-                        row.push(Some(String::from_utf8_lossy(&body[at..at + len as usize]).into_owned()));
-                        at += len as usize;
-                    }
-                }
-                rows.push(row);
-            }
-            b'E' => return Err(remote_error(&body)),
-            b'Z' => return Ok(rows),
-            b'H' if stop_at_copy => return Ok(rows),
-            _ => {}
-        }
-    }
-}
-
 /// Extracts a tar stream into a directory, fsyncing every file.
 struct Untar {
     dir: PathBuf,
@@ -428,25 +348,20 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("could not create \"{}\"", dir.display()), e))?;
-    let (mut out, mut input) = connect(host, port, &options.application_name)?;
-    out.write_all(&Msg::new(b'Q').cstr("IDENTIFY_SYSTEM").finish()).map_err(io)?;
-    let ident = results(&mut input, false)?;
+    let mut conn = Conn::replication(host, port, &options.application_name)?;
+    let (_, ident) = conn.query("IDENTIFY_SYSTEM")?;
     let system_id: u64 =
         ident.first().and_then(|r| r.first().cloned().flatten()).and_then(|s| s.parse().ok()).unwrap_or(0);
     if let Some(slot) = &options.slot {
-        out.write_all(
-            &Msg::new(b'Q').cstr(&format!("CREATE_REPLICATION_SLOT \"{slot}\" PHYSICAL RESERVE_WAL")).finish(),
-        )
-        .map_err(io)?;
-        results(&mut input, false)?;
+        conn.query(&format!("CREATE_REPLICATION_SLOT \"{slot}\" PHYSICAL RESERVE_WAL"))?;
     }
     let mut cmd = String::from("BASE_BACKUP ( LABEL 'tandem basebackup', PROGRESS, WAL");
     if let Some(rate) = options.max_rate {
         cmd.push_str(&format!(", MAX_RATE {}", (rate / 1024).clamp(32, 1_048_576)));
     }
     cmd.push_str(", MANIFEST 'no' )");
-    out.write_all(&Msg::new(b'Q').cstr(&cmd).finish()).map_err(io)?;
-    let start_row = results(&mut input, true)?;
+    conn.send_query(&cmd)?;
+    let (_, start_row) = read_results(&mut conn.input, true)?;
     let start: Lsn = start_row
         .first()
         .and_then(|r| r.first().cloned().flatten())
@@ -459,7 +374,7 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
     let mut bytes = 0u64;
     let mut in_manifest = false;
     loop {
-        let Some((kind, body)) = read_message(&mut input, 64 << 20)? else {
+        let Some((kind, body)) = read_message(&mut conn.input, 64 << 20)? else {
             return Err(Error::new(SqlState("08006"), "the primary closed the connection during the backup"));
         };
         match (kind, body.first()) {
@@ -477,20 +392,20 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
             }
             (b'd', _) => {}
             (b'c', _) => break,
-            (b'E', _) => return Err(remote_error(&body)),
+            (b'E', _) => return Err(server_error(&body)),
             _ => {}
         }
     }
     if show {
         eprintln!();
     }
-    let end_rows = results(&mut input, false)?;
+    let (_, end_rows) = read_results(&mut conn.input, false)?;
     let end: Lsn = end_rows
         .first()
         .and_then(|r| r.first().cloned().flatten())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::new(SqlState::PROTOCOL_VIOLATION, "BASE_BACKUP sent no end position"))?;
-    let _ = out.write_all(&Msg::new(b'X').finish());
+    conn.close();
     if !untar.done || untar.file.is_some() {
         return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "the backup's tar stream ended early"));
     }
@@ -501,11 +416,10 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
 }
 
 /// Runs one replication command on a server and returns the first row of its result.
-pub fn replication_query(host: &str, port: u16, command: &str) -> Result<Vec<Option<String>>> {
-    let (mut out, mut input) = connect(host, port, "tandem")?;
-    out.write_all(&Msg::new(b'Q').cstr(command).finish()).map_err(io)?;
-    let rows = results(&mut input, false)?;
-    let _ = out.write_all(&Msg::new(b'X').finish());
+pub fn replication_query(host: &str, port: u16, command: &str) -> Result<TextRow> {
+    let mut conn = Conn::replication(host, port, "tandem")?;
+    let (_, rows) = conn.query(command)?;
+    conn.close();
     Ok(rows.into_iter().next().unwrap_or_default())
 }
 

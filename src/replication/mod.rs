@@ -2,6 +2,7 @@
 //! receiver and the standby's startup process.
 
 pub mod basebackup;
+pub mod client;
 pub mod protocol;
 pub mod slot;
 pub mod status;

@@ -4,108 +4,9 @@
 //! per standby) or pg_stat_wal_receiver (on a standby), and prints them for a person or, with `--json`, for
 //! a script. A standby that is not streaming is shown with its last error, never as healthy.
 
-use std::io::{BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
-use crate::error::{Error, Result, SqlState};
-use crate::replication::protocol::{io, read_message, Msg};
+use crate::error::Result;
+use crate::replication::client::Conn;
 use crate::wal::Lsn;
-
-/// A result row as text (None is NULL).
-type TextRow = Vec<Option<String>>;
-
-/// A minimal simple-query client.
-struct Client {
-    out: TcpStream,
-    input: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(host: &str, port: u16) -> Result<Client> {
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
-            .next()
-            .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
-        let mut out = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| Error::io(format!("could not connect to {host}:{port}"), e))?;
-        let mut body = 196608u32.to_be_bytes().to_vec();
-        for (k, v) in [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem status")] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        packet.extend(body);
-        out.write_all(&packet).map_err(io)?;
-        let mut input = BufReader::new(out.try_clone().map_err(io)?);
-        loop {
-            match read_message(&mut input, 1 << 20)? {
-                Some((b'Z', _)) => break,
-                Some((b'E', body)) => return Err(server_error(&body)),
-                Some(_) => {}
-                None => return Err(Error::new(SqlState("08006"), "the server closed the connection")),
-            }
-        }
-        Ok(Client { out, input })
-    }
-
-    /// Runs a query; returns column names and text rows.
-    fn query(&mut self, sql: &str) -> Result<(Vec<String>, Vec<TextRow>)> {
-        self.out.write_all(&Msg::new(b'Q').cstr(sql).finish()).map_err(io)?;
-        let mut names = Vec::new();
-        let mut rows = Vec::new();
-        let mut error = None;
-        loop {
-            let Some((kind, body)) = read_message(&mut self.input, 64 << 20)? else {
-                return Err(Error::new(SqlState("08006"), "the server closed the connection"));
-            };
-            match kind {
-                b'T' => {
-                    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-                    let mut at = 2;
-                    for _ in 0..n {
-                        let end = at + body[at..].iter().position(|&b| b == 0).unwrap_or(0);
-                        names.push(String::from_utf8_lossy(&body[at..end]).into_owned());
-                        at = end + 1 + 18;
-                    }
-                }
-                b'D' => {
-                    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-                    let mut at = 2;
-                    let mut row = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-                        at += 4;
-                        if len < 0 {
-                            row.push(None);
-                        } else {
-                            row.push(Some(String::from_utf8_lossy(&body[at..at + len as usize]).into_owned()));
-                            at += len as usize;
-                        }
-                    }
-                    rows.push(row);
-                }
-                b'E' => error = Some(server_error(&body)),
-                b'Z' => break,
-                _ => {}
-            }
-        }
-        error.map_or(Ok((names, rows)), Err)
-    }
-}
-
-fn server_error(body: &[u8]) -> Error {
-    let msg = body
-        .split(|b| *b == 0)
-        .find(|f| f.first() == Some(&b'M'))
-        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
-        .unwrap_or_default();
-    Error::new(SqlState("08006"), format!("the server said: {msg}"))
-}
 
 fn json_string(v: &Option<String>) -> String {
     match v {
@@ -122,7 +23,11 @@ fn bytes_between(a: &Option<String>, b: &Option<String>) -> Option<u64> {
 
 /// Prints the status of the server at host:port.
 pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
-    let mut c = Client::connect(host, port)?;
+    let mut c = Conn::connect(
+        host,
+        port,
+        &[("user", "postgres"), ("database", "postgres"), ("application_name", "tandem status")],
+    )?;
     let (_, info) = c.query(
         "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version()",
     )?;

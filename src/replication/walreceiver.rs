@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, WAL_DIR};
 use crate::error::{Error, Result, SqlState};
+use crate::replication::client::{data_row, server_error, startup_packet, TextRow};
 use crate::replication::protocol::{self, io, CopyMessage, Msg, StandbyStatus};
 use crate::wal::segment;
 use crate::wal::writer::lock;
@@ -245,7 +246,7 @@ fn send(out: &mut TcpStream, bytes: &[u8]) -> Result<()> {
 }
 
 /// Runs a simple query on the replication connection; returns its first row.
-fn query(input: &mut BufReader<TcpStream>, out: &mut TcpStream, q: &str) -> Result<Vec<Option<String>>> {
+fn query(input: &mut BufReader<TcpStream>, out: &mut TcpStream, q: &str) -> Result<TextRow> {
     send(out, &Msg::new(b'Q').cstr(q).finish())?;
     let mut row = Vec::new();
     let mut error = None;
@@ -254,65 +255,13 @@ fn query(input: &mut BufReader<TcpStream>, out: &mut TcpStream, q: &str) -> Resu
             return Err(Error::new(SqlState::PROTOCOL_VIOLATION, "the primary closed the connection"));
         };
         match kind {
-            b'D' => row = parse_data_row(&body),
-            b'E' => error = Some(parse_error(&body)),
+            b'D' => row = data_row(&body)?,
+            b'E' => error = Some(server_error(&body)),
             b'Z' => break,
             _ => {}
         }
     }
     error.map_or(Ok(row), Err)
-}
-
-fn parse_data_row(body: &[u8]) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    if body.len() < 2 {
-        return out;
-    }
-    let n = i16::from_be_bytes([body[0], body[1]]).max(0) as usize;
-    let mut at = 2;
-    for _ in 0..n {
-        if at + 4 > body.len() {
-            break;
-        }
-        let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-        at += 4;
-        if len < 0 {
-            out.push(None);
-            continue;
-        }
-        let end = (at + len as usize).min(body.len());
-        out.push(Some(String::from_utf8_lossy(&body[at..end]).into_owned()));
-        at = end;
-    }
-    out
-}
-
-/// The message (and detail) of an ErrorResponse.
-fn parse_error(body: &[u8]) -> Error {
-    let mut message = String::new();
-    let mut detail = None;
-    let mut code = "XX000".to_string();
-    for field in body.split(|b| *b == 0) {
-        if let Some((&tag, value)) = field.split_first() {
-            let value = String::from_utf8_lossy(value).into_owned();
-            match tag {
-                b'M' => message = value,
-                b'D' => detail = Some(value),
-                b'C' => code = value,
-                _ => {}
-            }
-        }
-    }
-    let code: &'static str = match code.as_str() {
-        "58P01" => "58P01",
-        "22023" => "22023",
-        _ => "08006",
-    };
-    let e = Error::new(SqlState(code), format!("error from the primary: {message}"));
-    match detail {
-        Some(d) => e.with_detail(d),
-        None => e,
-    }
 }
 
 fn stream_once(
@@ -334,29 +283,19 @@ fn stream_once(
     let mut out = stream.try_clone().map_err(io)?;
     let mut input = BufReader::with_capacity(256 * 1024, stream.try_clone().map_err(io)?);
 
-    let mut startup = Vec::new();
-    startup.extend_from_slice(&196608u32.to_be_bytes());
-    for (k, v) in [
+    let packet = startup_packet(&[
         ("user", "tandem"),
         ("database", "replication"),
         ("replication", "true"),
         ("application_name", config.application_name.as_str()),
-    ] {
-        startup.extend_from_slice(k.as_bytes());
-        startup.push(0);
-        startup.extend_from_slice(v.as_bytes());
-        startup.push(0);
-    }
-    startup.push(0);
-    let mut packet = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
-    packet.extend(startup);
+    ]);
     send(&mut out, &packet)?;
     loop {
         let Some((kind, body)) = read_blocking(&mut input, stop)? else {
             return Err(Error::new(SqlState("08006"), "the primary closed the connection during startup"));
         };
         match kind {
-            b'E' => return Err(parse_error(&body)),
+            b'E' => return Err(server_error(&body)),
             b'Z' => break,
             _ => {}
         }
@@ -393,7 +332,7 @@ fn stream_once(
             };
             match kind {
                 b'W' => break Ok(()),
-                b'E' => break Err(parse_error(&body)),
+                b'E' => break Err(server_error(&body)),
                 _ => {}
             }
         }
@@ -482,7 +421,7 @@ fn stream_once(
                 let _ = send(&mut out, &Msg::new(b'c').finish());
                 return Ok(());
             }
-            Polled::Message(b'E', body) => return Err(parse_error(&body)),
+            Polled::Message(b'E', body) => return Err(server_error(&body)),
             Polled::Message(other, _) => {
                 return Err(Error::new(
                     SqlState::PROTOCOL_VIOLATION,
