@@ -124,6 +124,8 @@ fn init_standby_under_pgbench_load() {
         assert_eq!(psql(pport, &q).unwrap(), psql(sport, &q).unwrap(), "{table} differs");
     }
     assert_eq!(psql(sport, "select pg_is_in_recovery()").unwrap(), "t");
+    assert_eq!(psql(sport, "select pg_last_xact_replay_timestamp() is not null").unwrap(), "t");
+    assert_eq!(psql(pport, "select pg_last_xact_replay_timestamp() is null").unwrap(), "t");
     let err = psql(sport, "insert into pgbench_history values (1, 1, 1, 1, now(), '')").unwrap_err();
     assert!(err.contains("read-only"), "{err}");
     let err = psql(sport, "create table nope (a int)").unwrap_err();

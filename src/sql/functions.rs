@@ -79,6 +79,7 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "has_table_privilege" => DataType::Bool,
         "nextval" | "currval" | "setval" | "pg_relation_size" | "pg_total_relation_size" => DataType::Int8,
         "pg_wal_lsn_diff" => DataType::Numeric(None),
+        "pg_last_xact_replay_timestamp" => DataType::TimestampTz,
         "now" | "current_timestamp" | "statement_timestamp" | "transaction_timestamp" | "clock_timestamp" => {
             DataType::TimestampTz
         }
@@ -383,6 +384,10 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             lsn_text(env.session.engine.replay_status().applied)
         }
         "pg_last_wal_receive_lsn" | "pg_last_wal_replay_lsn" => Value::Null,
+        "pg_last_xact_replay_timestamp" => match env.session.engine.replay_status().last_commit_time {
+            Some(t) if env.session.engine.in_recovery() => Value::TimestampTz(t),
+            _ => Value::Null,
+        },
         "pg_wal_lsn_diff" => {
             let parse = |v: String| {
                 Lsn::from_str(&v).map_err(|_| {
