@@ -249,6 +249,10 @@ impl CommitTicket {
             }
             // Pass the wake-up on to committers of the same group.
             core.wake_some();
+            // The common case needs no shared lock at all.
+            if slot.status.load(Ordering::Acquire) == ACKED {
+                return Ok(());
+            }
         }
         let mut p = lock(&core.pipeline);
         loop {
