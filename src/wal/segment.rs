@@ -1,8 +1,8 @@
 //! WAL segment files: names, creation, preallocation and recycling.
 //!
 //! The log is cut into segment files of a fixed power-of-two size (16 MiB by default, chosen at init),
-//! named as PostgreSQL names them, `TTTTTTTTXXXXXXXXYYYYYYYY`: the timeline, then the segment number
-//! split in two. A segment is created whole before anything is written to it (zero-filled in a temporary
+//! named as PostgreSQL names them (`000000010000000000000004`): eight hex digits of timeline, then the
+//! segment number in two groups of eight. A segment is created whole before anything is written to it (zero-filled in a temporary
 //! file, fsynced, then linked into place), so an fdatasync of WAL data never has to update the file's
 //! size or block map. Old segments are recycled: renamed to a future segment's name, their stale bytes
 //! harmless because every record carries its own position.
