@@ -9,29 +9,11 @@ use std::time::{Duration, Instant};
 use tandem::control::ControlFile;
 use tandem::engine::{Engine, EngineConfig, InitOptions};
 use tandem::recovery::Replay;
-use tandem::storage::catalog::{ColumnDef, PrimaryKey, TableDef};
-use tandem::storage::value::{DataType, Row, Value};
+use tandem::storage::value::{Row, Value};
 use tandem::txn::Isolation;
 use tandem::wal::{segment, Lsn};
 
 const SEGMENT: u64 = 1 << 20;
-
-fn create(engine: &Engine) -> u32 {
-    let mut txn = engine.begin(Isolation::ReadCommitted);
-    let id = txn.allocate_oid();
-    let index_id = txn.allocate_oid();
-    let col = |n: &str, ty| ColumnDef { name: n.into(), ty, not_null: false, default: None };
-    txn.create_table(TableDef {
-        id,
-        name: "t".into(),
-        columns: vec![col("k", DataType::Int8), col("v", DataType::Text)],
-        primary_key: Some(PrimaryKey { name: "t_pkey".into(), index_id, columns: vec![0] }),
-        indexes: vec![],
-    })
-    .unwrap();
-    txn.commit().unwrap().wait().unwrap();
-    id
-}
 
 fn row(k: i64, len: usize) -> Row {
     vec![Value::Int(k), Value::text(&"x".repeat(len))].into()
@@ -57,7 +39,7 @@ fn a_follower_replays_the_wal_as_it_is_flushed() {
     let engine = Arc::new(
         Engine::open(&dir, EngineConfig { checkpoint_wal_bytes: 2 * SEGMENT, ..EngineConfig::default() }).unwrap(),
     );
-    let id = create(&engine);
+    let id = common::create_kv_table(&engine, "t");
     let control = ControlFile::read(&dir).unwrap();
     // The follower registers as a WAL consumer, so checkpoints keep what it has not read.
     engine.wal().set_consumer("follower", Some(control.checkpoint));
@@ -113,7 +95,7 @@ fn checkpoints_recycle_wal_that_no_consumer_needs() {
         EngineConfig { background_checkpoints: false, spare_segments: 1, ..EngineConfig::default() },
     )
     .unwrap();
-    let id = create(&engine);
+    let id = common::create_kv_table(&engine, "t");
     let early = engine.wal().insert_lsn();
     engine.wal().set_consumer("standby", Some(early));
     write_rows(&engine, id, 0, 2000, 2000);
@@ -147,7 +129,7 @@ fn checkpoints_happen_by_time() {
         Engine::open(&dir, EngineConfig { checkpoint_interval: Duration::from_millis(300), ..EngineConfig::default() })
             .unwrap();
     let before = engine.control().checkpoint;
-    create(&engine);
+    common::create_kv_table(&engine, "t");
     let deadline = Instant::now() + Duration::from_secs(5);
     while engine.control().checkpoint == before {
         assert!(Instant::now() < deadline, "no checkpoint by time");

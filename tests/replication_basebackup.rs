@@ -13,28 +13,11 @@ use tandem::engine::{Engine, EngineConfig, InitOptions};
 use tandem::replication::basebackup::{fetch, write_standby_config, FetchOptions};
 use tandem::replication::walreceiver::{ReceiverConfig, WalReceiver};
 use tandem::replication::walsender::SenderConfig;
-use tandem::storage::catalog::{ColumnDef, PrimaryKey, TableDef};
 use tandem::storage::state::DbState;
-use tandem::storage::value::{DataType, Value};
+use tandem::storage::value::Value;
 use tandem::txn::Isolation;
 
 const SEGMENT: u64 = 1 << 20;
-
-fn create_table(engine: &Engine) {
-    let mut txn = engine.begin(Isolation::ReadCommitted);
-    let id = txn.allocate_oid();
-    let index_id = txn.allocate_oid();
-    let col = |n: &str, ty| ColumnDef { name: n.into(), ty, not_null: false, default: None };
-    txn.create_table(TableDef {
-        id,
-        name: "t".into(),
-        columns: vec![col("k", DataType::Int8), col("v", DataType::Text)],
-        primary_key: Some(PrimaryKey { name: "t_pkey".into(), index_id, columns: vec![0] }),
-        indexes: vec![],
-    })
-    .unwrap();
-    txn.commit().unwrap().wait().unwrap();
-}
 
 fn write(engine: &Engine, from: i64, n: i64) {
     for k in from..from + n {
@@ -68,7 +51,7 @@ fn primary(tmp: &TempDir, sender: SenderConfig) -> TestPrimary {
         0,
         sender,
     );
-    create_table(&p.engine);
+    common::create_kv_table(&p.engine, "t");
     write(&p.engine, 0, 1000);
     p
 }

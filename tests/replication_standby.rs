@@ -12,30 +12,12 @@ use std::time::{Duration, Instant};
 use common::{copy_dir, Proxy, TempDir, TestPrimary};
 use tandem::engine::{Engine, EngineConfig, InitOptions, STANDBY_SIGNAL};
 use tandem::replication::walreceiver::{ReceiverConfig, WalReceiver};
-use tandem::storage::catalog::{ColumnDef, PrimaryKey, TableDef};
 use tandem::storage::state::DbState;
-use tandem::storage::value::{DataType, Value};
+use tandem::storage::value::Value;
 use tandem::txn::Isolation;
 use tandem::SqlState;
 
 const SEGMENT: u64 = 1 << 20;
-
-fn create_table(engine: &Engine, name: &str) -> u32 {
-    let mut txn = engine.begin(Isolation::ReadCommitted);
-    let id = txn.allocate_oid();
-    let index_id = txn.allocate_oid();
-    let col = |n: &str, ty| ColumnDef { name: n.into(), ty, not_null: false, default: None };
-    txn.create_table(TableDef {
-        id,
-        name: name.into(),
-        columns: vec![col("k", DataType::Int8), col("v", DataType::Text)],
-        primary_key: Some(PrimaryKey { name: format!("{name}_pkey"), index_id, columns: vec![0] }),
-        indexes: vec![],
-    })
-    .unwrap();
-    txn.commit().unwrap().wait().unwrap();
-    id
-}
 
 fn write(engine: &Engine, table: &str, from: i64, n: i64, len: usize) {
     for k in from..from + n {
@@ -100,7 +82,7 @@ fn standby_replays_refuses_writes_and_survives_restarts_and_cuts() {
     Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
     {
         let e = Engine::open(&pdir, config()).unwrap();
-        create_table(&e, "a");
+        common::create_kv_table(&e, "a");
         e.shutdown().unwrap();
     }
     make_standby(&pdir, &sdir);
@@ -115,7 +97,7 @@ fn standby_replays_refuses_writes_and_survives_restarts_and_cuts() {
 
     // Rows and DDL arrive; more than a few segments, so checkpoints and restartpoints happen.
     write(&primary.engine, "a", 0, 2000, 2000);
-    create_table(&primary.engine, "b");
+    common::create_kv_table(&primary.engine, "b");
     write(&primary.engine, "b", 0, 10, 10);
     converge(&primary.engine, &standby);
     // The standby took restartpoints at the primary's checkpoint records.
@@ -180,7 +162,7 @@ fn recycled_wal_and_foreign_systems_are_reported_not_hidden() {
     Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
     {
         let e = Engine::open(&pdir, config()).unwrap();
-        create_table(&e, "a");
+        common::create_kv_table(&e, "a");
         e.shutdown().unwrap();
     }
     make_standby(&pdir, &sdir);

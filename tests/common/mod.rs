@@ -366,3 +366,23 @@ pub fn pgbench_number(output: &str, label: &str) -> f64 {
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Creates a table `name (k int8 primary key, v text)` and commits; returns its oid.
+pub fn create_kv_table(engine: &Engine, name: &str) -> u32 {
+    use tandem::storage::catalog::{ColumnDef, PrimaryKey, TableDef};
+    use tandem::storage::value::DataType;
+    let mut txn = engine.begin(tandem::txn::Isolation::ReadCommitted);
+    let id = txn.allocate_oid();
+    let index_id = txn.allocate_oid();
+    let col = |n: &str, ty| ColumnDef { name: n.into(), ty, not_null: false, default: None };
+    txn.create_table(TableDef {
+        id,
+        name: name.into(),
+        columns: vec![col("k", DataType::Int8), col("v", DataType::Text)],
+        primary_key: Some(PrimaryKey { name: format!("{name}_pkey"), index_id, columns: vec![0] }),
+        indexes: vec![],
+    })
+    .unwrap();
+    txn.commit().unwrap().wait().unwrap();
+    id
+}
