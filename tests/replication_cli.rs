@@ -124,6 +124,9 @@ fn init_standby_under_pgbench_load() {
         assert_eq!(psql(pport, &q).unwrap(), psql(sport, &q).unwrap(), "{table} differs");
     }
     assert_eq!(psql(sport, "select pg_is_in_recovery()").unwrap(), "t");
+    assert_eq!(psql(sport, "show in_hot_standby").unwrap(), "on");
+    assert_eq!(psql(pport, "show in_hot_standby").unwrap(), "off");
+    assert_eq!(psql(sport, "show wal_segment_size").unwrap(), "16MB");
     assert_eq!(psql(sport, "select pg_last_xact_replay_timestamp() is not null").unwrap(), "t");
     assert_eq!(psql(pport, "select pg_last_xact_replay_timestamp() is null").unwrap(), "t");
     let err = psql(sport, "insert into pgbench_history values (1, 1, 1, 1, now(), '')").unwrap_err();

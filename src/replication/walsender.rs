@@ -207,21 +207,9 @@ pub fn serve(
     let mut input = BufReader::with_capacity(64 * 1024, stream.try_clone().map_err(io)?);
     let mut hello = Msg::new(b'R').i32(0).finish();
     let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
-    for (k, v) in [
-        ("application_name", info.application_name.as_str()),
-        ("client_encoding", "SQL_ASCII"),
-        ("DateStyle", "ISO, MDY"),
-        ("default_transaction_read_only", "off"),
-        ("in_hot_standby", "off"),
-        ("integer_datetimes", "on"),
-        ("IntervalStyle", "postgres"),
-        ("is_superuser", "on"),
-        ("server_encoding", "UTF8"),
-        ("server_version", crate::SERVER_VERSION),
-        ("session_authorization", user.as_str()),
-        ("standard_conforming_strings", "on"),
-        ("TimeZone", "Etc/UTC"),
-    ] {
+    // The same reported settings as an SQL session, with the encoding a physical WAL sender reports.
+    let settings = crate::sql::session::default_settings(&ctx.engine, &user, &info.application_name, "SQL_ASCII");
+    for (k, v) in settings.iter().filter(|(k, _)| crate::sql::session::REPORTED.contains(&k.as_str())) {
         hello.extend(Msg::new(b'S').cstr(k).cstr(v).finish());
     }
     hello.extend(Msg::new(b'K').i32(pid).i32(0).finish());

@@ -258,7 +258,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
     }
     let (pid, secret, registration) = shared.register(stream);
     let _registered = Registration { shared, pid };
-    let mut settings = session::default_settings(&user, &app, &encoding);
+    let mut settings = session::default_settings(&shared.engine, &user, &app, &encoding);
     for (k, v) in &params {
         if matches!(k.as_str(), "datestyle" | "timezone" | "search_path" | "extra_float_digits") {
             settings.retain(|(x, _)| !x.eq_ignore_ascii_case(k));

@@ -184,14 +184,23 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
     Ok(out)
 }
 
-/// The settings a session starts with; the GUC_REPORT ones are sent as ParameterStatus.
-pub fn default_settings(user: &str, application_name: &str, client_encoding: &str) -> Vec<(String, String)> {
-    [
+/// The settings a session starts with; the GUC_REPORT ones are sent as ParameterStatus. A standby reports
+/// itself read-only (`in_hot_standby`, `default_transaction_read_only`), as PostgreSQL does, so that libpq's
+/// `target_session_attrs` can tell a primary from a standby.
+pub fn default_settings(
+    engine: &Engine,
+    user: &str,
+    application_name: &str,
+    client_encoding: &str,
+) -> Vec<(String, String)> {
+    let read_only = if engine.in_recovery() { "on" } else { "off" };
+    let segment_size = crate::wal::segment::format_segment_size(engine.wal().segment_size());
+    let mut settings: Vec<(String, String)> = [
         ("application_name", application_name),
         ("client_encoding", client_encoding),
         ("DateStyle", "ISO, MDY"),
-        ("default_transaction_read_only", "off"),
-        ("in_hot_standby", "off"),
+        ("default_transaction_read_only", read_only),
+        ("in_hot_standby", read_only),
         ("integer_datetimes", "on"),
         ("IntervalStyle", "postgres"),
         ("is_superuser", "on"),
@@ -203,9 +212,8 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
         ("search_path", "\"$user\", public"),
         ("transaction_isolation", "read committed"),
         ("default_transaction_isolation", "read committed"),
-        ("transaction_read_only", "off"),
+        ("transaction_read_only", read_only),
         ("max_connections", "100"),
-        ("wal_segment_size", "16MB"),
         ("data_directory_mode", "0700"),
         ("server_version_num", "150000"),
         ("lc_collate", "C.UTF-8"),
@@ -217,7 +225,9 @@ pub fn default_settings(user: &str, application_name: &str, client_encoding: &st
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    .collect();
+    settings.push(("wal_segment_size".into(), segment_size));
+    settings
 }
 
 /// What Describe reports: the parameter types, and the result columns if the statement returns rows.
@@ -730,7 +740,7 @@ impl Session {
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
             S::Reset(r) => {
-                let defaults = default_settings(&self.ctx.user, "", "UTF8");
+                let defaults = default_settings(&self.engine, &self.ctx.user, "", "UTF8");
                 match &r.reset {
                     ast::Reset::ConfigurationParameter(n) => {
                         let name = name_parts(n).join(".");
