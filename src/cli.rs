@@ -22,9 +22,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tandem::engine::{Engine, EngineConfig, InitOptions, PID_FILE};
 use tandem::error::{Error, Result, SqlState};
 use tandem::replication::basebackup::{self, FetchOptions};
-use tandem::replication::walreceiver::{ReceiverConfig, WalReceiver};
+use tandem::replication::walreceiver::ReceiverConfig;
 use tandem::replication::walsender::{ReplicationContext, SenderConfig};
 use tandem::server::Server;
+use tandem::settings::ServerSettings;
 
 const CONFIG_FILE: &str = "tandem.toml";
 const DEFAULT_PORT: u16 = 5433;
@@ -135,6 +136,21 @@ pub enum Command {
         #[arg(long)]
         no_start: bool,
     },
+    /// Promote a running standby to primary (like gpactivatestandby / pg_ctl promote).
+    #[command(
+        after_help = "Examples:\n  tandem promote -D ./standby\n  tandem promote -D ./standby --wait-seconds 30\n  tandem promote -D ./standby --force      # the old primary is cut off but may still run"
+    )]
+    Promote {
+        /// The standby's data directory.
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// How long to wait for the promotion to finish.
+        #[arg(long, default_value_t = 60)]
+        wait_seconds: u64,
+        /// Promote even though the old primary still answers and accepts writes (split brain risk).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show a server's role, positions and standbys (like gpstate -f).
     #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
     Status {
@@ -148,10 +164,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create ./tandem-data/primary if needed and run it on 127.0.0.1:5433 until Ctrl-C.
+    /// Run a primary (127.0.0.1:5433) and its synchronous standby (5434) until Ctrl-C, creating them in
+    /// ./tandem-data if needed.
     #[command(after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo")]
     Quickstart {
-        /// Where to keep the data (a `primary` folder inside it).
+        /// Where to keep the data (`primary` and `standby` folders inside it).
         #[arg(long, default_value = "./tandem-data")]
         dir: PathBuf,
     },
@@ -295,6 +312,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
+        Command::Promote { dir, wait_seconds, force } => promote(&dir, wait_seconds, force),
         Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
         Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
@@ -379,17 +397,20 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     let addr = config.address()?;
     let signals = block_signals();
     let engine = Arc::new(Engine::open(dir, EngineConfig::default())?);
-    let replication = ReplicationContext::new(engine.clone(), SenderConfig::default())?;
-    let server = Server::bind(addr, engine.clone(), replication)?;
+    let settings = Arc::new(ServerSettings::load(dir)?);
+    let replication = ReplicationContext::new(engine.clone(), SenderConfig::default(), settings)?;
+    let server = Server::bind(addr, engine.clone(), replication.clone())?;
     if engine.in_recovery() {
-        match &config.primary_conninfo {
+        // ALTER SYSTEM's primary_conninfo (postgresql.auto.conf) wins over tandem.toml's.
+        let conninfo = Some(replication.settings.get("primary_conninfo"))
+            .filter(|c| !c.is_empty())
+            .or(config.primary_conninfo.clone());
+        match conninfo {
             Some(conninfo) => {
-                let mut rc = ReceiverConfig::from_conninfo(conninfo)?;
+                let mut rc = ReceiverConfig::from_conninfo(&conninfo)?;
                 rc.slot = config.primary_slot_name.clone();
                 tracing::info!(primary = %format!("{}:{}", rc.host, rc.port), "starting as a standby");
-                let rx = WalReceiver::start(engine.clone(), rc);
-                server.shared().replication.set_receiver(Some(rx.status_handle()));
-                *server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+                replication.start_receiver(rc);
             }
             None => tracing::warn!("standby.signal is present but primary_conninfo is not set: not streaming"),
         }
@@ -418,9 +439,7 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     }
     server.run();
     tracing::info!("shutting down");
-    if let Some(rx) = server.shared().receiver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        rx.stop();
-    }
+    replication.stop_receiver();
     engine.shutdown()?;
     tracing::info!("database system is shut down");
     Ok(())
@@ -649,6 +668,53 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
     Ok(())
 }
 
+/// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then
+/// runs `pg_promote(true, N)` on the standby, which returns once it accepts writes.
+fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
+    use tandem::replication::client::Conn;
+    let config = Config::load(dir)?;
+    if !dir.join(tandem::engine::STANDBY_SIGNAL).exists() {
+        return Err(config_error(format!("\"{}\" is not a standby (no standby.signal)", dir.display())));
+    }
+    let settings = ServerSettings::load(dir)?;
+    let conninfo = Some(settings.get("primary_conninfo")).filter(|c| !c.is_empty()).or(config.primary_conninfo.clone());
+    if let (Some(conninfo), false) = (conninfo, force) {
+        let rc = ReceiverConfig::from_conninfo(&conninfo)?;
+        let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
+        let serving = Conn::connect_timeout(&rc.host, rc.port, &params, Duration::from_secs(2))
+            .and_then(|mut c| {
+                let _ = c.out.set_read_timeout(Some(Duration::from_secs(2)));
+                c.query("select pg_is_in_recovery()")
+            })
+            .map(|(_, rows)| rows.first().and_then(|r| r.first().cloned().flatten()) == Some("f".into()))
+            .unwrap_or(false);
+        if serving {
+            return Err(config_error(format!(
+                "the primary at {}:{} is still running and accepting writes; promoting this standby would make two primaries",
+                rc.host, rc.port
+            ))
+            .with_hint("Stop the primary first, or use --force if it is cut off from its clients for good."));
+        }
+    }
+    let started = Instant::now();
+    let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
+    let mut conn = Conn::connect("127.0.0.1", config.port, &params)
+        .map_err(|e| config_error(format!("could not connect to the standby on port {}: {e}", config.port)))?;
+    let (_, rows) = conn.query(&format!("select pg_promote(true, {wait_seconds})"))?;
+    if rows.first().and_then(|r| r.first().cloned().flatten()) != Some("t".into()) {
+        return Err(config_error(format!("the standby did not finish promoting within {wait_seconds} s")));
+    }
+    let (_, rows) = conn.query("select pg_is_in_recovery(), pg_current_wal_lsn()")?;
+    let lsn = rows.first().and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
+    println!(
+        "server promoted in {} ms: {} accepts writes on port {} (WAL continues at {lsn} on a new timeline)",
+        started.elapsed().as_millis(),
+        dir.display(),
+        config.port
+    );
+    Ok(())
+}
+
 /// Runs one replication command on the primary; returns the first row.
 fn replication_command(host: &str, port: u16, command: &str) -> Result<Vec<Option<String>>> {
     basebackup::replication_query(host, port, command)
@@ -663,16 +729,74 @@ fn drop_slot(host: &str, port: u16, slot: &str) -> Result<()> {
     replication_command(host, port, &format!("DROP_REPLICATION_SLOT \"{slot}\"")).map(|_| ())
 }
 
+/// The mirrored pair of `quickstart`: a primary on 5433 and a synchronous standby on 5434, both
+/// detached, stopped (primary first) on Ctrl-C. Run again, it starts the same pair.
 fn quickstart(dir: &Path) -> Result<()> {
+    const STANDBY_PORT: u16 = 5434;
     let primary = dir.join("primary");
+    let standby = dir.join("standby");
+    let signals = block_signals();
     if !primary.join("tandem.control").exists() {
         create(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
         println!("Created a new primary in {}.", primary.display());
     }
-    let banner = |addr: SocketAddr| {
-        println!("tandem is running on {addr} (data in {}).\nConnect with:\n\n    psql -h {} -p {} -U postgres postgres\n\nPress Ctrl-C to stop.", primary.display(), addr.ip(), addr.port());
+    detach(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()))?;
+    let stop_primary = || {
+        let _ = stop(&primary, StopMode::Fast);
     };
-    start(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), Some(&banner))
+    let made = if standby.join("tandem.control").exists() {
+        detach(&standby, Some(STANDBY_PORT), Some(DEFAULT_LISTEN.into()))
+    } else {
+        println!("Creating a synchronous standby in {} (as tandem init-standby does).", standby.display());
+        init_standby(DEFAULT_LISTEN, DEFAULT_PORT, &standby, STANDBY_PORT, "standby", false)
+    };
+    if let Err(e) = made {
+        stop_primary();
+        return Err(e);
+    }
+    let sync = (|| -> Result<()> {
+        use tandem::replication::client::Conn;
+        let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem quickstart")];
+        let mut c = Conn::connect(DEFAULT_LISTEN, DEFAULT_PORT, &params)?;
+        c.query("alter system set synchronous_standby_names = 'standby'")?;
+        c.query("select pg_reload_conf()")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, rows) = c.query("select sync_state from pg_stat_replication where application_name = 'standby'")?;
+            if rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("sync") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(config_error("the standby did not become synchronous within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })();
+    if let Err(e) = sync {
+        let _ = stop(&standby, StopMode::Fast);
+        stop_primary();
+        return Err(e);
+    }
+    println!();
+    let _ = tandem::replication::status::print(DEFAULT_LISTEN, DEFAULT_PORT, false);
+    println!(
+        "\ntandem is running: primary on {DEFAULT_LISTEN}:{DEFAULT_PORT}, synchronous standby on {DEFAULT_LISTEN}:{STANDBY_PORT} (data in {}).\n\
+         Every commit on the primary is on the standby's disk before it returns. Connect with:\n\n    \
+         psql -h {DEFAULT_LISTEN} -p {DEFAULT_PORT} -U postgres postgres    # read-write\n    \
+         psql -h {DEFAULT_LISTEN} -p {STANDBY_PORT} -U postgres postgres    # read-only standby\n    \
+         tandem status -p {DEFAULT_PORT}\n\nPress Ctrl-C to stop both.",
+        dir.display()
+    );
+    loop {
+        let sig = wait_signal(&signals);
+        if sig == libc::SIGINT || sig == libc::SIGTERM || sig == libc::SIGQUIT {
+            break;
+        }
+    }
+    println!("\nstopping the primary, then the standby");
+    let first = stop(&primary, StopMode::Fast);
+    let second = stop(&standby, StopMode::Fast);
+    first.and(second)
 }
 
 #[cfg(test)]

@@ -77,25 +77,97 @@ impl Default for EngineConfig {
     }
 }
 
+/// How far a commit must get before it is acknowledged: PostgreSQL's `synchronous_commit` levels.
+///
+/// `Off` returns to the client at once and `Local` once the commit is flushed here; the remote levels also
+/// wait for the synchronous standbys to have written, flushed or applied it. Whatever the level, commits
+/// are acknowledged and become visible in WAL order (a prefix of the log), so a commit that needs less
+/// never overtakes one that needs more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SyncLevel {
+    Off,
+    Local,
+    RemoteWrite,
+    #[default]
+    RemoteFlush,
+    RemoteApply,
+}
+
+impl SyncLevel {
+    /// Parses a `synchronous_commit` value as PostgreSQL does (`on`, `off`, booleans, the level names).
+    pub fn parse(value: &str) -> Option<SyncLevel> {
+        Some(match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" | "0" => SyncLevel::Off,
+            "local" => SyncLevel::Local,
+            "remote_write" => SyncLevel::RemoteWrite,
+            "on" | "true" | "yes" | "1" | "remote_flush" => SyncLevel::RemoteFlush,
+            "remote_apply" => SyncLevel::RemoteApply,
+            _ => return None,
+        })
+    }
+
+    /// The name SHOW prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncLevel::Off => "off",
+            SyncLevel::Local => "local",
+            SyncLevel::RemoteWrite => "remote_write",
+            SyncLevel::RemoteFlush => "on",
+            SyncLevel::RemoteApply => "remote_apply",
+        }
+    }
+}
+
+/// The positions up to which commits of each level may be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acks {
+    pub local: Lsn,
+    pub write: Lsn,
+    pub flush: Lsn,
+    pub apply: Lsn,
+    /// The synchronous standbys are missing and commits no longer wait for them
+    /// (`synchronous_standby_timeout`): remote levels are acknowledged on the local flush.
+    pub degraded: bool,
+}
+
+impl Acks {
+    /// Every level acknowledged at the local flush.
+    pub fn local(flushed: Lsn) -> Acks {
+        Acks { local: flushed, write: flushed, flush: flushed, apply: flushed, degraded: false }
+    }
+
+    /// The position a commit of `level` may be acknowledged up to.
+    pub fn at(&self, level: SyncLevel) -> Lsn {
+        match level {
+            SyncLevel::Off | SyncLevel::Local => self.local,
+            SyncLevel::RemoteWrite => self.write.min(self.local),
+            SyncLevel::RemoteFlush => self.flush.min(self.local),
+            SyncLevel::RemoteApply => self.apply.min(self.local),
+        }
+    }
+}
+
 /// Decides how far commits are acknowledged, given how far the WAL is flushed locally. Synchronous
 /// replication plugs in here.
 pub trait Durability: Send + Sync {
-    /// The position up to which commits may be acknowledged.
-    fn ack_lsn(&self, local_flushed: Lsn) -> Lsn;
+    /// The positions up to which commits of each level may be acknowledged.
+    fn acks(&self, local_flushed: Lsn) -> Acks;
 }
 
 /// Commits are acknowledged once flushed locally.
 pub struct LocalFlush;
 
 impl Durability for LocalFlush {
-    fn ack_lsn(&self, local_flushed: Lsn) -> Lsn {
-        local_flushed
+    fn acks(&self, local_flushed: Lsn) -> Acks {
+        Acks::local(local_flushed)
     }
 }
 
 const PENDING: u8 = 0;
 const ACKED: u8 = 1;
 const FAILED: u8 = 2;
+/// Acknowledged without the synchronous standby it asked for (see [`Acks::degraded`]).
+const ACKED_DEGRADED: u8 = 3;
 
 /// The fate of one commit, shared by its ticket and the pending queue. The waiting thread parks until
 /// its commit is decided.
@@ -145,6 +217,8 @@ impl Core {
 
 struct Pending {
     end: Lsn,
+    level: SyncLevel,
+    since: Instant,
     state: DbState,
     slot: Arc<CommitSlot>,
 }
@@ -192,6 +266,13 @@ pub(crate) struct Core {
     /// A standby: replaying WAL, refusing writes.
     pub(crate) in_recovery: AtomicBool,
     replay_status: Mutex<ReplayStatus>,
+    /// Promotion asked for: the startup process finishes recovery once it has applied what it has.
+    promote_requested: AtomicBool,
+    /// The outcome of the last promotion (the new timeline), for the thread that asked.
+    promotion: Mutex<Option<Result<u32>>>,
+    promotion_cv: Condvar,
+    /// The standby now follows a new timeline: the startup process re-reads the history.
+    timelines_changed: AtomicBool,
     _pid_file: PidFile,
 }
 
@@ -209,12 +290,14 @@ pub struct Engine {
     core: Arc<Core>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     startup: Mutex<Option<JoinHandle<()>>>,
+    config: EngineConfig,
 }
 
 /// A commit on its way to acknowledgement.
 pub struct CommitTicket {
     core: Option<Arc<Core>>,
     slot: Option<Arc<CommitSlot>>,
+    level: SyncLevel,
     /// The end of the commit record (or, for a transaction that wrote nothing, the newest position whose
     /// effects it may have read).
     pub lsn: Lsn,
@@ -222,15 +305,21 @@ pub struct CommitTicket {
 
 impl CommitTicket {
     pub(crate) fn done() -> Self {
-        CommitTicket { core: None, slot: None, lsn: Lsn::INVALID }
+        CommitTicket { core: None, slot: None, level: SyncLevel::Local, lsn: Lsn::INVALID }
     }
 
-    pub(crate) fn pending(core: Arc<Core>, slot: Arc<CommitSlot>, lsn: Lsn) -> Self {
-        CommitTicket { core: Some(core), slot: Some(slot), lsn }
+    pub(crate) fn pending(core: Arc<Core>, slot: Arc<CommitSlot>, level: SyncLevel, lsn: Lsn) -> Self {
+        CommitTicket { core: Some(core), slot: Some(slot), level, lsn }
     }
 
     pub(crate) fn read_dependency(core: Arc<Core>, lsn: Lsn) -> Self {
-        CommitTicket { core: Some(core), slot: None, lsn }
+        CommitTicket { core: Some(core), slot: None, level: SyncLevel::Local, lsn }
+    }
+
+    /// Whether the commit was acknowledged without the synchronous standby its level asked for, because
+    /// the standby was missing for longer than `synchronous_standby_timeout`.
+    pub fn degraded(&self) -> bool {
+        self.slot.as_ref().is_some_and(|s| s.status.load(Ordering::Acquire) == ACKED_DEGRADED)
     }
 
     /// Waits until the commit is acknowledged (durable and visible), or fails.
@@ -250,7 +339,7 @@ impl CommitTicket {
             // Pass the wake-up on to committers of the same group.
             core.wake_some();
             // The common case needs no shared lock at all.
-            if slot.status.load(Ordering::Acquire) == ACKED {
+            if matches!(slot.status.load(Ordering::Acquire), ACKED | ACKED_DEGRADED) {
                 return Ok(());
             }
         }
@@ -258,7 +347,7 @@ impl CommitTicket {
         loop {
             match &self.slot {
                 Some(slot) => match slot.status.load(Ordering::Acquire) {
-                    ACKED => return Ok(()),
+                    ACKED | ACKED_DEGRADED => return Ok(()),
                     FAILED => {
                         let cause = p.last_error.as_ref().map_or("WAL write failed".into(), |e| e.message.clone());
                         return Err(Error::new(SqlState::IO_ERROR, format!("could not commit: {cause}"))
@@ -270,6 +359,15 @@ impl CommitTicket {
                 None => {}
             }
             if cancel.load(Ordering::Relaxed) {
+                if self.level > SyncLevel::Local && p.flushed >= self.lsn {
+                    return Err(Error::new(
+                        SqlState::QUERY_CANCELED,
+                        "canceling wait for synchronous replication due to user request",
+                    )
+                    .with_detail(
+                        "The transaction is in the WAL and becomes visible once the synchronous standby confirms it.",
+                    ));
+                }
                 return Err(Error::new(
                     SqlState::QUERY_CANCELED,
                     "canceling wait for commit acknowledgement due to user request",
@@ -319,36 +417,44 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Core {
-    /// Acknowledges every pending commit the durability policy allows, publishing its state.
+    /// Acknowledges every pending commit the durability policy allows, in WAL order, publishing the state
+    /// of the last one.
     fn advance(&self, p: &mut Pipeline) {
-        let ack = read(&self.durability).ack_lsn(p.flushed);
-        if ack <= p.acked {
-            return;
-        }
-        p.acked = ack;
+        let acks = read(&self.durability).acks(p.flushed);
         let mut newest = None;
-        let mut done = Vec::new();
-        while p.pending.front().is_some_and(|x| x.end <= ack) {
+        let mut parked = Vec::new();
+        while let Some(front) = p.pending.front() {
+            if front.end > acks.at(front.level) {
+                break;
+            }
             let x = p.pending.pop_front().expect("checked");
-            done.push(x.slot);
+            let status = if acks.degraded && x.level > SyncLevel::Local { ACKED_DEGRADED } else { ACKED };
+            parked.extend(x.slot.decide(status));
             newest = Some((x.state, x.end));
         }
         if let Some((state, lsn)) = newest {
+            p.acked = p.acked.max(lsn);
             let mut v = write(&self.visible);
             v.version += 1;
             v.state = state;
             v.lsn = lsn;
         }
-        let parked: Vec<std::thread::Thread> = done.iter().filter_map(|slot| slot.decide(ACKED)).collect();
+        if p.pending.is_empty() {
+            // Everything appended up to the flush is acknowledged (commits are queued before the WAL
+            // append lock is released, so none can be flushed without being queued).
+            p.acked = p.acked.max(p.flushed);
+        }
         self.wake(parked);
         self.pipeline_cv.notify_all();
     }
 
     /// Queues a commit appended at `end` whose resulting state is `state`. Called with the WAL append lock
     /// held, so the queue stays in WAL order.
-    pub(crate) fn enqueue(&self, end: Lsn, state: DbState) -> Arc<CommitSlot> {
+    pub(crate) fn enqueue(&self, end: Lsn, level: SyncLevel, state: DbState) -> Arc<CommitSlot> {
         let slot = Arc::new(CommitSlot { status: AtomicU8::new(PENDING), waiter: Mutex::new(None) });
-        lock(&self.pipeline).pending.push_back(Pending { end, state, slot: slot.clone() });
+        let level = level.max(SyncLevel::Local);
+        let pending = Pending { end, level, since: Instant::now(), state, slot: slot.clone() };
+        lock(&self.pipeline).pending.push_back(pending);
         slot
     }
 
@@ -528,12 +634,16 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             in_recovery: AtomicBool::new(standby),
             replay_status: Mutex::new(ReplayStatus { applied: end, last_commit_time: replay.last_commit_time() }),
+            promote_requested: AtomicBool::new(false),
+            promotion: Mutex::new(None),
+            promotion_cv: Condvar::new(),
+            timelines_changed: AtomicBool::new(false),
             _pid_file: pid_file,
         });
         let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
         core.wal.set_listener(listener);
         lock(&core.control).write(dir)?;
-        let engine = Engine { core, checkpointer: Mutex::new(None), startup: Mutex::new(None) };
+        let engine = Engine { core, checkpointer: Mutex::new(None), startup: Mutex::new(None), config: config.clone() };
         if standby {
             engine.start_startup_process(replay);
         } else if config.background_checkpoints {
@@ -549,36 +659,61 @@ impl Engine {
         let handle = std::thread::Builder::new().name("startup".into()).spawn(move || {
             let mut restartpoint: Option<JoinHandle<()>> = None;
             while !core.shutdown.load(Ordering::Acquire) && core.in_recovery.load(Ordering::Acquire) {
-                let flushed = core.wal.wait_flushed_beyond(replay.position(), Duration::from_millis(100));
+                if core.timelines_changed.swap(false, Ordering::AcqRel) {
+                    match crate::wal::timeline::timelines(&core.dir.join(WAL_DIR), core.wal.timeline()) {
+                        Ok(t) => replay.set_timelines(t),
+                        Err(e) => eprintln!("tandem: startup process: could not read the timeline history: {e}"),
+                    }
+                }
+                let promoting = core.promote_requested.load(Ordering::Acquire);
+                let flushed = if promoting {
+                    core.wal.flushed()
+                } else {
+                    core.wal.wait_flushed_beyond(replay.position(), Duration::from_millis(100))
+                };
                 match replay.apply_available(flushed) {
-                    Ok(0) => continue,
-                    Ok(_) => {}
+                    Ok(0) => {}
+                    Ok(_) => {
+                        publish_replayed(&core, &replay);
+                        if let Some((at, state)) = replay.take_checkpoint() {
+                            if restartpoint.as_ref().is_none_or(|h| h.is_finished()) {
+                                let core = core.clone();
+                                restartpoint = std::thread::Builder::new()
+                                    .name("restartpoint".into())
+                                    .spawn(move || {
+                                        if let Err(e) = take_restartpoint(&core, at, &state) {
+                                            eprintln!("tandem: restartpoint at {at} failed: {e}");
+                                        }
+                                    })
+                                    .ok();
+                            }
+                        }
+                    }
                     Err(e) => {
                         eprintln!("tandem: startup process: replay failed at {}: {e}", replay.position());
+                        if promoting {
+                            core.promote_requested.store(false, Ordering::Release);
+                            *lock(&core.promotion) = Some(Err(e));
+                            core.promotion_cv.notify_all();
+                        }
                         std::thread::sleep(Duration::from_secs(1));
                         continue;
                     }
                 }
-                let pos = replay.position();
-                {
-                    let mut v = write(&core.visible);
-                    v.version += 1;
-                    v.state = replay.state().clone();
-                    v.lsn = pos;
-                }
-                *lock(&core.latest) = replay.state().clone();
-                *lock(&core.replay_status) = ReplayStatus { applied: pos, last_commit_time: replay.last_commit_time() };
-                if let Some((at, state)) = replay.take_checkpoint() {
-                    if restartpoint.as_ref().is_none_or(|h| h.is_finished()) {
-                        let core = core.clone();
-                        restartpoint = std::thread::Builder::new()
-                            .name("restartpoint".into())
-                            .spawn(move || {
-                                if let Err(e) = take_restartpoint(&core, at, &state) {
-                                    eprintln!("tandem: restartpoint at {at} failed: {e}");
-                                }
-                            })
-                            .ok();
+                if promoting {
+                    if let Some(h) = restartpoint.take() {
+                        let _ = h.join();
+                    }
+                    let outcome = finish_recovery(&core, &replay);
+                    if let Err(e) = &outcome {
+                        eprintln!("tandem: promotion failed: {e}");
+                    }
+                    core.promote_requested.store(false, Ordering::Release);
+                    let done = outcome.is_ok();
+                    *lock(&core.promotion) = Some(outcome);
+                    core.promotion_cv.notify_all();
+                    if done {
+                        break;
                     }
                 }
             }
@@ -587,6 +722,67 @@ impl Engine {
             }
         });
         *lock(&self.startup) = handle.ok();
+    }
+
+    /// Promotes a standby: the startup process applies all WAL received so far, the WAL continues on a new
+    /// timeline from the end of it (history file written, switch segment copied), the control file says so,
+    /// `standby.signal` goes, and writes are accepted. The WAL receiver must be stopped first. Returns the
+    /// new timeline.
+    pub fn promote(&self, timeout: Duration) -> Result<u32> {
+        if !self.in_recovery() {
+            return Err(Error::new(SqlState("55000"), "recovery is not in progress")
+                .with_hint("Only a standby can be promoted."));
+        }
+        *lock(&self.core.promotion) = None;
+        self.core.promote_requested.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        let mut outcome = lock(&self.core.promotion);
+        while outcome.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(
+                    SqlState("57014"),
+                    format!("server did not promote within {} seconds", timeout.as_secs()),
+                ));
+            }
+            outcome = self.core.promotion_cv.wait_timeout(outcome, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        let tli = outcome.take().expect("checked")?;
+        drop(outcome);
+        if let Some(h) = lock(&self.startup).take() {
+            let _ = h.join();
+        }
+        if self.config.background_checkpoints {
+            self.start_checkpointer(self.config.clone());
+        }
+        Ok(tli)
+    }
+
+    /// On a standby: the primary moved to timeline `tli`, whose history (already in `pg_wal/`) shows where
+    /// the current timeline ended; WAL from `from` on (at or before that point) is streamed under the new
+    /// timeline. Copies the switch segment's first part when `from` is inside it, so that segment reads
+    /// whole under the new timeline's name, and records the new timeline.
+    pub fn follow_timeline(&self, tli: u32, from: Lsn) -> Result<()> {
+        let wal_dir = self.core.dir.join(WAL_DIR);
+        let old = self.core.wal.timeline();
+        let history = crate::wal::timeline::read_history(&wal_dir, tli)?;
+        let switch = crate::wal::timeline::switch_point(&history, old).ok_or_else(|| {
+            Error::new(SqlState("08006"), format!("timeline {old} is not in the history of timeline {tli}"))
+        })?;
+        let seg = self.core.wal.segment_size();
+        if from.segment(seg) == switch.segment(seg) {
+            crate::wal::timeline::copy_switch_segment(&wal_dir, seg, old, tli, from)?;
+        }
+        self.core.wal.set_timeline(tli);
+        {
+            let mut control = lock(&self.core.control);
+            let mut next = control.clone();
+            next.timeline = tli;
+            next.write(&self.core.dir)?;
+            *control = next;
+        }
+        self.core.timelines_changed.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn start_checkpointer(&self, config: EngineConfig) {
@@ -665,6 +861,12 @@ impl Engine {
         self.core.advance(&mut p);
     }
 
+    /// How long the oldest commit has been waiting for the standbys after its local flush, if one is.
+    pub fn standby_wait(&self) -> Option<Duration> {
+        let p = lock(&self.core.pipeline);
+        p.pending.front().filter(|x| x.end <= p.flushed).map(|x| x.since.elapsed())
+    }
+
     /// The WAL.
     pub fn wal(&self) -> &Wal {
         &self.core.wal
@@ -741,6 +943,53 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Publishes what the startup process has replayed as the visible (and latest) state.
+fn publish_replayed(core: &Core, replay: &Replay) {
+    let pos = replay.position();
+    {
+        let mut v = write(&core.visible);
+        v.version += 1;
+        v.state = replay.state().clone();
+        v.lsn = pos;
+    }
+    *lock(&core.latest) = replay.state().clone();
+    *lock(&core.replay_status) = ReplayStatus { applied: pos, last_commit_time: replay.last_commit_time() };
+}
+
+/// Ends recovery at the end of the replayed WAL and starts a new timeline there (see [`Engine::promote`]).
+fn finish_recovery(core: &Core, replay: &Replay) -> Result<u32> {
+    use crate::wal::timeline;
+    let end = replay.position();
+    let wal_dir = core.dir.join(WAL_DIR);
+    let old = core.wal.timeline();
+    let new = timeline::newest(&wal_dir, old) + 1;
+    timeline::write_history(&wal_dir, new, old, end, "no recovery target specified")?;
+    timeline::copy_switch_segment(&wal_dir, core.wal.segment_size(), old, new, end)?;
+    core.wal.switch_timeline(new, end, replay.prev())?;
+    {
+        let mut control = lock(&core.control);
+        let mut next = control.clone();
+        next.timeline = new;
+        next.state = ClusterState::InProduction;
+        next.write(&core.dir)?;
+        *control = next;
+    }
+    let signal = core.dir.join(STANDBY_SIGNAL);
+    fs::remove_file(&signal).map_err(|e| Error::io(format!("could not remove \"{}\"", signal.display()), e))?;
+    segment::sync_dir(&core.dir)?;
+    publish_replayed(core, replay);
+    {
+        let mut p = lock(&core.pipeline);
+        p.flushed = end;
+        p.acked = end;
+    }
+    core.next_rowid.fetch_max(replay.state().max_rowid() + 1, Ordering::AcqRel);
+    *lock(&core.last_checkpoint) = (lock(&core.control).checkpoint, Instant::now());
+    core.in_recovery.store(false, Ordering::Release);
+    eprintln!("tandem: promoted: timeline {new} starts at {end} (timeline {old} ended there); accepting writes");
+    Ok(new)
 }
 
 /// Writes a checkpoint: a record in the WAL, the state just before it in a snapshot, then the control file.

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod recovery;
 pub mod replication;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod sql;
 pub mod storage;

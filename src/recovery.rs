@@ -46,7 +46,7 @@ impl Replay {
         let mut reader = WalReader::new(
             &dir.join(WAL_DIR),
             control.segment_size,
-            Timelines::single(control.timeline),
+            crate::wal::timeline::timelines(&dir.join(WAL_DIR), control.timeline)?,
             control.checkpoint,
             Lsn::INVALID,
         );
@@ -99,6 +99,11 @@ impl Replay {
     /// The last checkpoint record replayed since the previous call, and the state at it.
     pub fn take_checkpoint(&mut self) -> Option<(Lsn, DbState)> {
         self.checkpoint.take()
+    }
+
+    /// Reads further WAL along new timelines (a standby that follows its primary onto a new timeline).
+    pub fn set_timelines(&mut self, timelines: Timelines) {
+        self.reader.set_timelines(timelines);
     }
 
     fn apply(&mut self, rec: &Record) -> Result<()> {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tandem::engine::{Engine, EngineConfig, InitOptions};
 use tandem::replication::protocol::{read_message, Msg};
 use tandem::replication::walsender::{self, ReplicationContext, SenderConfig};
+use tandem::settings::ServerSettings;
 use tandem::storage::catalog::{ColumnDef, PrimaryKey, TableDef};
 use tandem::storage::value::{DataType, Value};
 use tandem::txn::Isolation;
@@ -25,7 +26,9 @@ fn primary(tmp: &common::TempDir) -> (Arc<Engine>, u16) {
     let dir = tmp.path().join("primary");
     Engine::init(&dir, &InitOptions { segment_size: SEGMENT }).unwrap();
     let engine = Arc::new(Engine::open(&dir, EngineConfig::default()).unwrap());
-    let ctx = ReplicationContext::new(engine.clone(), SenderConfig::default()).unwrap();
+    let ctx =
+        ReplicationContext::new(engine.clone(), SenderConfig::default(), Arc::new(ServerSettings::load(&dir).unwrap()))
+            .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -118,14 +118,21 @@ pub struct Conn {
 impl Conn {
     /// Connects and completes the startup handshake.
     pub fn connect(host: &str, port: u16, params: &[(&str, &str)]) -> Result<Conn> {
+        Self::connect_timeout(host, port, params, Duration::from_secs(10))
+    }
+
+    /// Connects like [`connect`](Self::connect), giving up after `timeout` (for connecting and for each
+    /// read of the handshake).
+    pub fn connect_timeout(host: &str, port: u16, params: &[(&str, &str)], timeout: Duration) -> Result<Conn> {
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
             .next()
             .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
-        let mut out = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        let mut out = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| Error::io(format!("could not connect to the server at {host}:{port}"), e))?;
         let _ = out.set_nodelay(true);
+        let _ = out.set_read_timeout(Some(timeout));
         out.write_all(&startup_packet(params)).map_err(io)?;
         let mut input = BufReader::with_capacity(1 << 20, out.try_clone().map_err(io)?);
         loop {
@@ -136,6 +143,7 @@ impl Conn {
                 None => return Err(Error::new(SqlState("08006"), "the server closed the connection")),
             }
         }
+        let _ = out.set_read_timeout(None);
         Ok(Conn { out, input })
     }
 

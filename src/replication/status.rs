@@ -29,7 +29,7 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
         &[("user", "postgres"), ("database", "postgres"), ("application_name", "tandem status")],
     )?;
     let (_, info) = c.query(
-        "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version()",
+        "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version(), current_setting('synchronous_standby_names'), tandem_sync_fallback()",
     )?;
     let info = info.into_iter().next().unwrap_or_default();
     let get = |i: usize| info.get(i).cloned().flatten();
@@ -50,8 +50,10 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
             })
             .collect();
         println!(
-            "{{ \"role\": \"{}\", \"host\": \"{host}\", \"port\": {port}, \"current_lsn\": {}, \"flush_lsn\": {}, \"receive_lsn\": {}, \"replay_lsn\": {}, \"{}\": [{}] }}",
+            "{{ \"role\": \"{}\", \"host\": \"{host}\", \"port\": {port}, \"synchronous_standby_names\": {}, \"sync_fallback\": {}, \"current_lsn\": {}, \"flush_lsn\": {}, \"receive_lsn\": {}, \"replay_lsn\": {}, \"{}\": [{}] }}",
             if standby { "standby" } else { "primary" },
+            json_string(&get(6)),
+            get(7).as_deref() == Some("t"),
             json_string(&get(1)),
             json_string(&get(2)),
             json_string(&get(3)),
@@ -82,6 +84,16 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
             }
         }
         return Ok(());
+    }
+    let names = get(6).unwrap_or_default();
+    println!(
+        "  synchronous standbys: {}",
+        if names.is_empty() { "none (asynchronous replication)".to_string() } else { names }
+    );
+    if get(7).as_deref() == Some("t") {
+        println!(
+            "  SYNC FALLBACK: the synchronous standbys did not confirm within synchronous_standby_timeout;\n                 commits are acknowledged without them until they are back"
+        );
     }
     println!("  current LSN:   {}", get(1).unwrap_or_else(|| "-".into()));
     println!("  flushed LSN:   {}", get(2).unwrap_or_else(|| "-".into()));

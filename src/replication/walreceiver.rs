@@ -30,6 +30,11 @@ use crate::wal::segment;
 use crate::wal::writer::lock;
 use crate::wal::Lsn;
 
+/// How long a read waits for the primary when there is nothing else to do.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long a read waits while replay is behind the flush (to report its progress promptly).
+const APPLY_POLL: Duration = Duration::from_millis(1);
+
 /// Where and how the standby streams from.
 #[derive(Clone, Debug)]
 pub struct ReceiverConfig {
@@ -195,7 +200,8 @@ fn run(engine: &Engine, config: &ReceiverConfig, status: &Mutex<ReceiverStatus>,
 struct SegmentWriter {
     dir: std::path::PathBuf,
     segment_size: u64,
-    timeline: u32,
+    /// Which timeline's file each segment goes to (the switch segment and later: the newest).
+    timelines: crate::wal::reader::Timelines,
     open: Option<(u64, File)>,
     dirty: Vec<u64>,
 }
@@ -206,8 +212,9 @@ impl SegmentWriter {
             let segno = at.segment(self.segment_size);
             if self.open.as_ref().map(|(s, _)| *s) != Some(segno) {
                 self.sync()?;
-                segment::ensure(&self.dir, self.timeline, segno, self.segment_size)?;
-                let path = self.dir.join(segment::file_name(self.timeline, segno, self.segment_size));
+                let tli = self.timelines.for_segment(segno, self.segment_size);
+                segment::ensure(&self.dir, tli, segno, self.segment_size)?;
+                let path = self.dir.join(segment::file_name(tli, segno, self.segment_size));
                 let f = OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -245,6 +252,12 @@ fn send(out: &mut TcpStream, bytes: &[u8]) -> Result<()> {
     out.write_all(bytes).map_err(io)
 }
 
+/// Sends a standby status update with the write, flush and apply positions.
+fn send_status(out: &mut TcpStream, write: Lsn, flush: Lsn, apply: Lsn) -> Result<()> {
+    let st = StandbyStatus { write, flush, apply, time: protocol::now(), reply_requested: false };
+    send(out, &Msg::new(b'd').bytes(&st.encode()).finish())
+}
+
 /// Runs a simple query on the replication connection; returns its first row.
 fn query(input: &mut BufReader<TcpStream>, out: &mut TcpStream, q: &str) -> Result<TextRow> {
     send(out, &Msg::new(b'Q').cstr(q).finish())?;
@@ -279,7 +292,8 @@ fn stream_once(
         Error::io(format!("could not connect to the primary server at {}:{}", config.host, config.port), e)
     })?;
     let _ = stream.set_nodelay(true);
-    stream.set_read_timeout(Some(Duration::from_millis(200))).map_err(io)?;
+    stream.set_read_timeout(Some(IDLE_POLL)).map_err(io)?;
+    let mut polling = IDLE_POLL;
     let mut out = stream.try_clone().map_err(io)?;
     let mut input = BufReader::with_capacity(256 * 1024, stream.try_clone().map_err(io)?);
 
@@ -315,14 +329,55 @@ fn stream_once(
         )));
     }
     let primary_tli: u32 = field(1).parse().unwrap_or(0);
-    let our_tli = engine.wal().timeline();
-    if primary_tli != our_tli {
+    let mut our_tli = engine.wal().timeline();
+    let start = engine.wal().flushed();
+    if primary_tli < our_tli {
         return Err(Error::new(
             SqlState("08006"),
-            format!("the primary is on timeline {primary_tli}, this standby on timeline {our_tli}"),
-        ));
+            format!(
+                "the server at {}:{} is on timeline {primary_tli}, older than this standby's timeline {our_tli}",
+                config.host, config.port
+            ),
+        )
+        .with_hint("It is a former primary: point primary_conninfo at the current primary."));
     }
-    let start = engine.wal().flushed();
+    if primary_tli > our_tli {
+        // The primary was promoted (or is a promoted standby): follow it onto its timeline if this
+        // standby's WAL ends at or before the point where ours branched off.
+        let row = query(&mut input, &mut out, &format!("TIMELINE_HISTORY {primary_tli}"))?;
+        let content = row.get(1).cloned().flatten().unwrap_or_default();
+        let history = crate::wal::timeline::parse_history(&content)?;
+        let Some(switch) = crate::wal::timeline::switch_point(&history, our_tli) else {
+            return Err(Error::new(
+                SqlState("08006"),
+                format!(
+                    "timeline {our_tli} of this standby is not in the history of the primary's timeline {primary_tli}"
+                ),
+            ));
+        };
+        if start > switch {
+            return Err(Error::new(
+                SqlState("08006"),
+                format!(
+                    "this standby's WAL reaches {start}, past the point {switch} where the primary's timeline {primary_tli} branched off timeline {our_tli}"
+                ),
+            )
+            .with_hint("Rebuild this standby with tandem rewind or a fresh tandem init-standby."));
+        }
+        let wal_dir = engine.dir().join(WAL_DIR);
+        crate::wal::timeline::save_history(&wal_dir, primary_tli, &content)?;
+        engine.follow_timeline(primary_tli, start)?;
+        eprintln!("tandem: walreceiver: following the primary onto timeline {primary_tli} (timeline {our_tli} ended at {switch})");
+        our_tli = primary_tli;
+    }
+    if let Some(name) = &config.slot {
+        // A standby that follows a new primary (after a promotion) makes its slot there.
+        let row = query(&mut input, &mut out, &format!("READ_REPLICATION_SLOT \"{name}\""))?;
+        if row.first().cloned().flatten().is_none() {
+            query(&mut input, &mut out, &format!("CREATE_REPLICATION_SLOT \"{name}\" PHYSICAL RESERVE_WAL"))?;
+            eprintln!("tandem: walreceiver: created replication slot \"{name}\" on the primary");
+        }
+    }
     let reply = {
         let slot = config.slot.as_ref().map(|s| format!("SLOT \"{s}\" ")).unwrap_or_default();
         send(&mut out, &Msg::new(b'Q').cstr(&format!("START_REPLICATION {slot}{start} TIMELINE {our_tli}")).finish())?;
@@ -348,10 +403,11 @@ fn stream_once(
         s.flushed_lsn = start;
         s.last_error = None;
     }
+    let wal_dir = engine.dir().join(WAL_DIR);
     let mut writer = SegmentWriter {
-        dir: engine.dir().join(WAL_DIR),
+        timelines: crate::wal::timeline::timelines(&wal_dir, our_tli)?,
+        dir: wal_dir,
         segment_size: engine.wal().segment_size(),
-        timeline: our_tli,
         open: None,
         dirty: Vec::new(),
     };
@@ -361,18 +417,18 @@ fn stream_once(
     let mut last_status = Instant::now();
     let mut reported_apply = engine.replay_status().applied;
     // Tell the primary where this standby stands right away.
-    let hello = StandbyStatus {
-        write: start,
-        flush: start,
-        apply: engine.replay_status().applied,
-        time: protocol::now(),
-        reply_requested: false,
-    };
-    send(&mut out, &Msg::new(b'd').bytes(&hello.encode()).finish())?;
+    send_status(&mut out, start, start, engine.replay_status().applied)?;
     loop {
         if stop.load(Ordering::Acquire) {
             let _ = send(&mut out, &Msg::new(b'c').finish());
             return Ok(());
+        }
+        // While the startup process is behind the flush, poll often so that its progress reaches the
+        // primary quickly (commits under synchronous_commit = remote_apply wait for it).
+        let poll = if engine.replay_status().applied < flushed { APPLY_POLL } else { IDLE_POLL };
+        if poll != polling {
+            stream.set_read_timeout(Some(poll)).map_err(io)?;
+            polling = poll;
         }
         let msg = read_polled(&mut input, config.wal_receiver_timeout)?;
         let mut reply_now = false;
@@ -429,8 +485,11 @@ fn stream_once(
                 ))
             }
         }
-        // Flush once the socket is drained: one fdatasync covers everything received so far.
+        // Flush once the socket is drained: one fdatasync covers everything received so far. The write
+        // position goes out first, so commits under synchronous_commit = remote_write need not wait for
+        // the fdatasync.
         if written > flushed && input.buffer().is_empty() {
+            send_status(&mut out, written, flushed, engine.replay_status().applied)?;
             writer.sync()?;
             flushed = written;
             engine.wal().note_received_flush(flushed);
@@ -440,14 +499,7 @@ fn stream_once(
         let applied = engine.replay_status().applied;
         if reply_now || applied > reported_apply || last_status.elapsed() >= config.status_interval {
             reported_apply = applied;
-            let st = StandbyStatus {
-                write: written,
-                flush: flushed,
-                apply: applied,
-                time: protocol::now(),
-                reply_requested: false,
-            };
-            send(&mut out, &Msg::new(b'd').bytes(&st.encode()).finish())?;
+            send_status(&mut out, written, flushed, applied)?;
             last_status = Instant::now();
         }
     }

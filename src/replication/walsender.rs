@@ -28,8 +28,10 @@ use crate::replication::protocol::{
     self, error_message, io, read_message, ready, write_rows, Command, CopyMessage, Msg, INT4, TEXT,
 };
 use crate::replication::slot::Slots;
-use crate::replication::walreceiver::ReceiverStatus;
-use crate::wal::reader::{Timelines, WalReader};
+use crate::replication::syncrep::SyncRep;
+use crate::replication::walreceiver::{ReceiverConfig, ReceiverStatus, WalReceiver};
+use crate::settings::ServerSettings;
+use crate::wal::reader::WalReader;
 use crate::wal::segment;
 use crate::wal::writer::lock;
 use crate::wal::Lsn;
@@ -81,6 +83,11 @@ pub struct SenderInfo {
 }
 
 impl SenderInfo {
+    /// Whether the standby has caught up once and streams (PostgreSQL's `streaming` state).
+    pub fn is_streaming(&self) -> bool {
+        *lock(&self.state) == "streaming"
+    }
+
     /// Notes that everything before `lsn` has been sent now.
     fn record_send(&self, lsn: Lsn) {
         let mut q = lock(&self.sent_at);
@@ -122,21 +129,50 @@ pub struct ReplicationContext {
     pub engine: Arc<Engine>,
     pub config: SenderConfig,
     pub slots: Slots,
-    senders: Mutex<Vec<Arc<SenderInfo>>>,
+    /// The server-wide settings (`ALTER SYSTEM`, `pg_reload_conf()`).
+    pub settings: Arc<ServerSettings>,
+    /// The synchronous replication policy, installed as the engine's durability policy.
+    pub syncrep: Arc<SyncRep>,
+    /// The WAL sender array: connected senders in the order they started streaming.
+    senders: Arc<Mutex<Vec<Arc<SenderInfo>>>>,
     /// On a standby: how its WAL receiver is doing.
     receiver: Mutex<Option<Arc<Mutex<ReceiverStatus>>>>,
+    /// On a standby: the running WAL receiver and the settings it was started with.
+    walreceiver: Mutex<Option<(WalReceiver, ReceiverConfig)>>,
 }
 
 impl ReplicationContext {
     /// The replication state of a server: its slots (loaded from disk) and its WAL senders.
-    pub fn new(engine: Arc<Engine>, config: SenderConfig) -> Result<Arc<ReplicationContext>> {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: SenderConfig,
+        settings: Arc<ServerSettings>,
+    ) -> Result<Arc<ReplicationContext>> {
         let slots = Slots::load(engine.clone(), config.max_slot_wal_keep_size)?;
+        let senders = Arc::new(Mutex::new(Vec::new()));
+        let syncrep = Arc::new(SyncRep::new(senders.clone(), engine.wal().segment_size()));
         let ctx = Arc::new(ReplicationContext {
             engine,
             config,
             slots,
-            senders: Mutex::new(Vec::new()),
+            settings,
+            syncrep,
+            senders,
             receiver: Mutex::new(None),
+            walreceiver: Mutex::new(None),
+        });
+        ctx.apply_settings()?;
+        ctx.engine.set_durability(ctx.syncrep.clone());
+        // Every 20 ms, check whether commits waited too long for the synchronous standbys.
+        let weak = Arc::downgrade(&ctx);
+        let _ = std::thread::Builder::new().name("syncrep-timeout".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let Some(ctx) = weak.upgrade() else { return };
+            let local = ctx.engine.wal().flushed();
+            if let Some(msg) = ctx.syncrep.check_timeout(local, ctx.engine.standby_wait()) {
+                eprintln!("tandem: {msg}");
+                ctx.engine.recompute_acks();
+            }
         });
         // Once a second, invalidate slots that hold more WAL than allowed.
         let weak = Arc::downgrade(&ctx);
@@ -148,6 +184,73 @@ impl ReplicationContext {
             }
         });
         Ok(ctx)
+    }
+
+    /// Applies the reloadable settings that belong to replication.
+    fn apply_settings(&self) -> Result<()> {
+        let timeout = crate::settings::parse_duration(&self.settings.get("synchronous_standby_timeout"))
+            .unwrap_or(Duration::ZERO);
+        self.syncrep.configure(&self.settings.get("synchronous_standby_names"), timeout)?;
+        self.engine.recompute_acks();
+        Ok(())
+    }
+
+    /// `pg_reload_conf()`: re-reads the settings files and applies what changed. A standby whose
+    /// `primary_conninfo` changed reconnects to the new primary without a restart.
+    pub fn reload(&self) -> Result<Vec<(String, String)>> {
+        let changed = self.settings.reload()?;
+        self.apply_settings()?;
+        for (k, v) in &changed {
+            eprintln!("tandem: parameter \"{k}\" changed to \"{v}\"");
+            if k == "primary_conninfo" && !v.is_empty() && self.engine.in_recovery() {
+                let slot = lock(&self.walreceiver).as_ref().and_then(|(_, c)| c.slot.clone());
+                let mut config = ReceiverConfig::from_conninfo(v)?;
+                config.slot = slot;
+                self.start_receiver(config);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Starts (or restarts) the standby's WAL receiver.
+    pub fn start_receiver(&self, config: ReceiverConfig) {
+        self.stop_receiver();
+        eprintln!("tandem: streaming from the primary at {}:{}", config.host, config.port);
+        let rx = WalReceiver::start(self.engine.clone(), config.clone());
+        self.set_receiver(Some(rx.status_handle()));
+        *lock(&self.walreceiver) = Some((rx, config));
+    }
+
+    /// Stops the WAL receiver, if one runs.
+    pub fn stop_receiver(&self) {
+        let old = lock(&self.walreceiver).take();
+        if let Some((rx, _)) = old {
+            rx.stop();
+        }
+    }
+
+    /// Promotes this standby (`tandem promote`, `pg_promote()`): stops the WAL receiver, then lets the
+    /// engine apply what was received and start a new timeline. Returns the new timeline. If promotion
+    /// fails, the receiver is started again.
+    pub fn promote(&self, timeout: Duration) -> Result<u32> {
+        if !self.engine.in_recovery() {
+            return Err(Error::new(SqlState("55000"), "recovery is not in progress")
+                .with_hint("Only a standby can be promoted."));
+        }
+        let config = lock(&self.walreceiver).as_ref().map(|(_, c)| c.clone());
+        self.stop_receiver();
+        match self.engine.promote(timeout) {
+            Ok(tli) => {
+                self.set_receiver(None);
+                Ok(tli)
+            }
+            Err(e) => {
+                if let Some(c) = config {
+                    self.start_receiver(c);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Makes a WAL receiver's status visible (pg_stat_wal_receiver).
@@ -177,11 +280,25 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.ctx.engine.wal().set_consumer(&self.consumer, None);
         lock(&self.ctx.senders).retain(|s| !Arc::ptr_eq(s, &self.info));
+        self.ctx.slots.release_all(self.info.pid);
+        self.ctx.engine.recompute_acks();
     }
 }
 
-/// Serves a replication connection whose startup packet has been read.
+/// Serves a replication connection whose startup packet has been read. Its slots are released (and its
+/// temporary slots dropped) when it ends, however it ends.
 pub fn serve(
+    stream: TcpStream,
+    params: &HashMap<String, String>,
+    pid: i32,
+    ctx: Arc<ReplicationContext>,
+) -> Result<()> {
+    let result = serve_connection(stream, params, pid, ctx.clone());
+    ctx.slots.release_all(pid);
+    result
+}
+
+fn serve_connection(
     stream: TcpStream,
     params: &HashMap<String, String>,
     pid: i32,
@@ -376,14 +493,19 @@ fn stream_wal(
     let engine = &ctx.engine;
     let wal = engine.wal();
     let current_tli = wal.timeline();
+    let wal_dir = engine.dir().join(WAL_DIR);
+    let history = crate::wal::timeline::read_history(&wal_dir, current_tli)?;
     if let Some(t) = timeline {
-        if t != current_tli {
+        // An older timeline of this server's history is served up to where it ended.
+        let known = t == current_tli || crate::wal::timeline::switch_point(&history, t).is_some_and(|end| start <= end);
+        if !known {
             return Err(Error::new(
                 SqlState::INVALID_PARAMETER_VALUE,
                 format!("requested timeline {t} is not in this server's history"),
             ));
         }
     }
+    let timelines = crate::wal::timeline::timelines_from_history(&history, current_tli);
     let flushed = wal.flushed();
     if start > flushed {
         return Err(Error::new(
@@ -394,15 +516,18 @@ fn stream_wal(
     let seg_size = wal.segment_size();
     // Hold the WAL from here on, then make sure it is still there.
     wal.set_consumer(&reg.consumer, Some(start));
-    let mut reader =
-        WalReader::new(&engine.dir().join(WAL_DIR), seg_size, Timelines::single(current_tli), start, Lsn::INVALID);
+    let mut reader = WalReader::new(&wal_dir, seg_size, timelines.clone(), start, Lsn::INVALID);
     let mut probe = [0u8; 1];
     if start < flushed && reader.read_raw(start, &mut probe)? == 0 {
         return Err(Error::new(
             SqlState("58P01"),
             format!(
                 "requested WAL segment {} has already been removed",
-                segment::file_name(current_tli, start.segment(seg_size), seg_size)
+                segment::file_name(
+                    timelines.for_segment(start.segment(seg_size), seg_size),
+                    start.segment(seg_size),
+                    seg_size
+                )
             ),
         ));
     }
@@ -422,11 +547,12 @@ fn stream_wal(
     let reader_thread = {
         let replies = replies.clone();
         let info = info.clone();
+        let engine = ctx.engine.clone();
         let mut taken = std::mem::replace(input, BufReader::new(stream.try_clone().map_err(io)?));
         std::thread::Builder::new()
             .name("walsender-replies".into())
             .spawn(move || {
-                read_replies(&mut taken, &replies, &info);
+                read_replies(&mut taken, &replies, &info, &engine);
                 taken
             })
             .map_err(|e| Error::io("could not start a thread", e))?
@@ -458,7 +584,11 @@ fn stream_wal(
                     SqlState("58P01"),
                     format!(
                         "requested WAL segment {} has already been removed",
-                        segment::file_name(current_tli, pos.segment(seg_size), seg_size)
+                        segment::file_name(
+                            timelines.for_segment(pos.segment(seg_size), seg_size),
+                            pos.segment(seg_size),
+                            seg_size
+                        )
                     ),
                 ));
             }
@@ -475,7 +605,6 @@ fn stream_wal(
             info.record_send(pos);
             if pos >= wal.flushed() {
                 out.flush().map_err(io)?;
-                *lock(&info.state) = "streaming";
             }
             last_send = Instant::now();
             continue;
@@ -524,7 +653,7 @@ fn stream_wal(
     result
 }
 
-fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &SenderInfo) {
+fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &SenderInfo, engine: &Engine) {
     loop {
         let msg = read_message(input, 1 << 20);
         let outcome = match msg {
@@ -535,7 +664,16 @@ fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &Send
                     info.apply.store(s.apply.0, Ordering::Relaxed);
                     info.reply_time.store(protocol::now(), Ordering::Relaxed);
                     info.record_reply([s.write, s.flush, s.apply]);
+                    // Caught up once (everything flushed here has reached the standby): streaming from now on.
+                    if s.flush.max(s.write) >= engine.wal().flushed() {
+                        let mut state = lock(&info.state);
+                        if *state == "catchup" {
+                            *state = "streaming";
+                        }
+                    }
                     *lock(&replies.last_reply) = Some(Instant::now());
+                    // The standby's progress may acknowledge commits waiting for it.
+                    engine.recompute_acks();
                     if s.reply_requested {
                         replies.reply_requested.store(true, Ordering::Release);
                     }

@@ -115,13 +115,28 @@ impl Conn {
     }
 
     fn notice(&mut self, msg: &str) -> Result<()> {
+        self.notice_with("NOTICE", "00000", msg)
+    }
+
+    fn notice_with(&mut self, severity: &str, code: &str, msg: &str) -> Result<()> {
         let fields = vec![
-            (b'S', "NOTICE".to_string()),
-            (b'V', "NOTICE".to_string()),
-            (b'C', "00000".to_string()),
+            (b'S', severity.to_string()),
+            (b'V', severity.to_string()),
+            (b'C', code.to_string()),
             (b'M', msg.to_string()),
         ];
         self.send(NoticeResponse::new(fields))
+    }
+
+    /// Sends the notices and warnings a session has produced.
+    fn send_notices(&mut self, session: &mut Session) -> Result<()> {
+        for n in std::mem::take(&mut session.notices) {
+            self.notice(&n)?;
+        }
+        for w in std::mem::take(&mut session.warnings) {
+            self.notice_with("WARNING", "01000", &w)?;
+        }
+        Ok(())
     }
 
     /// Reads one message after startup: its type byte and its whole frame (type, length, body).
@@ -511,7 +526,9 @@ fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()>
         }
     }
     if batch {
-        if let Err(e) = session.end_batch() {
+        let ended = session.end_batch();
+        conn.send_notices(session)?;
+        if let Err(e) = ended {
             conn.error(&e)?;
         }
     }
@@ -526,10 +543,7 @@ fn send_outcome(
     binary: &[bool],
     describe: bool,
 ) -> Result<bool> {
-    let notices = std::mem::take(&mut session.notices);
-    for n in &notices {
-        conn.notice(n)?;
-    }
+    conn.send_notices(session)?;
     for (name, value) in std::mem::take(&mut session.reported) {
         conn.send(ParameterStatus::new(name, value))?;
     }

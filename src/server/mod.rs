@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::replication::walreceiver::WalReceiver;
 use crate::replication::walsender::ReplicationContext;
 
 /// The cancel flag a session publishes for its running transaction.
@@ -33,8 +32,6 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     /// WAL senders and replication slots.
     pub replication: Arc<ReplicationContext>,
-    /// On a standby: the WAL receiver.
-    pub receiver: Mutex<Option<WalReceiver>>,
     next_pid: AtomicI32,
     sessions: Mutex<HashMap<i32, Registered>>,
 }
@@ -86,7 +83,6 @@ impl Server {
         let shared = Arc::new(Shared {
             engine,
             replication,
-            receiver: Mutex::new(None),
             next_pid: AtomicI32::new(std::process::id() as i32 * 10 % 1_000_000 + 1000),
             sessions: Mutex::new(HashMap::new()),
         });

@@ -223,6 +223,9 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
                 cols.insert(0, ("gp_segment_id", Int2));
                 cols.push(("sync_error", T));
             }
+            // tandem's own: commits are acknowledged without the synchronous standbys
+            // (synchronous_standby_timeout ran out).
+            cols.push(("sync_fallback", DataType::Bool));
             c(&cols)
         }
         "pg_stat_wal_receiver" => c(&[
@@ -620,7 +623,11 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
         }
         "pg_stat_replication" | "gp_stat_replication" => {
             let gp = name == "gp_stat_replication";
-            for sender in env.session.replication.iter().flat_map(|r| r.senders()) {
+            let Some(ctx) = env.session.replication.as_ref() else { return Ok(out) };
+            let senders = ctx.senders();
+            let roles = ctx.syncrep.roles(&senders, ctx.engine.wal().flushed());
+            let fallback = ctx.syncrep.degraded();
+            for (sender, role) in senders.iter().zip(roles) {
                 use std::sync::atomic::Ordering::Relaxed;
                 let lsn = |v: u64| if v == 0 { Value::Null } else { t(&crate::wal::Lsn(v).to_string()) };
                 let reply = sender.reply_time.load(Relaxed);
@@ -643,14 +650,15 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                     sender.lag_text(0).map_or(Value::Null, |l| t(&l)),
                     sender.lag_text(1).map_or(Value::Null, |l| t(&l)),
                     sender.lag_text(2).map_or(Value::Null, |l| t(&l)),
-                    i(0),
-                    t("async"),
+                    i(role.priority as i64),
+                    t(role.state),
                     if reply == 0 { Value::Null } else { Value::TimestampTz(reply) },
                 ];
                 if gp {
                     row.insert(0, Value::Int(-1));
-                    row.push(t("none"));
+                    row.push(t(if fallback && role.state != "async" { "walsender" } else { "none" }));
                 }
+                row.push(Value::Bool(fallback));
                 out.push(row);
             }
         }

@@ -72,6 +72,9 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "position" | "pg_backend_pid"
         | "array_position" | "array_upper" | "ascii" => DataType::Int4,
         "pg_is_in_recovery"
+        | "pg_reload_conf"
+        | "pg_promote"
+        | "tandem_sync_fallback"
         | "pg_table_is_visible"
         | "pg_relation_is_publishable"
         | "starts_with"
@@ -364,6 +367,10 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             let n = s(0)?;
             match env.session.setting(&n) {
                 Some(v) => Value::text(v),
+                None if crate::settings::ServerSettings::is_known(&n) => match &env.session.replication {
+                    Some(r) => Value::text(&r.settings.get(&n)),
+                    None => Value::text(&crate::settings::ServerSettings::defaults().get(&n)),
+                },
                 None if args.get(1).is_some_and(|m| matches!(m, Value::Bool(true))) => Value::Null,
                 None => {
                     return Err(Error::new(
@@ -376,6 +383,44 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "set_config" => a(1)?,
         "pg_backend_pid" => Value::Int(env.session.pid as i64),
         "pg_is_in_recovery" => Value::Bool(env.session.engine.in_recovery()),
+        "tandem_sync_fallback" => Value::Bool(env.session.replication.as_ref().is_some_and(|r| r.syncrep.degraded())),
+        "pg_promote" => {
+            let wait = !matches!(args.first(), Some(Value::Bool(false)));
+            let secs = match args.get(1) {
+                Some(v) => int_arg(v)?.max(1) as u64,
+                None => 60,
+            };
+            let ctx = env
+                .session
+                .replication
+                .as_ref()
+                .ok_or_else(|| Error::new(SqlState("55000"), "recovery is not in progress"))?;
+            if wait {
+                match ctx.promote(std::time::Duration::from_secs(secs)) {
+                    Ok(_) => Value::Bool(true),
+                    Err(e) if e.code == SqlState("57014") => Value::Bool(false),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let ctx = ctx.clone();
+                if !ctx.engine.in_recovery() {
+                    return Err(Error::new(SqlState("55000"), "recovery is not in progress"));
+                }
+                std::thread::spawn(move || {
+                    if let Err(e) = ctx.promote(std::time::Duration::from_secs(secs)) {
+                        eprintln!("tandem: promotion failed: {e}");
+                    }
+                });
+                Value::Bool(true)
+            }
+        }
+        "pg_reload_conf" => match &env.session.replication {
+            Some(r) => {
+                r.reload()?;
+                Value::Bool(true)
+            }
+            None => Value::Bool(false),
+        },
         "pg_current_wal_lsn" | "pg_current_wal_insert_lsn" => lsn_text(env.session.engine.wal().insert_lsn()),
         "pg_current_wal_flush_lsn" => lsn_text(env.session.engine.wal().flushed()),
         // On a primary these are NULL, as in PostgreSQL.

@@ -15,6 +15,11 @@ pub enum Parsed {
     Maintenance(&'static str),
     Checkpoint,
     Copy(CopyStmt),
+    /// `ALTER SYSTEM SET name = value` (Some) or `ALTER SYSTEM RESET name | ALL` (None; ALL is `all`).
+    AlterSystem {
+        name: String,
+        value: Option<String>,
+    },
     /// Everything else, for sqlparser.
     Sql,
 }
@@ -130,7 +135,45 @@ pub fn preparse(sql: &str) -> Result<Parsed> {
             Ok(Parsed::Checkpoint)
         }
         "copy" => parse_copy(sql).map(Parsed::Copy),
+        "alter" => {
+            let toks = tokens(sql)?;
+            if toks.get(1).is_some_and(|t| t.eq_ignore_ascii_case("system")) {
+                parse_alter_system(&toks)
+            } else {
+                Ok(Parsed::Sql)
+            }
+        }
         _ => Ok(Parsed::Sql),
+    }
+}
+
+/// `ALTER SYSTEM SET name { = | TO } value [, ...] | DEFAULT` and `ALTER SYSTEM RESET name | ALL`.
+fn parse_alter_system(toks: &[String]) -> Result<Parsed> {
+    let at = |i: usize| toks.get(i).map_or("", |s| s.as_str());
+    let name = |t: &str| if t.starts_with('"') { unquote_ident(t) } else { t.to_ascii_lowercase() };
+    match at(2).to_ascii_lowercase().as_str() {
+        "reset" if toks.len() == 4 => Ok(Parsed::AlterSystem { name: name(at(3)), value: None }),
+        "set" if toks.len() >= 6 && (at(4) == "=" || at(4).eq_ignore_ascii_case("to")) => {
+            let values = &toks[5..];
+            if values.len() == 1 && values[0].eq_ignore_ascii_case("default") {
+                return Ok(Parsed::AlterSystem { name: name(at(3)), value: None });
+            }
+            let mut parts = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                if i % 2 == 1 {
+                    if v != "," {
+                        return Err(syntax(v));
+                    }
+                    continue;
+                }
+                parts.push(if v.starts_with('\'') { unquote_string(v)? } else { v.clone() });
+            }
+            if values.len().is_multiple_of(2) {
+                return Err(Error::new(SqlState::SYNTAX_ERROR, "syntax error at end of input"));
+            }
+            Ok(Parsed::AlterSystem { name: name(at(3)), value: Some(parts.join(", ")) })
+        }
+        _ => Err(syntax(toks.get(3).or(toks.get(2)).map_or("SYSTEM", |s| s.as_str()))),
     }
 }
 

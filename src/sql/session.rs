@@ -23,7 +23,7 @@ use sqlparser::ast;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, SyncLevel};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::copy;
 use crate::sql::ddl;
@@ -44,6 +44,11 @@ pub enum Stmt {
     Maintenance(&'static str),
     Checkpoint,
     Copy(CopyStmt),
+    /// `ALTER SYSTEM SET` / `RESET` (value None).
+    AlterSystem {
+        name: String,
+        value: Option<String>,
+    },
     /// An empty query string.
     Empty,
 }
@@ -171,6 +176,7 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
         match preparse::preparse(piece)? {
             Parsed::Maintenance(t) => out.push(Stmt::Maintenance(t)),
             Parsed::Checkpoint => out.push(Stmt::Checkpoint),
+            Parsed::AlterSystem { name, value } => out.push(Stmt::AlterSystem { name, value }),
             Parsed::Copy(c) => out.push(Stmt::Copy(c)),
             Parsed::Sql => {
                 let stmts = Parser::parse_sql(&PostgreSqlDialect {}, piece).map_err(syntax_error)?;
@@ -263,6 +269,12 @@ pub struct Session {
     batch: bool,
     /// Notices produced by the last statement, for the wire layer to send.
     pub notices: Vec<String>,
+    /// Warnings produced by the last statement (sent with severity WARNING).
+    pub warnings: Vec<String>,
+    /// `synchronous_commit` as SET in this session (None: the server's default).
+    sync_commit: Option<SyncLevel>,
+    /// The last commit made with `synchronous_commit = off`, not waited for yet.
+    async_commit: Option<crate::engine::CommitTicket>,
     /// The cancel flag of the running transaction, for cancel requests from other connections.
     pub cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
 }
@@ -270,7 +282,16 @@ pub struct Session {
 impl Session {
     /// Gives the session the server's replication state, for pg_stat_replication and friends.
     pub fn set_replication(&mut self, replication: Arc<crate::replication::walsender::ReplicationContext>) {
+        let default = replication.settings.synchronous_commit();
         self.ctx.replication = Some(replication);
+        self.put_setting("synchronous_commit", default.name().into());
+    }
+
+    /// The `synchronous_commit` level this session commits with.
+    pub fn sync_level(&self) -> SyncLevel {
+        self.sync_commit.unwrap_or_else(|| {
+            self.ctx.replication.as_ref().map_or(SyncLevel::default(), |r| r.settings.synchronous_commit())
+        })
     }
 
     /// A new session.
@@ -294,6 +315,9 @@ impl Session {
             reported: Vec::new(),
             ctx,
             notices: Vec::new(),
+            warnings: Vec::new(),
+            sync_commit: None,
+            async_commit: None,
             cancel: Arc::new(Mutex::new(None)),
         }
     }
@@ -304,6 +328,11 @@ impl Session {
     }
 
     fn begin_txn(&mut self, isolation: Isolation) {
+        // A session sees its own commits: an unwaited `synchronous_commit = off` commit is waited for
+        // here. Its failure, if any, is lost, as with PostgreSQL's asynchronous commit.
+        if let Some(ticket) = self.async_commit.take() {
+            let _ = ticket.wait();
+        }
         let txn = self.engine.begin(isolation);
         if let Ok(mut c) = self.cancel.lock() {
             *c = Some(txn.cancel_flag());
@@ -315,11 +344,27 @@ impl Session {
     fn end_txn(&mut self, commit: bool) -> Result<()> {
         self.savepoints.clear();
         self.status = TxnStatus::Idle;
-        let Some(txn) = self.txn.take() else { return Ok(()) };
+        let Some(mut txn) = self.txn.take() else { return Ok(()) };
         let flag = txn.cancel_flag();
+        let level = self.sync_level();
+        txn.set_sync_level(level);
         let result = if commit {
             match txn.commit() {
-                Ok(ticket) => ticket.wait_cancelable(&flag),
+                Ok(ticket) if level == SyncLevel::Off => {
+                    self.async_commit = Some(ticket);
+                    Ok(())
+                }
+                Ok(ticket) => {
+                    let r = ticket.wait_cancelable(&flag);
+                    if r.is_ok() && ticket.degraded() {
+                        self.warnings.push(
+                            "the synchronous standby did not confirm this commit within synchronous_standby_timeout: \
+                             it was acknowledged without the standby"
+                                .into(),
+                        );
+                    }
+                    r
+                }
                 Err(e) => Err(e),
             }
         } else {
@@ -368,6 +413,10 @@ impl Session {
     /// Runs a statement with parameter values.
     pub fn execute(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
         self.notices.clear();
+        self.warnings.clear();
+        if let Stmt::AlterSystem { name, value } = stmt {
+            return self.alter_system(name, value.as_deref());
+        }
         if let Stmt::Sql(s) = stmt {
             match s.as_ref() {
                 ast::Statement::StartTransaction { modes, .. } => return self.begin(modes),
@@ -583,6 +632,7 @@ impl Session {
                 Ok(Outcome::Command("CHECKPOINT".into()))
             }
             Stmt::Copy(c) => self.copy_start(c, &state, params),
+            Stmt::AlterSystem { .. } => Err(Error::internal("ALTER SYSTEM runs outside a transaction")),
             Stmt::Sql(s) => self.run_sql(s, &state, params),
         }
     }
@@ -757,6 +807,12 @@ impl Session {
                         }
                     }
                 }
+                let all = !matches!(&r.reset, ast::Reset::ConfigurationParameter(n)
+                    if !name_parts(n).join(".").eq_ignore_ascii_case("synchronous_commit"));
+                if all {
+                    self.sync_commit = None;
+                    self.put_setting("synchronous_commit", self.sync_level().name().into());
+                }
                 Ok(Outcome::Command("RESET".into()))
             }
             S::Discard { .. } => Ok(Outcome::Command("DISCARD ALL".into())),
@@ -775,6 +831,21 @@ impl Session {
         let r = f(txn)?;
         self.notices.extend(r.notices);
         Ok(Outcome::Command(r.tag))
+    }
+
+    /// `ALTER SYSTEM`: writes postgresql.auto.conf; `pg_reload_conf()` applies it.
+    fn alter_system(&mut self, name: &str, value: Option<&str>) -> Result<Outcome> {
+        if self.status != TxnStatus::Idle || self.batch {
+            return Err(Error::new(
+                SqlState::ACTIVE_SQL_TRANSACTION,
+                "ALTER SYSTEM cannot run inside a transaction block",
+            ));
+        }
+        let ctx = self.ctx.replication.as_ref().ok_or_else(|| {
+            Error::new(SqlState::FEATURE_NOT_SUPPORTED, "ALTER SYSTEM needs a server with a data directory")
+        })?;
+        ctx.settings.alter_system(name, value)?;
+        Ok(Outcome::Command("ALTER SYSTEM".into()))
     }
 
     fn put_setting(&mut self, name: &str, value: String) {
@@ -803,6 +874,22 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                if name.eq_ignore_ascii_case("synchronous_commit") {
+                    let level = SyncLevel::parse(&value).ok_or_else(|| {
+                        Error::new(
+                            SqlState::INVALID_PARAMETER_VALUE,
+                            format!("invalid value for parameter \"synchronous_commit\": \"{value}\""),
+                        )
+                        .with_hint("Available values: local, remote_write, remote_apply, on, off.")
+                    })?;
+                    self.sync_commit = Some(level);
+                    self.put_setting("synchronous_commit", level.name().into());
+                    return Ok(Outcome::Command("SET".into()));
+                }
+                if crate::settings::ServerSettings::is_known(&name) {
+                    return Err(Error::new(SqlState("55P02"), format!("parameter \"{name}\" cannot be changed now"))
+                        .with_hint("Use ALTER SYSTEM SET and SELECT pg_reload_conf()."));
+                }
                 let name = match name.as_str() {
                     "datestyle" => "DateStyle".to_string(),
                     "timezone" => "TimeZone".to_string(),
@@ -855,6 +942,11 @@ impl Session {
         };
         let value = match name.to_lowercase().as_str() {
             "server_version" => crate::SERVER_VERSION.split(' ').next().unwrap_or("15").to_string(),
+            "synchronous_commit" => self.sync_level().name().to_string(),
+            n if crate::settings::ServerSettings::is_known(n) => match &self.ctx.replication {
+                Some(r) => r.settings.get(n),
+                None => crate::settings::ServerSettings::defaults().get(n),
+            },
             _ => self.ctx.setting(&name).map(str::to_string).ok_or_else(|| {
                 Error::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
             })?,

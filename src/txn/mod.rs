@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::engine::{CommitTicket, Core};
+use crate::engine::{CommitTicket, Core, SyncLevel};
 use crate::error::{Error, Result, SqlState};
 use crate::storage::catalog::{Oid, SequenceDef, TableDef};
 use crate::storage::state::{AlterOp, DbState, Op, SequenceValue, TableData};
@@ -69,6 +69,8 @@ pub struct Transaction {
     read_dependency: Lsn,
     /// Set from outside to cancel a lock wait or commit wait.
     cancel: Arc<AtomicBool>,
+    /// How far the commit must get before it is acknowledged (`synchronous_commit`).
+    sync_level: SyncLevel,
     finished: bool,
 }
 
@@ -93,6 +95,7 @@ impl Transaction {
             epoch,
             read_dependency: Lsn::INVALID,
             cancel: Arc::new(AtomicBool::new(false)),
+            sync_level: SyncLevel::default(),
             finished: false,
         }
     }
@@ -115,6 +118,11 @@ impl Transaction {
     /// Whether the transaction has written anything.
     pub fn has_writes(&self) -> bool {
         !self.ops.is_empty()
+    }
+
+    /// Sets how far the commit must get before it is acknowledged (`synchronous_commit`).
+    pub fn set_sync_level(&mut self, level: SyncLevel) {
+        self.sync_level = level;
     }
 
     /// The flag that cancels this transaction's waits.
@@ -538,7 +546,7 @@ impl Transaction {
         let appended = wal.append(RecordKind::Commit, 0, &payload, crc32c::crc32c(&payload))?;
         latest.apply(&op)?;
         // Queued like a commit, so that a WAL failure rolls it back with everything after it.
-        self.core.enqueue(appended.end, latest.clone());
+        self.core.enqueue(appended.end, SyncLevel::Local, latest.clone());
         drop(latest);
         drop(wal);
         self.state.sequence_values.insert(seq, SequenceValue { last: value, called });
@@ -595,10 +603,10 @@ impl Transaction {
         next.next_oid = next.next_oid.max(self.state.next_oid);
         let appended = wal.append(RecordKind::Commit, self.xid, &payload, crc)?;
         *latest = next.clone();
-        let slot = self.core.enqueue(appended.end, next);
+        let slot = self.core.enqueue(appended.end, self.sync_level, next);
         drop(latest);
         drop(wal);
-        Ok(CommitTicket::pending(self.core.clone(), slot, appended.end))
+        Ok(CommitTicket::pending(self.core.clone(), slot, self.sync_level, appended.end))
     }
 
     /// Rolls back: forgets the writes and releases the locks.

@@ -4,6 +4,7 @@ pub mod lsn;
 pub mod reader;
 pub mod record;
 pub mod segment;
+pub mod timeline;
 pub mod writer;
 
 pub use lsn::Lsn;

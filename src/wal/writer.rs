@@ -267,6 +267,20 @@ impl Wal {
         self.shared.flushed_cv.notify_all();
     }
 
+    /// Names segment files after timeline `timeline` from now on (a standby following its primary).
+    pub fn set_timeline(&self, timeline: u32) {
+        lock(&self.shared.append).timeline = timeline;
+    }
+
+    /// Starts writing timeline `timeline` at `end` (the end of the replayed WAL), when a standby becomes a
+    /// primary.
+    pub fn switch_timeline(&self, timeline: u32, end: Lsn, last_record: Lsn) -> Result<()> {
+        segment::ensure(&self.shared.dir, timeline, end.segment(self.shared.segment_size), self.shared.segment_size)?;
+        lock(&self.shared.append).timeline = timeline;
+        self.reset_end(end, last_record);
+        Ok(())
+    }
+
     /// Moves the append position to the end of replayed WAL, when a standby becomes a primary.
     pub fn reset_end(&self, end: Lsn, last_record: Lsn) {
         let mut st = lock(&self.shared.append);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tandem::engine::{Engine, EngineConfig};
 use tandem::replication::walsender::{self, ReplicationContext, SenderConfig};
+use tandem::settings::ServerSettings;
 
 /// A temporary directory, removed when dropped.
 pub struct TempDir(PathBuf);
@@ -84,7 +85,8 @@ impl TestPrimary {
 
     pub fn start_with(dir: &Path, config: EngineConfig, port: u16, sender: SenderConfig) -> TestPrimary {
         let engine = Arc::new(Engine::open(dir, config).unwrap());
-        let ctx = ReplicationContext::new(engine.clone(), sender).unwrap();
+        let settings = Arc::new(ServerSettings::load(dir).unwrap());
+        let ctx = ReplicationContext::new(engine.clone(), sender, settings).unwrap();
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -385,4 +387,140 @@ pub fn create_kv_table(engine: &Engine, name: &str) -> u32 {
     .unwrap();
     txn.commit().unwrap().wait().unwrap();
     id
+}
+
+/// A `tandem` server started detached (`tandem start --detach`), as an operator runs it; stopped
+/// immediately, by the pid in its data directory, when dropped.
+pub struct Node {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Node {
+    /// Initializes and starts a primary.
+    pub fn primary(dir: PathBuf, extra_init: &[&str]) -> Node {
+        let port = free_port();
+        let mut init = vec!["init", "--port"];
+        let p = port.to_string();
+        init.push(&p);
+        init.extend_from_slice(extra_init);
+        tandem_ok(&init, &dir);
+        let node = Node { dir, port };
+        node.start(&[]);
+        node
+    }
+
+    /// Creates a standby of `primary` with `tandem init-standby` (environment `env` for the standby).
+    pub fn standby(primary: &Node, dir: PathBuf, name: &str, env: &[(&str, &str)]) -> Node {
+        let port = free_port();
+        let out = Command::new(tandem_bin())
+            .args(["init-standby", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "--port"])
+            .arg(port.to_string())
+            .args(["--name", name, "-D"])
+            .arg(&dir)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run tandem init-standby");
+        let node = Node { dir, port };
+        assert!(
+            out.status.success(),
+            "init-standby {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        node
+    }
+
+    /// `tandem start --detach` with extra environment.
+    pub fn start(&self, env: &[(&str, &str)]) {
+        let out = Command::new(tandem_bin())
+            .args(["start", "--detach", "-D"])
+            .arg(&self.dir)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run tandem start");
+        assert!(out.status.success(), "start failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `tandem stop` in the given mode; Ok if the server was running and stopped.
+    pub fn stop(&self, mode: &str) -> bool {
+        Command::new(tandem_bin())
+            .args(["stop", "--mode", mode, "-D"])
+            .arg(&self.dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// The server's pid, from its lock file.
+    pub fn pid(&self) -> i32 {
+        std::fs::read_to_string(self.dir.join("tandem.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+            .expect("pid in tandem.pid")
+    }
+
+    /// Sends a signal to the server (SIGSTOP, SIGCONT, SIGKILL).
+    pub fn signal(&self, sig: i32) {
+        assert!(self.running(), "server in {} is not running", self.dir.display());
+        // SAFETY: signals the pid this test's server wrote into its own lock file.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Runs SQL with psql; Ok(unaligned tuples-only output) or Err(stderr).
+    pub fn try_sql(&self, sql: &str) -> std::result::Result<String, String> {
+        let out = psql_output(self.port, &["-At", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    /// Runs SQL with psql and returns its output; panics on failure.
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("psql on port {} failed on {sql}: {e}", self.port))
+    }
+
+    /// Polls `sql` until it returns `expected` (at most `secs` seconds); returns the last output.
+    pub fn wait_for(&self, sql: &str, expected: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.try_sql(sql).unwrap_or_else(|e| e);
+            if got == expected || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log").join("tandem.log")).unwrap_or_default()
+    }
+}
+
+impl Node {
+    /// Whether the server is running: its lock file is held.
+    pub fn running(&self) -> bool {
+        std::fs::File::open(self.dir.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.running() {
+            // A stopped (SIGSTOP) server must be continued to act on the stop request.
+            self.signal(libc::SIGCONT);
+            self.stop("immediate");
+        }
+    }
+}
+
+/// Runs `tandem ARGS -D DIR`; panics on failure.
+pub fn tandem_ok(args: &[&str], dir: &Path) -> Output {
+    let out = Command::new(tandem_bin()).args(args).arg("-D").arg(dir).output().expect("run tandem");
+    assert!(out.status.success(), "tandem {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
 }
