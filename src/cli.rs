@@ -148,8 +148,11 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         wait_seconds: u64,
         /// Promote even though the old primary still answers and accepts writes (split brain risk).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fence")]
         force: bool,
+        /// Tell the old primary to stop accepting writes first (it is fenced), then promote.
+        #[arg(long)]
+        fence: bool,
     },
     /// Show a server's role, positions and standbys (like gpstate -f).
     #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
@@ -312,7 +315,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
-        Command::Promote { dir, wait_seconds, force } => promote(&dir, wait_seconds, force),
+        Command::Promote { dir, wait_seconds, force, fence } => promote(&dir, wait_seconds, force, fence),
         Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
         Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
@@ -670,7 +673,7 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
 
 /// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then
 /// runs `pg_promote(true, N)` on the standby, which returns once it accepts writes.
-fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
+fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()> {
     use tandem::replication::client::Conn;
     let config = Config::load(dir)?;
     if !dir.join(tandem::engine::STANDBY_SIGNAL).exists() {
@@ -681,19 +684,35 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
     if let (Some(conninfo), false) = (conninfo, force) {
         let rc = ReceiverConfig::from_conninfo(&conninfo)?;
         let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
+        // Serving = answers, is not in recovery, and is not fenced. With --fence, fence it first.
         let serving = Conn::connect_timeout(&rc.host, rc.port, &params, Duration::from_secs(2))
             .and_then(|mut c| {
                 let _ = c.out.set_read_timeout(Some(Duration::from_secs(2)));
-                c.query("select pg_is_in_recovery()")
+                let first = |(_, rows): (Vec<String>, Vec<Vec<Option<String>>>)| {
+                    rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default()
+                };
+                if c.query("select pg_is_in_recovery()").map(first)? != "f" {
+                    return Ok(false);
+                }
+                if c.query("select tandem_fenced()").map(first).unwrap_or_default() == "t" {
+                    return Ok(false);
+                }
+                if fence {
+                    let reason =
+                        format!("being replaced by the standby on port {} (tandem promote --fence)", config.port);
+                    c.query(&format!("select tandem_fence('{}')", reason.replace('\'', "''")))?;
+                    println!("fenced the old primary at {}:{}", rc.host, rc.port);
+                    return Ok(false);
+                }
+                Ok(true)
             })
-            .map(|(_, rows)| rows.first().and_then(|r| r.first().cloned().flatten()) == Some("f".into()))
             .unwrap_or(false);
         if serving {
             return Err(config_error(format!(
                 "the primary at {}:{} is still running and accepting writes; promoting this standby would make two primaries",
                 rc.host, rc.port
             ))
-            .with_hint("Stop the primary first, or use --force if it is cut off from its clients for good."));
+            .with_hint("Stop the primary first, or use --fence to make it refuse writes first, or --force."));
         }
     }
     let started = Instant::now();

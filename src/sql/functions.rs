@@ -74,6 +74,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         "pg_is_in_recovery"
         | "pg_reload_conf"
         | "pg_promote"
+        | "tandem_fence"
+        | "tandem_fenced"
         | "tandem_sync_fallback"
         | "pg_table_is_visible"
         | "pg_relation_is_publishable"
@@ -384,6 +386,11 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "pg_backend_pid" => Value::Int(env.session.pid as i64),
         "pg_is_in_recovery" => Value::Bool(env.session.engine.in_recovery()),
         "tandem_sync_fallback" => Value::Bool(env.session.replication.as_ref().is_some_and(|r| r.syncrep.degraded())),
+        "tandem_fence" => {
+            env.session.engine.fence(&s(0)?)?;
+            Value::Bool(true)
+        }
+        "tandem_fenced" => Value::Bool(env.session.engine.fenced().is_some()),
         "pg_promote" => {
             let wait = !matches!(args.first(), Some(Value::Bool(false)));
             let secs = match args.get(1) {
