@@ -44,6 +44,7 @@ fn run_quickstart(dir: &std::path::Path) -> (Child, String) {
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("quickstart did not come up:\n{out}");
             }
         }
