@@ -154,6 +154,25 @@ pub enum Command {
         #[arg(long)]
         fence: bool,
     },
+    /// Make a stopped old primary a standby of the new primary, cutting its WAL back to where the new
+    /// primary's timeline branched off (like pg_rewind).
+    #[command(
+        after_help = "Examples:\n  tandem rewind -D ./old-primary -h 127.0.0.1 -p 5434\n  tandem rewind -D ./old-primary -h 10.0.0.2 -p 5433 --name mirror1\n\nWhen the old primary checkpointed after the switch point, rewinding is impossible: it says so, and what\nto run instead (a fresh tandem init-standby)."
+    )]
+    Rewind {
+        /// The old primary's data directory (the server must be stopped).
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// The new primary's host.
+        #[arg(short = 'h', long, default_value = "127.0.0.1")]
+        host: String,
+        /// The new primary's port.
+        #[arg(short = 'p', long)]
+        port: u16,
+        /// The name the rewound server streams under (application_name and slot).
+        #[arg(long, default_value = "standby")]
+        name: String,
+    },
     /// Show a server's role, positions and standbys (like gpstate -f).
     #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
     Status {
@@ -316,6 +335,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
         Command::Promote { dir, wait_seconds, force, fence } => promote(&dir, wait_seconds, force, fence),
+        Command::Rewind { dir, host, port, name } => rewind(&dir, &host, port, &name),
         Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
         Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
@@ -730,6 +750,104 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()
         started.elapsed().as_millis(),
         dir.display(),
         config.port
+    );
+    Ok(())
+}
+
+/// `tandem rewind`: checks that the new primary is of the same system and on a timeline that branched off
+/// this server's, cuts this server's WAL back to the switch point (possible while its last checkpoint is
+/// at or before it), and writes the standby configuration.
+fn rewind(dir: &Path, host: &str, port: u16, name: &str) -> Result<()> {
+    use tandem::control::ControlFile;
+    use tandem::wal::{segment, timeline};
+    let pid = dir.join(PID_FILE);
+    if std::fs::File::open(&pid).is_ok_and(|f| f.try_lock().is_err()) {
+        return Err(config_error(format!("a server is running in \"{}\"", dir.display()))
+            .with_hint(format!("Stop it first: tandem stop -D {}", dir.display())));
+    }
+    let control = ControlFile::read(dir)?;
+    let instead = format!(
+        "Rebuild it instead: move \"{}\" away, then tandem init-standby -h {host} -p {port} -D {} --port PORT",
+        dir.display(),
+        dir.display()
+    );
+    let ident = replication_command(host, port, "IDENTIFY_SYSTEM")?;
+    let field = |i: usize| ident.get(i).cloned().flatten().unwrap_or_default();
+    let system: u64 = field(0).parse().unwrap_or(0);
+    if system != control.system_id {
+        return Err(config_error(format!(
+            "the server at {host}:{port} is another database system (identifier {system}, this one {})",
+            control.system_id
+        )));
+    }
+    let new_tli: u32 = field(1).parse().unwrap_or(0);
+    if new_tli <= control.timeline {
+        return Err(config_error(format!(
+            "the server at {host}:{port} is on timeline {new_tli}, not newer than this server's timeline {}: nothing to rewind",
+            control.timeline
+        ))
+        .with_hint("Point rewind at the promoted standby."));
+    }
+    let content = replication_command(host, port, &format!("TIMELINE_HISTORY {new_tli}"))?
+        .get(1)
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let history = timeline::parse_history(&content)?;
+    let Some(switch) = timeline::switch_point(&history, control.timeline) else {
+        return Err(config_error(format!(
+            "timeline {} of this server is not in the history of the new primary's timeline {new_tli}",
+            control.timeline
+        ))
+        .with_hint(instead));
+    };
+    // Where this server's WAL ends.
+    let mut replay = tandem::recovery::Replay::start(dir, &control)?;
+    replay.to_end()?;
+    let end = replay.position();
+    drop(replay);
+    let wal_dir = dir.join(tandem::engine::WAL_DIR);
+    let seg = control.segment_size;
+    if end > switch {
+        if control.checkpoint >= switch {
+            return Err(config_error(format!(
+                "this server checkpointed at {} after the switch point {switch}: its state cannot be cut back",
+                control.checkpoint
+            ))
+            .with_hint(instead));
+        }
+        // Zero the rest of the switch segment and drop later segments of this server's timeline.
+        let path = wal_dir.join(segment::file_name(control.timeline, switch.segment(seg), seg));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("could not open \"{}\"", path.display()), e))?;
+        let off = switch.segment_offset(seg);
+        std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; (seg - off) as usize], off)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(format!("could not cut \"{}\"", path.display()), e))?;
+        for (tli, segno, p) in segment::list(&wal_dir, seg)? {
+            if tli == control.timeline && segno > switch.segment(seg) {
+                std::fs::remove_file(&p).map_err(|e| Error::io(format!("could not remove \"{}\"", p.display()), e))?;
+            }
+        }
+        segment::sync_dir(&wal_dir)?;
+        println!("cut this server's WAL back from {end} to {switch}, where timeline {new_tli} branched off");
+    } else {
+        println!("this server's WAL ends at {end}, at or before the switch point {switch}: nothing to cut");
+    }
+    let slot = slot_name(name);
+    basebackup::write_standby_config(dir, host, port, name, Some(&slot))?;
+    // An ALTER SYSTEM primary_conninfo would override the one just written.
+    ServerSettings::load(dir)?.alter_system("primary_conninfo", None)?;
+    let fenced = dir.join(tandem::engine::FENCED_FILE);
+    if fenced.exists() {
+        std::fs::remove_file(&fenced).map_err(|e| Error::io("could not remove the fence", e))?;
+    }
+    println!(
+        "{} is now a standby of {host}:{port}; start it with:\n\n    tandem start -D {} --detach\n",
+        dir.display(),
+        dir.display()
     );
     Ok(())
 }

@@ -824,7 +824,8 @@ impl Engine {
                 let insert = core.wal.insert_lsn();
                 let due = insert.0.saturating_sub(last.0) >= config.checkpoint_wal_bytes
                     || (when.elapsed() >= config.checkpoint_interval && insert.0 > last.0 + 64);
-                if due && !core.shutdown.load(Ordering::Acquire) {
+                let fenced = read(&core.fenced).is_some();
+                if due && !fenced && !core.shutdown.load(Ordering::Acquire) {
                     if let Err(e) = checkpoint(&core) {
                         eprintln!("tandem: checkpoint failed: {e}");
                         *lock(&core.last_checkpoint) = (last, Instant::now());
@@ -944,7 +945,9 @@ impl Engine {
         if let Some(h) = lock(&self.startup).take() {
             let _ = h.join();
         }
-        if self.in_recovery() {
+        // A standby keeps its last restartpoint; a fenced primary writes nothing more, so that its WAL can
+        // still be cut back to where the new primary's timeline branched off (tandem rewind).
+        if self.in_recovery() || self.fenced().is_some() {
             self.core.wal.shutdown();
             return Ok(());
         }
