@@ -421,6 +421,9 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     let signals = block_signals();
     let engine = Arc::new(Engine::open(dir, EngineConfig::default())?);
     let settings = Arc::new(ServerSettings::load(dir)?);
+    if !engine.in_recovery() && engine.fenced().is_none() {
+        fence_if_replaced(&engine, &settings);
+    }
     let replication = ReplicationContext::new(engine.clone(), SenderConfig::default(), settings)?;
     let server = Server::bind(addr, engine.clone(), replication.clone())?;
     if engine.in_recovery() {
@@ -685,10 +688,54 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+    // The primary remembers its mirrors, so that a restart after a failover finds out it was replaced.
+    if let Err(e) = remember_mirror(host, primary_port, port) {
+        eprintln!("tandem: warning: could not record the standby in the primary's mirror_conninfo: {e}");
+    }
     println!(
         "standby \"{name}\" is streaming from {host}:{primary_port} and accepts read-only connections on port {port}"
     );
     Ok(())
+}
+
+/// Adds `host=127.0.0.1 port=PORT` to the primary's `mirror_conninfo` (a `;`-separated list).
+fn remember_mirror(host: &str, primary_port: u16, port: u16) -> Result<()> {
+    use tandem::replication::client::Conn;
+    let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem init-standby")];
+    let mut c = Conn::connect(host, primary_port, &params)?;
+    let (_, rows) = c.query("select current_setting('mirror_conninfo')")?;
+    let current = rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default();
+    let entry = format!("host={DEFAULT_LISTEN} port={port}");
+    let mut list: Vec<String> =
+        current.split(';').map(|x| x.trim().to_string()).filter(|x| !x.is_empty() && *x != entry).collect();
+    list.push(entry);
+    c.query(&format!("alter system set mirror_conninfo = '{}'", list.join("; ")))?;
+    c.query("select pg_reload_conf()")?;
+    Ok(())
+}
+
+/// At start, a primary asks its mirrors (`mirror_conninfo`) whether one of them was promoted to a newer
+/// timeline of this system while it was down; if so it fences itself before it accepts a connection.
+fn fence_if_replaced(engine: &Engine, settings: &ServerSettings) {
+    let list = settings.get("mirror_conninfo");
+    for entry in list.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+        let Ok(rc) = ReceiverConfig::from_conninfo(entry) else { continue };
+        let Ok(row) = basebackup::replication_query(&rc.host, rc.port, "IDENTIFY_SYSTEM") else { continue };
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (system, tli): (u64, u32) = (field(0).parse().unwrap_or(0), field(1).parse().unwrap_or(0));
+        if system == engine.system_id() && tli > engine.wal().timeline() {
+            let reason = format!(
+                "at start: the mirror at {}:{} is on timeline {tli}, newer than this server's {}",
+                rc.host,
+                rc.port,
+                engine.wal().timeline()
+            );
+            if let Err(e) = engine.fence(&reason) {
+                eprintln!("tandem: could not fence: {e}");
+            }
+            return;
+        }
+    }
 }
 
 /// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then

@@ -53,6 +53,12 @@ fn a_promoted_standby_takes_the_other_along_onto_its_timeline() {
     let history = std::fs::read_to_string(s1.dir.join("pg_wal").join("00000002.history")).unwrap();
     assert!(history.starts_with(&format!("1\t{end}\t")), "{history}");
     assert!(!s1.dir.join("standby.signal").exists());
+    // The old primary, started again, learns from its mirrors that it was replaced, and refuses writes.
+    primary.start(&[]);
+    assert_eq!(primary.sql("select tandem_fenced()"), "t");
+    let err = primary.try_sql("create table stray (id int)").unwrap_err();
+    assert!(err.contains("fenced"), "{err}");
+    assert!(primary.stop("fast"));
     s1.sql("create table after_promotion (id int primary key)");
     s1.sql("insert into after_promotion select g from generate_series(1, 500) g");
 
