@@ -109,3 +109,22 @@ fn a_cut_off_primary_acknowledges_nothing_is_fenced_and_rewinds() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn promote_with_fence_stops_the_old_primary_first() {
+    let tmp = TempDir::new("promote-fence");
+    let primary = Node::primary(tmp.path().join("primary"), &[]);
+    primary.sql("create table t (id int primary key)");
+    let standby = Node::standby(&primary, tmp.path().join("standby"), "mirror", &[]);
+    primary.sql("insert into t values (1)");
+    let end = primary.sql("select pg_current_wal_lsn()");
+    assert_eq!(standby.wait_for("select pg_last_wal_replay_lsn()", &end, 10), end);
+    let out = Command::new(tandem_bin()).args(["promote", "--fence", "-D"]).arg(&standby.dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fenced the old primary"));
+    assert_eq!(primary.sql("select tandem_fenced()"), "t");
+    let err = primary.try_sql("insert into t values (2)").unwrap_err();
+    assert!(err.contains("fenced"), "{err}");
+    standby.sql("insert into t values (2)");
+    assert_eq!(standby.sql("select count(*) from t"), "2");
+}
