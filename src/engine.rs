@@ -741,6 +741,7 @@ impl Engine {
         }
         *lock(&self.core.promotion) = None;
         self.core.promote_requested.store(true, Ordering::Release);
+        self.core.wal.kick();
         let deadline = Instant::now() + timeout;
         let mut outcome = lock(&self.core.promotion);
         while outcome.is_none() {

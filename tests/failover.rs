@@ -67,10 +67,10 @@ fn zero_loss_failover_rounds() {
             })
         };
         let reader = {
-            let (stop, seen, port) = (stop.clone(), seen.clone(), primary.port);
+            let (stop, seen, port, first) = (stop.clone(), seen.clone(), primary.port, next_row);
             std::thread::spawn(move || {
                 let Some(mut c) = connect(port) else { return };
-                let mut last = 0i64;
+                let mut last = first - 1;
                 while !stop.load(Ordering::Acquire) {
                     let Ok((_, rows)) = c.query(&format!("select n from numbered where n > {last} order by n")) else {
                         return;
