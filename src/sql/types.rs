@@ -292,12 +292,16 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The years a date may have, PostgreSQL's (4713 BC to 5874897 AD); the calendar arithmetic would
+/// overflow far beyond them.
+const DATE_YEARS: std::ops::RangeInclusive<i64> = -4713..=5_874_897;
+
 fn parse_date(s: &str) -> Option<i32> {
     let mut parts = s.splitn(3, '-');
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.trim().parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !DATE_YEARS.contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
     let days = days_from_civil(y, m, d);
@@ -308,6 +312,7 @@ fn parse_date(s: &str) -> Option<i32> {
 }
 
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.ffffff][+TZ]` into microseconds since 2000-01-01 (UTC for offsets).
+/// None for what is not a timestamp, or one too far from 2000 for 64 bits of microseconds.
 fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = match s.find([' ', 'T']) {
@@ -315,7 +320,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
         None => (s, ""),
     };
     let days = parse_date(date)? as i64;
-    let mut usecs = days * USECS_PER_DAY;
+    let usecs = days.checked_mul(USECS_PER_DAY)?;
     if rest.is_empty() {
         return Some(usecs);
     }
@@ -327,17 +332,21 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     let h: i64 = tp.next()?.parse().ok()?;
     let mi: i64 = tp.next()?.parse().ok()?;
     let sec: f64 = tp.next().unwrap_or("0").parse().ok()?;
-    if h > 24 || mi > 59 || !(0.0..61.0).contains(&sec) {
+    if !(0..=24).contains(&h) || !(0..=59).contains(&mi) || !(0.0..61.0).contains(&sec) {
         return None;
     }
-    usecs += (h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64;
+    let mut usecs = usecs.checked_add((h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64)?;
     if let Some(off) = offset {
         if !off.eq_ignore_ascii_case("z") {
             let sign = if off.starts_with('-') { -1 } else { 1 };
             let mut op = off[1..].splitn(2, ':');
             let oh: i64 = op.next()?.parse().ok()?;
             let om: i64 = op.next().unwrap_or("0").parse().ok()?;
-            usecs -= sign * (oh * 3600 + om * 60) * 1_000_000;
+            // PostgreSQL's limit on a UTC offset.
+            if !(0..=15).contains(&oh) || !(0..=59).contains(&om) {
+                return None;
+            }
+            usecs = usecs.checked_sub(sign * (oh * 3600 + om * 60) * 1_000_000)?;
         }
     }
     Some(usecs)
@@ -494,6 +503,27 @@ mod tests {
         assert!(parse_date("2023-02-29").is_none());
         let ts = parse_timestamp("2021-03-04 05:06:07.25").unwrap_or_default();
         assert_eq!(format_timestamp(ts), "2021-03-04 05:06:07.25");
+        assert_eq!(parse_timestamp("2000-01-01 01:00-01:30"), Some(9_000_000_000));
+    }
+
+    #[test]
+    fn dates_and_times_far_out_are_errors() {
+        // Found by the wire_decoder fuzz target: the year's days in microseconds overflowed.
+        let far = "994000-000004-000000000000000013 80009660013 8000966909709*7";
+        assert!(parse_value(far, &DataType::Timestamp).is_err());
+        for s in ["5874898-01-01", "-9223372036854775808-01-01", "9223372036854775807-12-31"] {
+            assert!(parse_date(s).is_none(), "{s}");
+        }
+        for s in [
+            "294300-01-01 00:00",
+            "2000-01-01 -9223372036854775807:00",
+            "2000-01-01 00:-9223372036854775807",
+            "2000-01-01 00:00+9223372036854775807",
+            "2000-01-01 00:00-16:00",
+        ] {
+            assert!(parse_timestamp(s).is_none(), "{s}");
+        }
+        assert!(parse_timestamp("5874897-12-31").is_none());
     }
 
     #[test]
