@@ -178,13 +178,19 @@ fn coerce_text(s: &str, ty: &DataType, n: Option<u32>, pad: bool) -> Result<Valu
     Ok(Value::text(s))
 }
 
+/// The largest exponent a numeric literal may have, PostgreSQL's (`1e1000`).
+const MAX_NUMERIC_EXPONENT: i64 = 1000;
+
 /// Parses a decimal number such as `-12.50` or `1e3`.
 pub fn parse_decimal(s: &str) -> Option<Decimal> {
     let s = s.trim();
     let (mant, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
+        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
         None => (s, 0),
     };
+    if !(-MAX_NUMERIC_EXPONENT..=MAX_NUMERIC_EXPONENT).contains(&exp) {
+        return None;
+    }
     let (neg, digits) = match mant.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, mant.strip_prefix('+').unwrap_or(mant)),
@@ -200,12 +206,16 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
     for c in int.chars().chain(frac.chars()) {
         mantissa = mantissa.checked_mul(10)?.checked_add((c as u8 - b'0') as i128)?;
     }
-    let mut scale = frac.len() as i32 - exp;
+    let mut scale = frac.len() as i64 - exp;
+    // A zero never overflows: it takes no scale from a positive exponent.
+    if mantissa == 0 {
+        scale = scale.max(0);
+    }
     while scale < 0 {
         mantissa = mantissa.checked_mul(10)?;
         scale += 1;
     }
-    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: scale as u32 })
+    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: u32::try_from(scale).ok()? })
 }
 
 /// Rounds a decimal to a numeric(p,s) type, checking its precision.
@@ -524,6 +534,20 @@ mod tests {
             assert!(parse_timestamp(s).is_none(), "{s}");
         }
         assert!(parse_timestamp("5874897-12-31").is_none());
+    }
+
+    #[test]
+    fn numeric_exponents_are_bounded() {
+        // Found by the wire_decoder fuzz target: a zero with a huge exponent scaled up for ever.
+        let zeros = format!("{}e00001405586195", "0".repeat(50));
+        assert!(parse_value(&zeros, &DataType::Numeric(None)).is_err());
+        assert!(parse_decimal("1e-2147483648").is_none());
+        assert!(parse_decimal("1e-9223372036854775808").is_none());
+        assert_eq!(parse_decimal("0e1000"), Some(Decimal { mantissa: 0, scale: 0 }));
+        assert_eq!(parse_decimal("0.00e-1"), Some(Decimal { mantissa: 0, scale: 3 }));
+        assert_eq!(parse_decimal("12e-3"), Some(Decimal { mantissa: 12, scale: 3 }));
+        assert_eq!(parse_decimal("-12e2"), Some(Decimal { mantissa: -1200, scale: 0 }));
+        assert!(parse_decimal("1e1001").is_none());
     }
 
     #[test]
