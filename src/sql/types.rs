@@ -17,13 +17,26 @@ use crate::storage::value::{DataType, Decimal, Value};
 const UNIX_TO_PG_DAYS: i64 = 10957;
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
+/// The longest char(n) or varchar(n), PostgreSQL's.
+const MAX_CHAR_LENGTH: u32 = 10_485_760;
+
 /// Maps a type name from the SQL text to a storage type. `serial` types map to their integer type; the
 /// caller gives them a default from a sequence.
 pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
     use ast::DataType as T;
-    let char_len = |l: &Option<ast::CharacterLength>| match l {
-        Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
-        _ => None,
+    // PostgreSQL's bounds on a declared length: char(n) pads every value to n characters.
+    let char_len = |l: &Option<ast::CharacterLength>, name: &str| match l {
+        Some(ast::CharacterLength::IntegerLength { length: 0, .. }) => {
+            Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("length for type {name} must be at least 1")))
+        }
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => match u32::try_from(*length) {
+            Ok(n) if n <= MAX_CHAR_LENGTH => Ok(Some(n)),
+            _ => Err(Error::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("length for type {name} cannot exceed {MAX_CHAR_LENGTH}"),
+            )),
+        },
+        _ => Ok(None),
     };
     Ok(match ty {
         T::SmallInt(_) | T::Int2(_) => DataType::Int2,
@@ -31,8 +44,8 @@ pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
         T::BigInt(_) | T::Int8(_) => DataType::Int8,
         T::Bool | T::Boolean => DataType::Bool,
         T::Text | T::String(_) => DataType::Text,
-        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(char_len(l)),
-        T::Char(l) | T::Character(l) => DataType::Char(char_len(l).unwrap_or(1)),
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(char_len(l, "varchar")?),
+        T::Char(l) | T::Character(l) => DataType::Char(char_len(l, "char")?.unwrap_or(1)),
         T::Real | T::Float4 => DataType::Float4,
         T::Double(_) | T::DoublePrecision | T::Float8 | T::Float64 => DataType::Float8,
         T::Float(info) => match info {
@@ -534,6 +547,15 @@ mod tests {
             assert!(parse_timestamp(s).is_none(), "{s}");
         }
         assert!(parse_timestamp("5874897-12-31").is_none());
+    }
+
+    #[test]
+    fn character_lengths_are_bounded() {
+        let char_of = |length| ast::DataType::Char(Some(ast::CharacterLength::IntegerLength { length, unit: None }));
+        // char(n) pads every value to n characters: PostgreSQL's bound keeps that from exhausting memory.
+        assert_eq!(data_type(&char_of(2_000_000_000)).err().map(|e| e.code), Some(SqlState::INVALID_PARAMETER_VALUE));
+        assert_eq!(data_type(&char_of(0)).err().map(|e| e.code), Some(SqlState::INVALID_PARAMETER_VALUE));
+        assert_eq!(data_type(&char_of(10_485_760)).ok(), Some(DataType::Char(10_485_760)));
     }
 
     #[test]
