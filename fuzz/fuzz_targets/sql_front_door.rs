@@ -2,7 +2,8 @@
 //! statement is then described (planned, which binds its names and infers its parameter types), bound with
 //! parameters decoded as the wire's Bind decodes them, and executed, all inside one transaction that is
 //! rolled back at the end, against a database with tables, primary keys and indexes. An error is an
-//! answer; a panic (or an abort, a hang, running out of memory) is a bug.
+//! answer; a panic (or an abort, a hang, running out of memory) is a bug. Statements run under a small
+//! work limit, so that a legitimately expensive one fails fast with 54000 as the server would fail it.
 //!
 //! Input: `SQL [NUL PARAM]...`, the SQL text (invalid UTF-8 replaced) and then the parameters, each `N` for
 //! NULL, `B` and the bytes of a binary value, or else text. Everything after the first NUL is also the
@@ -48,6 +49,9 @@ const SCHEMA: &str = "
                          (-1, 'b', NULL, NULL, 'NaN', 'Infinity', NULL, true, NULL);
 ";
 
+/// The work limit of each statement, in bytes.
+const WORK_LIMIT: u64 = 64 << 20;
+
 struct Database {
     engine: Arc<Engine>,
 }
@@ -80,7 +84,11 @@ fn database() -> &'static Database {
 
 fn new_session(engine: &Arc<Engine>) -> Session {
     let settings = session::default_settings(engine, "postgres", "fuzz", "UTF8");
-    Session::new(engine.clone(), 1, "postgres", "postgres", settings)
+    let mut s = Session::new(engine.clone(), 1, "postgres", "postgres", settings);
+    // A statement that passes the work limit fails (54000) as it would in the server; a small limit keeps
+    // each input fast and the fuzzer far below its memory limit.
+    s.ctx.work_limit = WORK_LIMIT;
+    s
 }
 
 /// Statements that would end the transaction, or write outside it.
