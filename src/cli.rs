@@ -148,8 +148,30 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         wait_seconds: u64,
         /// Promote even though the old primary still answers and accepts writes (split brain risk).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fence")]
         force: bool,
+        /// Tell the old primary to stop accepting writes first (it is fenced), then promote.
+        #[arg(long)]
+        fence: bool,
+    },
+    /// Make a stopped old primary a standby of the new primary, cutting its WAL back to where the new
+    /// primary's timeline branched off (like pg_rewind).
+    #[command(
+        after_help = "Examples:\n  tandem rewind -D ./old-primary -h 127.0.0.1 -p 5434\n  tandem rewind -D ./old-primary -h 10.0.0.2 -p 5433 --name mirror1\n\nWhen the old primary checkpointed after the switch point, rewinding is impossible: it says so, and what\nto run instead (a fresh tandem init-standby)."
+    )]
+    Rewind {
+        /// The old primary's data directory (the server must be stopped).
+        #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+        dir: PathBuf,
+        /// The new primary's host.
+        #[arg(short = 'h', long, default_value = "127.0.0.1")]
+        host: String,
+        /// The new primary's port.
+        #[arg(short = 'p', long)]
+        port: u16,
+        /// The name the rewound server streams under (application_name and slot).
+        #[arg(long, default_value = "standby")]
+        name: String,
     },
     /// Show a server's role, positions and standbys (like gpstate -f).
     #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
@@ -312,7 +334,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
-        Command::Promote { dir, wait_seconds, force } => promote(&dir, wait_seconds, force),
+        Command::Promote { dir, wait_seconds, force, fence } => promote(&dir, wait_seconds, force, fence),
+        Command::Rewind { dir, host, port, name } => rewind(&dir, &host, port, &name),
         Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
         Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
@@ -398,6 +421,9 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     let signals = block_signals();
     let engine = Arc::new(Engine::open(dir, EngineConfig::default())?);
     let settings = Arc::new(ServerSettings::load(dir)?);
+    if !engine.in_recovery() && engine.fenced().is_none() {
+        fence_if_replaced(&engine, &settings);
+    }
     let replication = ReplicationContext::new(engine.clone(), SenderConfig::default(), settings)?;
     let server = Server::bind(addr, engine.clone(), replication.clone())?;
     if engine.in_recovery() {
@@ -662,15 +688,59 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+    // The primary remembers its mirrors, so that a restart after a failover finds out it was replaced.
+    if let Err(e) = remember_mirror(host, primary_port, port) {
+        eprintln!("tandem: warning: could not record the standby in the primary's mirror_conninfo: {e}");
+    }
     println!(
         "standby \"{name}\" is streaming from {host}:{primary_port} and accepts read-only connections on port {port}"
     );
     Ok(())
 }
 
+/// Adds `host=127.0.0.1 port=PORT` to the primary's `mirror_conninfo` (a `;`-separated list).
+fn remember_mirror(host: &str, primary_port: u16, port: u16) -> Result<()> {
+    use tandem::replication::client::Conn;
+    let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem init-standby")];
+    let mut c = Conn::connect(host, primary_port, &params)?;
+    let (_, rows) = c.query("select current_setting('mirror_conninfo')")?;
+    let current = rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default();
+    let entry = format!("host={DEFAULT_LISTEN} port={port}");
+    let mut list: Vec<String> =
+        current.split(';').map(|x| x.trim().to_string()).filter(|x| !x.is_empty() && *x != entry).collect();
+    list.push(entry);
+    c.query(&format!("alter system set mirror_conninfo = '{}'", list.join("; ")))?;
+    c.query("select pg_reload_conf()")?;
+    Ok(())
+}
+
+/// At start, a primary asks its mirrors (`mirror_conninfo`) whether one of them was promoted to a newer
+/// timeline of this system while it was down; if so it fences itself before it accepts a connection.
+fn fence_if_replaced(engine: &Engine, settings: &ServerSettings) {
+    let list = settings.get("mirror_conninfo");
+    for entry in list.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+        let Ok(rc) = ReceiverConfig::from_conninfo(entry) else { continue };
+        let Ok(row) = basebackup::replication_query(&rc.host, rc.port, "IDENTIFY_SYSTEM") else { continue };
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (system, tli): (u64, u32) = (field(0).parse().unwrap_or(0), field(1).parse().unwrap_or(0));
+        if system == engine.system_id() && tli > engine.wal().timeline() {
+            let reason = format!(
+                "at start: the mirror at {}:{} is on timeline {tli}, newer than this server's {}",
+                rc.host,
+                rc.port,
+                engine.wal().timeline()
+            );
+            if let Err(e) = engine.fence(&reason) {
+                eprintln!("tandem: could not fence: {e}");
+            }
+            return;
+        }
+    }
+}
+
 /// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then
 /// runs `pg_promote(true, N)` on the standby, which returns once it accepts writes.
-fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
+fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()> {
     use tandem::replication::client::Conn;
     let config = Config::load(dir)?;
     if !dir.join(tandem::engine::STANDBY_SIGNAL).exists() {
@@ -681,19 +751,35 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
     if let (Some(conninfo), false) = (conninfo, force) {
         let rc = ReceiverConfig::from_conninfo(&conninfo)?;
         let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
+        // Serving = answers, is not in recovery, and is not fenced. With --fence, fence it first.
         let serving = Conn::connect_timeout(&rc.host, rc.port, &params, Duration::from_secs(2))
             .and_then(|mut c| {
                 let _ = c.out.set_read_timeout(Some(Duration::from_secs(2)));
-                c.query("select pg_is_in_recovery()")
+                let first = |(_, rows): (Vec<String>, Vec<Vec<Option<String>>>)| {
+                    rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default()
+                };
+                if c.query("select pg_is_in_recovery()").map(first)? != "f" {
+                    return Ok(false);
+                }
+                if c.query("select tandem_fenced()").map(first).unwrap_or_default() == "t" {
+                    return Ok(false);
+                }
+                if fence {
+                    let reason =
+                        format!("being replaced by the standby on port {} (tandem promote --fence)", config.port);
+                    c.query(&format!("select tandem_fence('{}')", reason.replace('\'', "''")))?;
+                    println!("fenced the old primary at {}:{}", rc.host, rc.port);
+                    return Ok(false);
+                }
+                Ok(true)
             })
-            .map(|(_, rows)| rows.first().and_then(|r| r.first().cloned().flatten()) == Some("f".into()))
             .unwrap_or(false);
         if serving {
             return Err(config_error(format!(
                 "the primary at {}:{} is still running and accepting writes; promoting this standby would make two primaries",
                 rc.host, rc.port
             ))
-            .with_hint("Stop the primary first, or use --force if it is cut off from its clients for good."));
+            .with_hint("Stop the primary first, or use --fence to make it refuse writes first, or --force."));
         }
     }
     let started = Instant::now();
@@ -711,6 +797,104 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool) -> Result<()> {
         started.elapsed().as_millis(),
         dir.display(),
         config.port
+    );
+    Ok(())
+}
+
+/// `tandem rewind`: checks that the new primary is of the same system and on a timeline that branched off
+/// this server's, cuts this server's WAL back to the switch point (possible while its last checkpoint is
+/// at or before it), and writes the standby configuration.
+fn rewind(dir: &Path, host: &str, port: u16, name: &str) -> Result<()> {
+    use tandem::control::ControlFile;
+    use tandem::wal::{segment, timeline};
+    let pid = dir.join(PID_FILE);
+    if std::fs::File::open(&pid).is_ok_and(|f| f.try_lock().is_err()) {
+        return Err(config_error(format!("a server is running in \"{}\"", dir.display()))
+            .with_hint(format!("Stop it first: tandem stop -D {}", dir.display())));
+    }
+    let control = ControlFile::read(dir)?;
+    let instead = format!(
+        "Rebuild it instead: move \"{}\" away, then tandem init-standby -h {host} -p {port} -D {} --port PORT",
+        dir.display(),
+        dir.display()
+    );
+    let ident = replication_command(host, port, "IDENTIFY_SYSTEM")?;
+    let field = |i: usize| ident.get(i).cloned().flatten().unwrap_or_default();
+    let system: u64 = field(0).parse().unwrap_or(0);
+    if system != control.system_id {
+        return Err(config_error(format!(
+            "the server at {host}:{port} is another database system (identifier {system}, this one {})",
+            control.system_id
+        )));
+    }
+    let new_tli: u32 = field(1).parse().unwrap_or(0);
+    if new_tli <= control.timeline {
+        return Err(config_error(format!(
+            "the server at {host}:{port} is on timeline {new_tli}, not newer than this server's timeline {}: nothing to rewind",
+            control.timeline
+        ))
+        .with_hint("Point rewind at the promoted standby."));
+    }
+    let content = replication_command(host, port, &format!("TIMELINE_HISTORY {new_tli}"))?
+        .get(1)
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let history = timeline::parse_history(&content)?;
+    let Some(switch) = timeline::switch_point(&history, control.timeline) else {
+        return Err(config_error(format!(
+            "timeline {} of this server is not in the history of the new primary's timeline {new_tli}",
+            control.timeline
+        ))
+        .with_hint(instead));
+    };
+    // Where this server's WAL ends.
+    let mut replay = tandem::recovery::Replay::start(dir, &control)?;
+    replay.to_end()?;
+    let end = replay.position();
+    drop(replay);
+    let wal_dir = dir.join(tandem::engine::WAL_DIR);
+    let seg = control.segment_size;
+    if end > switch {
+        if control.checkpoint >= switch {
+            return Err(config_error(format!(
+                "this server checkpointed at {} after the switch point {switch}: its state cannot be cut back",
+                control.checkpoint
+            ))
+            .with_hint(instead));
+        }
+        // Zero the rest of the switch segment and drop later segments of this server's timeline.
+        let path = wal_dir.join(segment::file_name(control.timeline, switch.segment(seg), seg));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("could not open \"{}\"", path.display()), e))?;
+        let off = switch.segment_offset(seg);
+        std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; (seg - off) as usize], off)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(format!("could not cut \"{}\"", path.display()), e))?;
+        for (tli, segno, p) in segment::list(&wal_dir, seg)? {
+            if tli == control.timeline && segno > switch.segment(seg) {
+                std::fs::remove_file(&p).map_err(|e| Error::io(format!("could not remove \"{}\"", p.display()), e))?;
+            }
+        }
+        segment::sync_dir(&wal_dir)?;
+        println!("cut this server's WAL back from {end} to {switch}, where timeline {new_tli} branched off");
+    } else {
+        println!("this server's WAL ends at {end}, at or before the switch point {switch}: nothing to cut");
+    }
+    let slot = slot_name(name);
+    basebackup::write_standby_config(dir, host, port, name, Some(&slot))?;
+    // An ALTER SYSTEM primary_conninfo would override the one just written.
+    ServerSettings::load(dir)?.alter_system("primary_conninfo", None)?;
+    let fenced = dir.join(tandem::engine::FENCED_FILE);
+    if fenced.exists() {
+        std::fs::remove_file(&fenced).map_err(|e| Error::io("could not remove the fence", e))?;
+    }
+    println!(
+        "{} is now a standby of {host}:{port}; start it with:\n\n    tandem start -D {} --detach\n",
+        dir.display(),
+        dir.display()
     );
     Ok(())
 }

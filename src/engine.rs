@@ -50,6 +50,9 @@ pub const PID_FILE: &str = "tandem.pid";
 /// The file whose presence makes a data directory start as a standby.
 pub const STANDBY_SIGNAL: &str = "standby.signal";
 
+/// The file whose presence keeps an old primary from accepting writes (see [`Engine::fence`]).
+pub const FENCED_FILE: &str = "fenced";
+
 /// The WAL folder inside a data directory.
 pub const WAL_DIR: &str = "pg_wal";
 
@@ -273,6 +276,8 @@ pub(crate) struct Core {
     promotion_cv: Condvar,
     /// The standby now follows a new timeline: the startup process re-reads the history.
     timelines_changed: AtomicBool,
+    /// Why this server was fenced (a standby was promoted in its place), if it was: writes are refused.
+    pub(crate) fenced: RwLock<Option<String>>,
     _pid_file: PidFile,
 }
 
@@ -638,6 +643,7 @@ impl Engine {
             promotion: Mutex::new(None),
             promotion_cv: Condvar::new(),
             timelines_changed: AtomicBool::new(false),
+            fenced: RwLock::new(fs::read_to_string(dir.join(FENCED_FILE)).ok().map(|r| r.trim().to_string())),
             _pid_file: pid_file,
         });
         let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
@@ -735,6 +741,7 @@ impl Engine {
         }
         *lock(&self.core.promotion) = None;
         self.core.promote_requested.store(true, Ordering::Release);
+        self.core.wal.kick();
         let deadline = Instant::now() + timeout;
         let mut outcome = lock(&self.core.promotion);
         while outcome.is_none() {
@@ -756,6 +763,30 @@ impl Engine {
             self.start_checkpointer(self.config.clone());
         }
         Ok(tli)
+    }
+
+    /// Fences this primary: a standby was (or is being) promoted in its place. Writes are refused from now
+    /// on, and after a restart too (`DIR/fenced` holds the reason); commits waiting for acknowledgement
+    /// fail, since the new primary may not have them. Removing the file (or rebuilding the server as a
+    /// standby) lifts it.
+    pub fn fence(&self, reason: &str) -> Result<()> {
+        if self.in_recovery() {
+            return Err(Error::new(SqlState("55000"), "a standby cannot be fenced: it accepts no writes"));
+        }
+        crate::control::write_atomically(&self.core.dir, FENCED_FILE, format!("{reason}\n").as_bytes())?;
+        let first = write(&self.core.fenced).replace(reason.to_string()).is_none();
+        if first {
+            eprintln!("tandem: fenced: {reason}; writes are refused from now on");
+        }
+        let acked = lock(&self.core.pipeline).acked;
+        let err = Error::new(SqlState::READ_ONLY_SQL_TRANSACTION, format!("this server has been fenced: {reason}"));
+        self.core.failed(acked, &err);
+        Ok(())
+    }
+
+    /// Why this server is fenced, if it is.
+    pub fn fenced(&self) -> Option<String> {
+        read(&self.core.fenced).clone()
     }
 
     /// On a standby: the primary moved to timeline `tli`, whose history (already in `pg_wal/`) shows where
@@ -794,7 +825,8 @@ impl Engine {
                 let insert = core.wal.insert_lsn();
                 let due = insert.0.saturating_sub(last.0) >= config.checkpoint_wal_bytes
                     || (when.elapsed() >= config.checkpoint_interval && insert.0 > last.0 + 64);
-                if due && !core.shutdown.load(Ordering::Acquire) {
+                let fenced = read(&core.fenced).is_some();
+                if due && !fenced && !core.shutdown.load(Ordering::Acquire) {
                     if let Err(e) = checkpoint(&core) {
                         eprintln!("tandem: checkpoint failed: {e}");
                         *lock(&core.last_checkpoint) = (last, Instant::now());
@@ -914,7 +946,9 @@ impl Engine {
         if let Some(h) = lock(&self.startup).take() {
             let _ = h.join();
         }
-        if self.in_recovery() {
+        // A standby keeps its last restartpoint; a fenced primary writes nothing more, so that its WAL can
+        // still be cut back to where the new primary's timeline branched off (tandem rewind).
+        if self.in_recovery() || self.fenced().is_some() {
             self.core.wal.shutdown();
             return Ok(());
         }

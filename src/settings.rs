@@ -34,6 +34,9 @@ pub const KNOWN: &[Known] = &[
     Known { name: "synchronous_standby_timeout", default: "0", reloadable: true },
     Known { name: "primary_conninfo", default: "", reloadable: true },
     Known { name: "primary_slot_name", default: "", reloadable: false },
+    // On a primary: its mirrors (`host=... port=...; ...`), recorded by init-standby, asked at start whether
+    // one of them was promoted in its place.
+    Known { name: "mirror_conninfo", default: "", reloadable: true },
 ];
 
 fn known(name: &str) -> Result<&'static Known> {

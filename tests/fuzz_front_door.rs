@@ -132,6 +132,31 @@ proptest! {
     }
 }
 
+/// Inputs the cargo-fuzz targets found (kept in fuzz/seeds/): each must plan to an error, not panic.
+#[test]
+fn fuzz_findings_plan_to_errors() {
+    let state = state();
+    let findings = [
+        // A parameter number far past what Bind can carry sized the parameter list to match.
+        "SELECT * FROM t WHERE $811111111111111111 * 1 % $1",
+        "SELECT $65536",
+        "SELECT $0",
+    ];
+    for sql in findings {
+        let stmts = parse(sql).expect("parses");
+        let Some(Stmt::Sql(s)) = stmts.first() else { panic!("{sql}: not SQL") };
+        let sqlparser::ast::Statement::Query(q) = s.as_ref() else { panic!("{sql}: not a query") };
+        let e = Planner::new(&state, &[]).query(q).err();
+        assert!(e.is_some(), "{sql} planned");
+    }
+    let stmts = parse("SELECT $65535::int").expect("parses");
+    let Some(Stmt::Sql(s)) = stmts.first() else { panic!("not SQL") };
+    let sqlparser::ast::Statement::Query(q) = s.as_ref() else { panic!("not a query") };
+    let mut p = Planner::new(&state, &[]);
+    assert!(p.query(q).is_ok());
+    assert_eq!(p.param_types().len(), 65535);
+}
+
 fn login(port: u16) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");

@@ -261,6 +261,28 @@ async fn sqlstates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_statements_fail_and_the_session_goes_on() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // A join that considers 10^12 pairs passes the work limit (54000) instead of running for hours.
+    let pairs = "SELECT count(*) FROM generate_series(1, 1000000) a JOIN generate_series(1, 1000000) b ON a + b < 0";
+    assert_eq!(sqlstate(&c, pairs).await, "54000");
+    assert_eq!(sqlstate(&c, "SELECT count(*) FROM generate_series(1, 10000000000)").await, "54000");
+    assert_eq!(one(&c, "SELECT count(*) FROM generate_series(5, 5, -1)").await, "1");
+    // A text over PostgreSQL's 1 GB field limit is refused before it is built.
+    assert_eq!(sqlstate(&c, "SELECT length(repeat(repeat('x', 1000000), 2000))").await, "54000");
+    assert_eq!(sqlstate(&c, "SELECT lpad('x', 2000000000, 'ab')").await, "54000");
+    assert_eq!(sqlstate(&c, "SELECT replace(repeat('x', 100000), 'x', repeat('y', 20000))").await, "54000");
+    // Below it, the whole text, as PostgreSQL gives it.
+    assert_eq!(one(&c, "SELECT length(repeat('ab', 2000000))").await, "4000000");
+    assert_eq!(one(&c, "SELECT length(rpad('', 3000000, 'xy'))").await, "3000000");
+    // LIKE takes time linear in the pattern's `%`s, not exponential.
+    let like = format!("SELECT repeat('a', 5000) LIKE '{}b'", "%a".repeat(60));
+    assert_eq!(one(&c, &like).await, "f");
+    assert_eq!(one(&c, "SELECT 1").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_a_lock_wait() {
     let server = TestServer::start();
     let a = connect(&server).await;

@@ -114,6 +114,9 @@ pub struct ReceiverStatus {
 pub struct WalReceiver {
     status: Arc<Mutex<ReceiverStatus>>,
     stop: Arc<AtomicBool>,
+    /// The current connection, shut down by [`stop`](WalReceiver::stop) so that a blocked read returns at
+    /// once (promotion waits for the receiver to be gone).
+    socket: Arc<Mutex<Option<TcpStream>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -128,14 +131,15 @@ impl WalReceiver {
             ..ReceiverStatus::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let socket = Arc::new(Mutex::new(None));
         let handle = {
-            let (status, stop) = (status.clone(), stop.clone());
+            let (status, stop, socket) = (status.clone(), stop.clone(), socket.clone());
             std::thread::Builder::new()
                 .name("walreceiver".into())
-                .spawn(move || run(&engine, &config, &status, &stop))
+                .spawn(move || run(&engine, &config, &status, &stop, &socket))
                 .ok()
         };
-        WalReceiver { status, stop, handle }
+        WalReceiver { status, stop, socket, handle }
     }
 
     /// The live status, shared (for monitoring views).
@@ -155,6 +159,9 @@ impl WalReceiver {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(s) = lock(&self.socket).as_ref() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -167,11 +174,18 @@ impl Drop for WalReceiver {
     }
 }
 
-fn run(engine: &Engine, config: &ReceiverConfig, status: &Mutex<ReceiverStatus>, stop: &AtomicBool) {
+fn run(
+    engine: &Engine,
+    config: &ReceiverConfig,
+    status: &Mutex<ReceiverStatus>,
+    stop: &AtomicBool,
+    socket: &Mutex<Option<TcpStream>>,
+) {
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Acquire) {
         let started = Instant::now();
-        let result = stream_once(engine, config, status, stop);
+        let result = stream_once(engine, config, status, stop, socket);
+        *lock(socket) = None;
         {
             let mut s = lock(status);
             s.status = if stop.load(Ordering::Acquire) { "stopping".into() } else { "waiting".into() };
@@ -282,6 +296,7 @@ fn stream_once(
     config: &ReceiverConfig,
     status: &Mutex<ReceiverStatus>,
     stop: &AtomicBool,
+    socket: &Mutex<Option<TcpStream>>,
 ) -> Result<()> {
     let addr = (config.host.as_str(), config.port)
         .to_socket_addrs()
@@ -292,6 +307,10 @@ fn stream_once(
         Error::io(format!("could not connect to the primary server at {}:{}", config.host, config.port), e)
     })?;
     let _ = stream.set_nodelay(true);
+    *lock(socket) = stream.try_clone().ok();
+    if stop.load(Ordering::Acquire) {
+        return Ok(());
+    }
     stream.set_read_timeout(Some(IDLE_POLL)).map_err(io)?;
     let mut polling = IDLE_POLL;
     let mut out = stream.try_clone().map_err(io)?;

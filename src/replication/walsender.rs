@@ -242,6 +242,9 @@ impl ReplicationContext {
         match self.engine.promote(timeout) {
             Ok(tli) => {
                 self.set_receiver(None);
+                if let Some(c) = config {
+                    self.fence_old_primary(c, tli);
+                }
                 Ok(tli)
             }
             Err(e) => {
@@ -251,6 +254,43 @@ impl ReplicationContext {
                 Err(e)
             }
         }
+    }
+
+    /// After a promotion: tells the old primary, as soon as it can be reached (now, or once a cut link
+    /// heals), that it has been replaced, so it refuses writes (`tandem_fence()`). Stops once the old
+    /// primary is fenced, or turns out to be a standby (it was rebuilt).
+    fn fence_old_primary(&self, old: ReceiverConfig, tli: u32) {
+        let reason = format!(
+            "timeline {tli} was promoted at {} on the server that streamed from {}:{}",
+            self.engine.wal().flushed(),
+            old.host,
+            old.port
+        );
+        let engine = Arc::downgrade(&self.engine);
+        let _ = std::thread::Builder::new().name("fencer".into()).spawn(move || loop {
+            if engine.upgrade().is_none() {
+                return;
+            }
+            let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem fencer")];
+            let attempt =
+                crate::replication::client::Conn::connect_timeout(&old.host, old.port, &params, Duration::from_secs(2))
+                    .and_then(|mut c| {
+                        let _ = c.out.set_read_timeout(Some(Duration::from_secs(5)));
+                        let (_, rows) = c.query("select pg_is_in_recovery(), tandem_fenced()")?;
+                        let row = rows.first().cloned().unwrap_or_default();
+                        let flag = |i: usize| row.get(i).cloned().flatten().as_deref() == Some("t");
+                        if flag(0) || flag(1) {
+                            return Ok(true);
+                        }
+                        c.query(&format!("select tandem_fence('{}')", reason.replace('\'', "''")))?;
+                        eprintln!("tandem: fenced the old primary at {}:{}", old.host, old.port);
+                        Ok(true)
+                    });
+            if attempt.unwrap_or(false) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        });
     }
 
     /// Makes a WAL receiver's status visible (pg_stat_wal_receiver).

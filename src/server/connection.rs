@@ -27,15 +27,11 @@ use pgwire::messages::Message;
 
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
-use crate::server::frontend::{self, Frontend};
+use crate::server::frontend::{self, Frontend, Startup};
 use crate::server::Shared;
 use crate::sql::session::{self, Outcome, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
 use crate::storage::value::{DataType, Value};
 
-const SSL_REQUEST: u32 = 80877103;
-const GSS_REQUEST: u32 = 80877104;
-const CANCEL_REQUEST: u32 = 80877102;
-const PROTOCOL_3: u32 = 196608;
 /// Messages other than queries and COPY data are small; anything larger is a broken client.
 const MAX_OTHER_MESSAGE: usize = 1 << 30;
 
@@ -216,35 +212,16 @@ fn startup(conn: &mut Conn, shared: &Shared) -> Result<Option<HashMap<String, St
         }
         let mut body = vec![0u8; len - 4];
         conn.read_exact(&mut body)?;
-        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        match code {
-            SSL_REQUEST | GSS_REQUEST => {
+        match frontend::decode_startup(&body)? {
+            Startup::EncryptionRequest => {
                 conn.writer.write_all(b"N").map_err(io_err)?;
                 conn.writer.flush().map_err(io_err)?;
             }
-            CANCEL_REQUEST if body.len() >= 12 => {
-                let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
-                let key = i32::from_be_bytes([body[8], body[9], body[10], body[11]]);
+            Startup::Cancel { pid, key } => {
                 shared.cancel(pid, key);
                 return Ok(None);
             }
-            PROTOCOL_3 => {
-                let mut params = HashMap::new();
-                let mut parts = body[4..].split(|b| *b == 0);
-                while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-                    if k.is_empty() {
-                        break;
-                    }
-                    params.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
-                }
-                return Ok(Some(params));
-            }
-            other => {
-                return Err(Error::new(
-                    SqlState::PROTOCOL_VIOLATION,
-                    format!("unsupported frontend protocol {}.{}", other >> 16, other & 0xffff),
-                ))
-            }
+            Startup::Params(params) => return Ok(Some(params)),
         }
     }
 }

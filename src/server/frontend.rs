@@ -1,11 +1,58 @@
-//! Decoding the messages a client sends after startup, with every length and count checked.
+//! Decoding what a client sends: the startup packet, then the messages of a session, with every length
+//! and count checked.
 //!
 //! The bodies come straight off the network, so a short or inconsistent message must become a protocol
 //! error (08P01) that closes the connection, never a panic. (pgwire's decoders index into the buffer
 //! without checking, so the server decodes the handful of frontend messages itself and uses pgwire to
-//! encode its replies.)
+//! encode its replies.) Both decoders are pure functions of the bytes, so the `wire_decoder` fuzz target
+//! (`fuzz/`) drives them directly.
+
+use std::collections::HashMap;
 
 use crate::error::{Error, Result, SqlState};
+
+const SSL_REQUEST: u32 = 80877103;
+const GSS_REQUEST: u32 = 80877104;
+const CANCEL_REQUEST: u32 = 80877102;
+const PROTOCOL_3: u32 = 196608;
+
+/// A startup packet: the first thing a client sends, and again after a refused encryption request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Startup {
+    /// SSLRequest or GSSENCRequest, answered 'N' (no encryption); the client then sends another packet.
+    EncryptionRequest,
+    /// A CancelRequest for another session's running statement.
+    Cancel { pid: i32, key: i32 },
+    /// A protocol 3.0 StartupMessage with its parameters (user, database, options...).
+    Params(HashMap<String, String>),
+}
+
+/// Decodes a startup packet's body (what follows its length word, which the caller has checked).
+pub fn decode_startup(body: &[u8]) -> Result<Startup> {
+    let Some((code, rest)) = body.split_first_chunk::<4>() else {
+        return Err(malformed("startup packet too short"));
+    };
+    let word = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    match u32::from_be_bytes(*code) {
+        SSL_REQUEST | GSS_REQUEST => Ok(Startup::EncryptionRequest),
+        CANCEL_REQUEST if rest.len() >= 8 => Ok(Startup::Cancel { pid: word(&rest[..4]), key: word(&rest[4..8]) }),
+        PROTOCOL_3 => {
+            let mut params = HashMap::new();
+            let mut parts = rest.split(|b| *b == 0);
+            while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+                if k.is_empty() {
+                    break;
+                }
+                params.insert(String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned());
+            }
+            Ok(Startup::Params(params))
+        }
+        other => Err(Error::new(
+            SqlState::PROTOCOL_VIOLATION,
+            format!("unsupported frontend protocol {}.{}", other >> 16, other & 0xffff),
+        )),
+    }
+}
 
 /// A frontend message.
 #[derive(Debug)]
@@ -165,5 +212,17 @@ mod tests {
         assert!(matches!(decode(b'Q', b"select 1\0"), Ok(Frontend::Query(q)) if q == "select 1"));
         let bind = b"\0s\0\0\x01\0\0\0\x01\0\0\0\x012\0\0";
         assert!(matches!(decode(b'B', bind), Ok(Frontend::Bind { params, .. }) if params == vec![Some(b"2".to_vec())]));
+    }
+
+    #[test]
+    fn startup_packets() {
+        assert_eq!(decode_startup(b"\x04\xd2\x16\x2f").unwrap(), Startup::EncryptionRequest);
+        let cancel = b"\x04\xd2\x16\x2e\0\0\0\x07\0\0\0\x09";
+        assert_eq!(decode_startup(cancel).unwrap(), Startup::Cancel { pid: 7, key: 9 });
+        // A cancel request cut short is not a protocol this server speaks.
+        assert!(decode_startup(b"\x04\xd2\x16\x2e\0\0").is_err());
+        assert!(decode_startup(b"\0\x03").is_err());
+        let Startup::Params(p) = decode_startup(b"\0\x03\0\0user\0ann\0database\0db\0\0").unwrap() else { panic!() };
+        assert_eq!((p["user"].as_str(), p["database"].as_str()), ("ann", "db"));
     }
 }

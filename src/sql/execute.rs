@@ -8,8 +8,19 @@
 //!
 //! The same access-path code finds the candidate rows of UPDATE and DELETE (with their keys), so writes
 //! use primary-key and index lookups exactly as reads do.
+//!
+//! Because everything is materialized, one statement could otherwise ask for more memory than the machine
+//! has (`generate_series(1, 1e10)`, a cross join of large inputs, `repeat` of a long string), and a failed
+//! allocation aborts the whole server, not just the session. So each statement has a work limit (by
+//! default a quarter of the machine's memory; [`SessionCtx::charge`]), counted in bytes: the rows table
+//! reads keep, the rows of `generate_series` and the pairs a join considers (both paid for before they
+//! are made, so that a statement too large fails at once), and the text that the functions which
+//! multiply text build. Rows a table read passes over cost a little too, so that no statement runs
+//! without end. The other operators make at most a few times what their input has paid for. Past the
+//! limit the statement fails with 54000 and the session goes on.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::engine::Engine;
@@ -34,12 +45,53 @@ pub struct SessionCtx {
     pub currvals: std::cell::RefCell<HashMap<u32, i64>>,
     /// The server's replication state, for the monitoring views (None outside a server).
     pub replication: Option<Arc<crate::replication::walsender::ReplicationContext>>,
+    /// The work the running statement has done, in bytes (see [`SessionCtx::charge`]).
+    pub work: Cell<u64>,
+    /// The most work a statement may do: [`default_work_limit`] unless changed.
+    pub work_limit: u64,
+}
+
+/// How much work a statement may do by default, in bytes: a quarter of the machine's memory (8 GB where
+/// that cannot be read), so that a runaway statement fails well before the server runs out.
+pub fn default_work_limit() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        // SAFETY: sysconf only reads a system setting.
+        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        match (u64::try_from(pages), u64::try_from(page)) {
+            (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages.saturating_mul(page) / 4,
+            _ => 8 << 30,
+        }
+    })
+}
+
+/// What a row that is read or compared but not kept costs.
+const PASS_COST: usize = std::mem::size_of::<Value>();
+
+/// The bytes a materialized row of `width` values takes.
+fn row_bytes(width: usize) -> usize {
+    std::mem::size_of::<Vec<Value>>() + width * std::mem::size_of::<Value>()
 }
 
 impl SessionCtx {
     /// A setting's value, if set.
     pub fn setting(&self, name: &str) -> Option<&str> {
         self.settings.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Counts `bytes` of work for the running statement, before they are allocated; 54000 once the
+    /// statement passes its limit.
+    pub fn charge(&self, bytes: usize) -> Result<()> {
+        let work = self.work.get().saturating_add(bytes as u64);
+        self.work.set(work);
+        if work > self.work_limit {
+            return Err(Error::new(
+                SqlState::PROGRAM_LIMIT_EXCEEDED,
+                format!("statement exceeds the work limit of {} MB", self.work_limit >> 20),
+            )
+            .with_detail("It would materialize more rows or text than one statement may."));
+        }
+        Ok(())
     }
 }
 
@@ -85,11 +137,13 @@ pub fn table_rows(
     let t = table(state, id, name)?;
     let mut out = Vec::new();
     let mut accept = |k: &Key, r: &Row| -> Result<()> {
+        env.session.charge(PASS_COST)?;
         if let Some(f) = filter {
             if truth(&f.eval(r, env)?)? != Some(true) {
                 return Ok(());
             }
         }
+        env.session.charge(row_bytes(r.len()))?;
         out.push((k.clone(), r.clone()));
         Ok(())
     };
@@ -204,7 +258,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
         Plan::System { name } => catalog::rows(name, env)?,
         Plan::Series { args } => {
             let vals = args.iter().map(|e| e.eval(&[], env)).collect::<Result<Vec<_>>>()?;
-            series(&vals)?
+            series(&vals, env.session)?
         }
         Plan::Filter { input, predicate } => {
             let mut out = Vec::new();
@@ -226,6 +280,10 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
         Plan::Join { left, right, kind, on, lateral, right_width } => {
             let lrows = run(left, env)?;
             let fixed_right = if *lateral { None } else { Some(run(right, env)?) };
+            if let Some(r) = &fixed_right {
+                // Every pair is considered: paid for at once, so that a join too large fails before it starts.
+                env.session.charge(lrows.len().saturating_mul(r.len()).saturating_mul(PASS_COST))?;
+            }
             let mut out = Vec::new();
             for l in lrows {
                 let lateral_rows;
@@ -245,6 +303,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
                         None => true,
                     };
                     if ok {
+                        env.session.charge(row_bytes(row.len()))?;
                         matched = true;
                         out.push(row);
                     }
@@ -282,19 +341,22 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             match (op, all) {
                 (SetOpKind::Union, true) => l.into_iter().chain(r).collect(),
                 (SetOpKind::Union, false) => dedup(l.into_iter().chain(r).collect()),
-                (SetOpKind::Intersect, _) => dedup(l.into_iter().filter(|x| r.contains(x)).collect()),
-                (SetOpKind::Except, _) => dedup(l.into_iter().filter(|x| !r.contains(x)).collect()),
+                (SetOpKind::Intersect | SetOpKind::Except, _) => {
+                    let keep = *op == SetOpKind::Intersect;
+                    let r: HashSet<Vec<Value>> = r.into_iter().collect();
+                    dedup(l.into_iter().filter(|x| r.contains(x) == keep).collect())
+                }
             }
         }
     })
 }
 
 fn dedup(rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     rows.into_iter().filter(|r| seen.insert(r.clone())).collect()
 }
 
-fn series(vals: &[Value]) -> Result<Vec<Vec<Value>>> {
+fn series(vals: &[Value], session: &SessionCtx) -> Result<Vec<Vec<Value>>> {
     let int = |v: &Value| -> Result<Option<i64>> {
         match v {
             Value::Null => Ok(None),
@@ -316,6 +378,12 @@ fn series(vals: &[Value]) -> Result<Vec<Vec<Value>>> {
     if step == 0 {
         return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "step size cannot equal zero"));
     }
+    let count = if (step > 0 && stop >= start) || (step < 0 && stop <= start) {
+        (stop as i128 - start as i128) / step as i128 + 1
+    } else {
+        0
+    };
+    session.charge(usize::try_from(count).unwrap_or(usize::MAX).saturating_mul(row_bytes(1)))?;
     let mut out = Vec::new();
     let mut i = start;
     while (step > 0 && i <= stop) || (step < 0 && i >= stop) {
@@ -390,7 +458,7 @@ enum AggState {
 }
 
 /// One group: its key, its aggregate states, and the values each DISTINCT aggregate has seen.
-type Group = (Vec<Value>, Vec<AggState>, Vec<std::collections::HashSet<Value>>);
+type Group = (Vec<Value>, Vec<AggState>, Vec<HashSet<Value>>);
 
 fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
     let init: Vec<AggState> = aggs

@@ -293,19 +293,45 @@ fn in_values<'a>(v: &Value, items: impl Iterator<Item = &'a Value>, negated: boo
 }
 
 /// SQL LIKE with `%`, `_` and backslash escapes.
+///
+/// Greedy, and on a mismatch it retries from the last `%` one character further on: whatever an earlier
+/// `%` could still absorb, the last one can too, so only the last is ever revisited and the cost is at
+/// most the product of the two lengths. (Backtracking into every `%` takes exponential time on a pattern
+/// such as `%a%a%a%a%a%b`: one query could keep a session busy for ever.)
 pub fn like(s: &str, p: &str) -> bool {
     let s: Vec<char> = s.chars().collect();
     let p: Vec<char> = p.chars().collect();
-    fn go(s: &[char], p: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('%') => (0..=s.len()).any(|i| go(&s[i..], &p[1..])),
-            Some('_') => !s.is_empty() && go(&s[1..], &p[1..]),
-            Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && go(&s[1..], &p[2..]),
-            Some(c) => s.first() == Some(c) && go(&s[1..], &p[1..]),
+    // The pattern item at `i`: None for `%`, else the character it matches (None for `_`) and its length.
+    let item = |i: usize| match p[i] {
+        '%' => None,
+        '_' => Some((None, 1)),
+        '\\' if i + 1 < p.len() => Some((Some(p[i + 1]), 2)),
+        c => Some((Some(c), 1)),
+    };
+    let (mut si, mut pi) = (0, 0);
+    // Where to retry from: the pattern just after the last `%`, and the text that `%` stopped at.
+    let mut retry: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() {
+            match item(pi) {
+                None => {
+                    pi += 1;
+                    retry = Some((pi, si));
+                    continue;
+                }
+                Some((c, len)) if c.is_none_or(|c| c == s[si]) => {
+                    pi += len;
+                    si += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
         }
+        let Some((rp, rs)) = retry else { return false };
+        retry = Some((rp, rs + 1));
+        (pi, si) = (rp, rs + 1);
     }
-    go(&s, &p)
+    p[pi..].iter().all(|c| *c == '%')
 }
 
 fn to_decimal(v: &Value) -> Option<Decimal> {
@@ -485,6 +511,45 @@ mod tests {
         assert!(like("hello", "_ello"));
         assert!(!like("hello", "h_o"));
         assert!(like("50%", "50\\%"));
+        assert!(!like("50", "50\\%"));
+        assert!(like("a\\", "a\\"));
+    }
+
+    /// The backtracking definition of LIKE, which the linear matcher must agree with.
+    fn like_by_backtracking(s: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('%') => (0..=s.len()).any(|i| like_by_backtracking(&s[i..], &p[1..])),
+            Some('_') => !s.is_empty() && like_by_backtracking(&s[1..], &p[1..]),
+            Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && like_by_backtracking(&s[1..], &p[2..]),
+            Some(c) => s.first() == Some(c) && like_by_backtracking(&s[1..], &p[1..]),
+        }
+    }
+
+    fn words(alphabet: &[char], max: usize) -> Vec<Vec<char>> {
+        let mut all = vec![vec![]];
+        let mut last = vec![vec![]];
+        for _ in 0..max {
+            last =
+                last.iter().flat_map(|w: &Vec<char>| alphabet.iter().map(move |c| [&w[..], &[*c]].concat())).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn like_agrees_with_backtracking_and_takes_linear_time() {
+        let texts = words(&['a', 'b', '%'], 5);
+        for p in words(&['a', 'b', '%', '_', '\\'], 5) {
+            for s in &texts {
+                let (st, pt): (String, String) = (s.iter().collect(), p.iter().collect());
+                assert_eq!(like(&st, &pt), like_by_backtracking(s, &p), "{st:?} LIKE {pt:?}");
+            }
+        }
+        // Backtracking into every % would not finish these.
+        let text = "a".repeat(5000);
+        assert!(!like(&text, &format!("{}b", "%a".repeat(50))));
+        assert!(like(&text, &"%a".repeat(50)));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         "pg_is_in_recovery"
         | "pg_reload_conf"
         | "pg_promote"
+        | "tandem_fence"
+        | "tandem_fenced"
         | "tandem_sync_fallback"
         | "pg_table_is_visible"
         | "pg_relation_is_publishable"
@@ -134,6 +136,18 @@ fn float_arg(v: &Value) -> Result<f64> {
     }
 }
 
+/// PostgreSQL's largest field, 1 GB: no function builds a longer text.
+const MAX_FIELD_BYTES: usize = (1 << 30) - 1;
+
+/// Accounts for the text a function that multiplies its input (repeat, lpad, replace) is about to build:
+/// refused past the largest field, as PostgreSQL refuses it, and charged to the statement's work.
+fn build(env: &Env, bytes: usize) -> Result<()> {
+    if bytes > MAX_FIELD_BYTES {
+        return Err(Error::new(SqlState::PROGRAM_LIMIT_EXCEEDED, "requested length too large"));
+    }
+    env.session.charge(bytes)
+}
+
 fn lsn_text(lsn: Lsn) -> Value {
     Value::text(&lsn.to_string())
 }
@@ -186,7 +200,12 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             };
             Value::text(v)
         }
-        "replace" => Value::text(&s(0)?.replace(&s(1)?, &s(2)?)),
+        "replace" => {
+            let (v, from, to) = (s(0)?, s(1)?, s(2)?);
+            let hits = if from.is_empty() { 0 } else { v.matches(&from).count() };
+            build(env, v.len() - hits * from.len() + hits.saturating_mul(to.len()))?;
+            Value::text(&v.replace(&from, &to))
+        }
         "translate" => {
             let (from, to): (Vec<char>, Vec<char>) = (s(1)?.chars().collect(), s(2)?.chars().collect());
             let out: String = s(0)?
@@ -228,14 +247,19 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 if name == "left" { chars[..k].iter().collect() } else { chars[chars.len() - k..].iter().collect() };
             Value::text(&out)
         }
-        "repeat" => Value::text(&s(0)?.repeat(int_arg(&a(1)?)?.clamp(0, 1 << 20) as usize)),
+        "repeat" => {
+            let (v, n) = (s(0)?, usize::try_from(int_arg(&a(1)?)?).unwrap_or(0));
+            build(env, v.len().saturating_mul(n))?;
+            Value::text(&v.repeat(n))
+        }
         "lpad" | "rpad" => {
             let v: Vec<char> = s(0)?.chars().collect();
-            let n = int_arg(&a(1)?)?.clamp(0, 1 << 20) as usize;
+            let n = usize::try_from(int_arg(&a(1)?)?).unwrap_or(0);
             let fill: Vec<char> = if args.len() > 2 { s(2)?.chars().collect() } else { vec![' '] };
             if v.len() >= n || fill.is_empty() {
                 return Ok(Value::text(&v[..n.min(v.len())].iter().collect::<String>()));
             }
+            build(env, n.saturating_mul(fill.iter().chain(&v).map(|c| c.len_utf8()).max().unwrap_or(1)))?;
             let pad: String = fill.iter().cycle().take(n - v.len()).collect();
             let v: String = v.iter().collect();
             Value::text(&if name == "lpad" { pad + &v } else { v + &pad })
@@ -384,6 +408,11 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "pg_backend_pid" => Value::Int(env.session.pid as i64),
         "pg_is_in_recovery" => Value::Bool(env.session.engine.in_recovery()),
         "tandem_sync_fallback" => Value::Bool(env.session.replication.as_ref().is_some_and(|r| r.syncrep.degraded())),
+        "tandem_fence" => {
+            env.session.engine.fence(&s(0)?)?;
+            Value::Bool(true)
+        }
+        "tandem_fenced" => Value::Bool(env.session.engine.fenced().is_some()),
         "pg_promote" => {
             let wait = !matches!(args.first(), Some(Value::Bool(false)));
             let secs = match args.get(1) {

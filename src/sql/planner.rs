@@ -97,6 +97,9 @@ pub struct Planner<'a> {
     outer: Vec<Scope>,
 }
 
+/// The most parameters a statement may have, as many as Bind can carry.
+const MAX_PARAMS: usize = u16::MAX as usize;
+
 /// A lower-case identifier (unquoted names fold to lower case; sqlparser keeps them as typed).
 pub fn ident(i: &ast::Ident) -> String {
     if i.quote_style.is_some() {
@@ -1233,8 +1236,10 @@ impl<'a> Planner<'a> {
                     .trim_start_matches('$')
                     .parse()
                     .map_err(|_| Error::new(SqlState::SYNTAX_ERROR, format!("syntax error at or near \"{p}\"")))?;
-                if n == 0 {
-                    return Err(Error::new(SqlState::SYNTAX_ERROR, format!("there is no parameter {p}")));
+                // Bind counts parameters in 16 bits; a larger number cannot be bound, and would size the
+                // parameter list to match.
+                if n == 0 || n > MAX_PARAMS {
+                    return Err(Error::new(SqlState("42P02"), format!("there is no parameter {p}")));
                 }
                 if self.params.len() < n {
                     self.params.resize(n, None);

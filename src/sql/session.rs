@@ -305,6 +305,8 @@ impl Session {
             settings,
             currvals: Default::default(),
             replication: None,
+            work: Default::default(),
+            work_limit: execute::default_work_limit(),
         };
         Session {
             engine,
@@ -616,6 +618,7 @@ impl Session {
         let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
         txn.begin_statement()?;
         let state = txn.state().clone();
+        self.ctx.work.set(0);
         match stmt {
             Stmt::Empty => Ok(Outcome::Empty),
             Stmt::Maintenance(tag) => {

@@ -17,13 +17,26 @@ use crate::storage::value::{DataType, Decimal, Value};
 const UNIX_TO_PG_DAYS: i64 = 10957;
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
+/// The longest char(n) or varchar(n), PostgreSQL's.
+const MAX_CHAR_LENGTH: u32 = 10_485_760;
+
 /// Maps a type name from the SQL text to a storage type. `serial` types map to their integer type; the
 /// caller gives them a default from a sequence.
 pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
     use ast::DataType as T;
-    let char_len = |l: &Option<ast::CharacterLength>| match l {
-        Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
-        _ => None,
+    // PostgreSQL's bounds on a declared length: char(n) pads every value to n characters.
+    let char_len = |l: &Option<ast::CharacterLength>, name: &str| match l {
+        Some(ast::CharacterLength::IntegerLength { length: 0, .. }) => {
+            Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("length for type {name} must be at least 1")))
+        }
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => match u32::try_from(*length) {
+            Ok(n) if n <= MAX_CHAR_LENGTH => Ok(Some(n)),
+            _ => Err(Error::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("length for type {name} cannot exceed {MAX_CHAR_LENGTH}"),
+            )),
+        },
+        _ => Ok(None),
     };
     Ok(match ty {
         T::SmallInt(_) | T::Int2(_) => DataType::Int2,
@@ -31,8 +44,8 @@ pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
         T::BigInt(_) | T::Int8(_) => DataType::Int8,
         T::Bool | T::Boolean => DataType::Bool,
         T::Text | T::String(_) => DataType::Text,
-        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(char_len(l)),
-        T::Char(l) | T::Character(l) => DataType::Char(char_len(l).unwrap_or(1)),
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) => DataType::Varchar(char_len(l, "varchar")?),
+        T::Char(l) | T::Character(l) => DataType::Char(char_len(l, "char")?.unwrap_or(1)),
         T::Real | T::Float4 => DataType::Float4,
         T::Double(_) | T::DoublePrecision | T::Float8 | T::Float64 => DataType::Float8,
         T::Float(info) => match info {
@@ -178,13 +191,19 @@ fn coerce_text(s: &str, ty: &DataType, n: Option<u32>, pad: bool) -> Result<Valu
     Ok(Value::text(s))
 }
 
+/// The largest exponent a numeric literal may have, PostgreSQL's (`1e1000`).
+const MAX_NUMERIC_EXPONENT: i64 = 1000;
+
 /// Parses a decimal number such as `-12.50` or `1e3`.
 pub fn parse_decimal(s: &str) -> Option<Decimal> {
     let s = s.trim();
     let (mant, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
+        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
         None => (s, 0),
     };
+    if !(-MAX_NUMERIC_EXPONENT..=MAX_NUMERIC_EXPONENT).contains(&exp) {
+        return None;
+    }
     let (neg, digits) = match mant.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, mant.strip_prefix('+').unwrap_or(mant)),
@@ -200,12 +219,16 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
     for c in int.chars().chain(frac.chars()) {
         mantissa = mantissa.checked_mul(10)?.checked_add((c as u8 - b'0') as i128)?;
     }
-    let mut scale = frac.len() as i32 - exp;
+    let mut scale = frac.len() as i64 - exp;
+    // A zero never overflows: it takes no scale from a positive exponent.
+    if mantissa == 0 {
+        scale = scale.max(0);
+    }
     while scale < 0 {
         mantissa = mantissa.checked_mul(10)?;
         scale += 1;
     }
-    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: scale as u32 })
+    Some(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: u32::try_from(scale).ok()? })
 }
 
 /// Rounds a decimal to a numeric(p,s) type, checking its precision.
@@ -292,12 +315,16 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The years a date may have, PostgreSQL's (4713 BC to 5874897 AD); the calendar arithmetic would
+/// overflow far beyond them.
+const DATE_YEARS: std::ops::RangeInclusive<i64> = -4713..=5_874_897;
+
 fn parse_date(s: &str) -> Option<i32> {
     let mut parts = s.splitn(3, '-');
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.trim().parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !DATE_YEARS.contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
     let days = days_from_civil(y, m, d);
@@ -308,6 +335,7 @@ fn parse_date(s: &str) -> Option<i32> {
 }
 
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.ffffff][+TZ]` into microseconds since 2000-01-01 (UTC for offsets).
+/// None for what is not a timestamp, or one too far from 2000 for 64 bits of microseconds.
 fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = match s.find([' ', 'T']) {
@@ -315,7 +343,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
         None => (s, ""),
     };
     let days = parse_date(date)? as i64;
-    let mut usecs = days * USECS_PER_DAY;
+    let usecs = days.checked_mul(USECS_PER_DAY)?;
     if rest.is_empty() {
         return Some(usecs);
     }
@@ -327,17 +355,21 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     let h: i64 = tp.next()?.parse().ok()?;
     let mi: i64 = tp.next()?.parse().ok()?;
     let sec: f64 = tp.next().unwrap_or("0").parse().ok()?;
-    if h > 24 || mi > 59 || !(0.0..61.0).contains(&sec) {
+    if !(0..=24).contains(&h) || !(0..=59).contains(&mi) || !(0.0..61.0).contains(&sec) {
         return None;
     }
-    usecs += (h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64;
+    let mut usecs = usecs.checked_add((h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64)?;
     if let Some(off) = offset {
         if !off.eq_ignore_ascii_case("z") {
             let sign = if off.starts_with('-') { -1 } else { 1 };
             let mut op = off[1..].splitn(2, ':');
             let oh: i64 = op.next()?.parse().ok()?;
             let om: i64 = op.next().unwrap_or("0").parse().ok()?;
-            usecs -= sign * (oh * 3600 + om * 60) * 1_000_000;
+            // PostgreSQL's limit on a UTC offset.
+            if !(0..=15).contains(&oh) || !(0..=59).contains(&om) {
+                return None;
+            }
+            usecs = usecs.checked_sub(sign * (oh * 3600 + om * 60) * 1_000_000)?;
         }
     }
     Some(usecs)
@@ -494,6 +526,50 @@ mod tests {
         assert!(parse_date("2023-02-29").is_none());
         let ts = parse_timestamp("2021-03-04 05:06:07.25").unwrap_or_default();
         assert_eq!(format_timestamp(ts), "2021-03-04 05:06:07.25");
+        assert_eq!(parse_timestamp("2000-01-01 01:00-01:30"), Some(9_000_000_000));
+    }
+
+    #[test]
+    fn dates_and_times_far_out_are_errors() {
+        // Found by the wire_decoder fuzz target: the year's days in microseconds overflowed.
+        let far = "994000-000004-000000000000000013 80009660013 8000966909709*7";
+        assert!(parse_value(far, &DataType::Timestamp).is_err());
+        for s in ["5874898-01-01", "-9223372036854775808-01-01", "9223372036854775807-12-31"] {
+            assert!(parse_date(s).is_none(), "{s}");
+        }
+        for s in [
+            "294300-01-01 00:00",
+            "2000-01-01 -9223372036854775807:00",
+            "2000-01-01 00:-9223372036854775807",
+            "2000-01-01 00:00+9223372036854775807",
+            "2000-01-01 00:00-16:00",
+        ] {
+            assert!(parse_timestamp(s).is_none(), "{s}");
+        }
+        assert!(parse_timestamp("5874897-12-31").is_none());
+    }
+
+    #[test]
+    fn character_lengths_are_bounded() {
+        let char_of = |length| ast::DataType::Char(Some(ast::CharacterLength::IntegerLength { length, unit: None }));
+        // char(n) pads every value to n characters: PostgreSQL's bound keeps that from exhausting memory.
+        assert_eq!(data_type(&char_of(2_000_000_000)).err().map(|e| e.code), Some(SqlState::INVALID_PARAMETER_VALUE));
+        assert_eq!(data_type(&char_of(0)).err().map(|e| e.code), Some(SqlState::INVALID_PARAMETER_VALUE));
+        assert_eq!(data_type(&char_of(10_485_760)).ok(), Some(DataType::Char(10_485_760)));
+    }
+
+    #[test]
+    fn numeric_exponents_are_bounded() {
+        // Found by the wire_decoder fuzz target: a zero with a huge exponent scaled up for ever.
+        let zeros = format!("{}e00001405586195", "0".repeat(50));
+        assert!(parse_value(&zeros, &DataType::Numeric(None)).is_err());
+        assert!(parse_decimal("1e-2147483648").is_none());
+        assert!(parse_decimal("1e-9223372036854775808").is_none());
+        assert_eq!(parse_decimal("0e1000"), Some(Decimal { mantissa: 0, scale: 0 }));
+        assert_eq!(parse_decimal("0.00e-1"), Some(Decimal { mantissa: 0, scale: 3 }));
+        assert_eq!(parse_decimal("12e-3"), Some(Decimal { mantissa: 12, scale: 3 }));
+        assert_eq!(parse_decimal("-12e2"), Some(Decimal { mantissa: -1200, scale: 0 }));
+        assert!(parse_decimal("1e1001").is_none());
     }
 
     #[test]

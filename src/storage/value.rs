@@ -193,7 +193,7 @@ impl Ord for Decimal {
 impl Hash for Decimal {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // Equal numbers must hash alike whatever their scale: strip trailing zeros.
-        let (mut m, mut s) = (self.mantissa, self.scale);
+        let (mut m, mut s) = (self.mantissa, if self.mantissa == 0 { 0 } else { self.scale });
         while s > 0 && m % 10 == 0 {
             m /= 10;
             s -= 1;

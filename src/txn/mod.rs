@@ -163,7 +163,19 @@ impl Transaction {
             )
             .with_detail("This server is a standby in recovery; writes go to the primary."));
         }
-        Ok(())
+        self.check_not_fenced()
+    }
+
+    fn check_not_fenced(&self) -> Result<()> {
+        match self.core.fenced.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(reason) => Err(Error::new(
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+                "cannot execute a write: this server is a former primary and has been fenced",
+            )
+            .with_detail(reason.clone())
+            .with_hint("Write to the new primary; rebuild this server as its standby (tandem init-standby).")),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self, key: LockKey, mode: LockMode) -> Result<()> {
@@ -585,6 +597,7 @@ impl Transaction {
             }
             return Ok(CommitTicket::done());
         }
+        self.check_not_fenced()?;
         let payload = encode_commit(&self.ops);
         let crc = crc32c::crc32c(&payload);
         let mut wal = self.core.wal.lock();

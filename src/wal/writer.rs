@@ -72,6 +72,8 @@ struct FlushState {
     broken: Option<(Lsn, Lsn)>,
     /// The last error, for those who ask why.
     last_error: Option<Error>,
+    /// Bumped by [`Wal::kick`] to wake waiters whatever the flush position.
+    kicks: u64,
 }
 
 struct Shared {
@@ -172,6 +174,7 @@ impl Wal {
                 failures: 0,
                 broken: None,
                 last_error: None,
+                kicks: 0,
             }),
             flushed_cv: Condvar::new(),
             listener: OnceLock::new(),
@@ -293,15 +296,24 @@ impl Wal {
         f.flushed_last_record = last_record;
     }
 
-    /// Waits until the WAL is flushed past `lsn` or `timeout` passes; returns the flushed position.
+    /// Waits until the WAL is flushed past `lsn`, `timeout` passes, or someone calls [`kick`](Self::kick);
+    /// returns the flushed position.
     pub fn wait_flushed_beyond(&self, lsn: Lsn, timeout: std::time::Duration) -> Lsn {
         let st = lock(&self.shared.flush);
+        let kicks = st.kicks;
         let (st, _) = self
             .shared
             .flushed_cv
-            .wait_timeout_while(st, timeout, |f| f.flushed <= lsn)
+            .wait_timeout_while(st, timeout, |f| f.flushed <= lsn && f.kicks == kicks)
             .unwrap_or_else(|e| e.into_inner());
         st.flushed
+    }
+
+    /// Wakes every thread in [`wait_flushed_beyond`](Self::wait_flushed_beyond) (e.g. the startup process
+    /// when promotion is asked for).
+    pub fn kick(&self) {
+        lock(&self.shared.flush).kicks += 1;
+        self.shared.flushed_cv.notify_all();
     }
 
     /// Records that a consumer still needs WAL from `lsn` on (None forgets the consumer).
