@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tandem::engine::{Engine, EngineConfig, InitOptions, PID_FILE};
 use tandem::error::{Error, Result, SqlState};
 use tandem::replication::basebackup::{self, FetchOptions};
+use tandem::replication::client::{literal, Conn};
 use tandem::replication::walreceiver::ReceiverConfig;
 use tandem::replication::walsender::{ReplicationContext, SenderConfig};
 use tandem::server::Server;
@@ -700,16 +701,13 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
 
 /// Adds `host=127.0.0.1 port=PORT` to the primary's `mirror_conninfo` (a `;`-separated list).
 fn remember_mirror(host: &str, primary_port: u16, port: u16) -> Result<()> {
-    use tandem::replication::client::Conn;
-    let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem init-standby")];
-    let mut c = Conn::connect(host, primary_port, &params)?;
-    let (_, rows) = c.query("select current_setting('mirror_conninfo')")?;
-    let current = rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default();
+    let mut c = Conn::session(host, primary_port, "tandem init-standby", None)?;
+    let current = c.value("select current_setting('mirror_conninfo')")?.unwrap_or_default();
     let entry = format!("host={DEFAULT_LISTEN} port={port}");
     let mut list: Vec<String> =
         current.split(';').map(|x| x.trim().to_string()).filter(|x| !x.is_empty() && *x != entry).collect();
     list.push(entry);
-    c.query(&format!("alter system set mirror_conninfo = '{}'", list.join("; ")))?;
+    c.query(&format!("alter system set mirror_conninfo = {}", literal(&list.join("; "))))?;
     c.query("select pg_reload_conf()")?;
     Ok(())
 }
@@ -741,7 +739,6 @@ fn fence_if_replaced(engine: &Engine, settings: &ServerSettings) {
 /// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then
 /// runs `pg_promote(true, N)` on the standby, which returns once it accepts writes.
 fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()> {
-    use tandem::replication::client::Conn;
     let config = Config::load(dir)?;
     if !dir.join(tandem::engine::STANDBY_SIGNAL).exists() {
         return Err(config_error(format!("\"{}\" is not a standby (no standby.signal)", dir.display())));
@@ -750,24 +747,19 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()
     let conninfo = Some(settings.get("primary_conninfo")).filter(|c| !c.is_empty()).or(config.primary_conninfo.clone());
     if let (Some(conninfo), false) = (conninfo, force) {
         let rc = ReceiverConfig::from_conninfo(&conninfo)?;
-        let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
         // Serving = answers, is not in recovery, and is not fenced. With --fence, fence it first.
-        let serving = Conn::connect_timeout(&rc.host, rc.port, &params, Duration::from_secs(2))
+        let serving = Conn::session(&rc.host, rc.port, "tandem promote", Some(Duration::from_secs(2)))
             .and_then(|mut c| {
-                let _ = c.out.set_read_timeout(Some(Duration::from_secs(2)));
-                let first = |(_, rows): (Vec<String>, Vec<Vec<Option<String>>>)| {
-                    rows.first().and_then(|r| r.first().cloned().flatten()).unwrap_or_default()
-                };
-                if c.query("select pg_is_in_recovery()").map(first)? != "f" {
+                if c.value("select pg_is_in_recovery()")?.as_deref() != Some("f") {
                     return Ok(false);
                 }
-                if c.query("select tandem_fenced()").map(first).unwrap_or_default() == "t" {
+                if c.value("select tandem_fenced()").ok().flatten().as_deref() == Some("t") {
                     return Ok(false);
                 }
                 if fence {
                     let reason =
                         format!("being replaced by the standby on port {} (tandem promote --fence)", config.port);
-                    c.query(&format!("select tandem_fence('{}')", reason.replace('\'', "''")))?;
+                    c.query(&format!("select tandem_fence({})", literal(&reason)))?;
                     println!("fenced the old primary at {}:{}", rc.host, rc.port);
                     return Ok(false);
                 }
@@ -783,15 +775,12 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()
         }
     }
     let started = Instant::now();
-    let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem promote")];
-    let mut conn = Conn::connect("127.0.0.1", config.port, &params)
+    let mut conn = Conn::session("127.0.0.1", config.port, "tandem promote", None)
         .map_err(|e| config_error(format!("could not connect to the standby on port {}: {e}", config.port)))?;
-    let (_, rows) = conn.query(&format!("select pg_promote(true, {wait_seconds})"))?;
-    if rows.first().and_then(|r| r.first().cloned().flatten()) != Some("t".into()) {
+    if conn.value(&format!("select pg_promote(true, {wait_seconds})"))?.as_deref() != Some("t") {
         return Err(config_error(format!("the standby did not finish promoting within {wait_seconds} s")));
     }
-    let (_, rows) = conn.query("select pg_is_in_recovery(), pg_current_wal_lsn()")?;
-    let lsn = rows.first().and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
+    let lsn = conn.value("select pg_current_wal_lsn()")?.unwrap_or_default();
     println!(
         "server promoted in {} ms: {} accepts writes on port {} (WAL continues at {lsn} on a new timeline)",
         started.elapsed().as_millis(),
@@ -939,15 +928,13 @@ fn quickstart(dir: &Path) -> Result<()> {
         return Err(e);
     }
     let sync = (|| -> Result<()> {
-        use tandem::replication::client::Conn;
-        let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem quickstart")];
-        let mut c = Conn::connect(DEFAULT_LISTEN, DEFAULT_PORT, &params)?;
+        let mut c = Conn::session(DEFAULT_LISTEN, DEFAULT_PORT, "tandem quickstart", None)?;
         c.query("alter system set synchronous_standby_names = 'standby'")?;
         c.query("select pg_reload_conf()")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (_, rows) = c.query("select sync_state from pg_stat_replication where application_name = 'standby'")?;
-            if rows.first().and_then(|r| r.first().cloned().flatten()).as_deref() == Some("sync") {
+            let state = c.value("select sync_state from pg_stat_replication where application_name = 'standby'")?;
+            if state.as_deref() == Some("sync") {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -109,6 +109,11 @@ pub fn read_results(input: &mut BufReader<TcpStream>, stop_at_copy: bool) -> Res
     }
 }
 
+/// Quotes a string as an SQL literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// A connection to a PostgreSQL-protocol server.
 pub struct Conn {
     pub out: TcpStream,
@@ -170,6 +175,23 @@ impl Conn {
     pub fn query(&mut self, sql: &str) -> Result<(Vec<String>, Vec<TextRow>)> {
         self.send_query(sql)?;
         read_results(&mut self.input, false)
+    }
+
+    /// An SQL session as `postgres` on database `postgres`, named `application`: what tandem's own commands
+    /// open. With a `timeout`, connecting and every reply wait at most that long.
+    pub fn session(host: &str, port: u16, application: &str, timeout: Option<Duration>) -> Result<Conn> {
+        let params = [("user", "postgres"), ("database", "postgres"), ("application_name", application)];
+        let c = Self::connect_timeout(host, port, &params, timeout.unwrap_or(Duration::from_secs(10)))?;
+        if timeout.is_some() {
+            c.out.set_read_timeout(timeout).map_err(io)?;
+        }
+        Ok(c)
+    }
+
+    /// Runs a query and returns the first column of its first row (None without a row, or for NULL).
+    pub fn value(&mut self, sql: &str) -> Result<Option<String>> {
+        let (_, rows) = self.query(sql)?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// Says goodbye.

@@ -23,11 +23,7 @@ fn bytes_between(a: &Option<String>, b: &Option<String>) -> Option<u64> {
 
 /// Prints the status of the server at host:port.
 pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
-    let mut c = Conn::connect(
-        host,
-        port,
-        &[("user", "postgres"), ("database", "postgres"), ("application_name", "tandem status")],
-    )?;
+    let mut c = Conn::session(host, port, "tandem status", None)?;
     let (_, info) = c.query(
         "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version(), current_setting('synchronous_standby_names'), tandem_sync_fallback()",
     )?;

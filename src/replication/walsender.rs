@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, WAL_DIR};
 use crate::error::{Error, Result, SqlState};
+use crate::replication::client::{literal, Conn};
 use crate::replication::protocol::{
     self, error_message, io, read_message, ready, write_rows, Command, CopyMessage, Msg, INT4, TEXT,
 };
@@ -271,21 +272,18 @@ impl ReplicationContext {
             if engine.upgrade().is_none() {
                 return;
             }
-            let params = [("user", "postgres"), ("database", "postgres"), ("application_name", "tandem fencer")];
             let attempt =
-                crate::replication::client::Conn::connect_timeout(&old.host, old.port, &params, Duration::from_secs(2))
-                    .and_then(|mut c| {
-                        let _ = c.out.set_read_timeout(Some(Duration::from_secs(5)));
-                        let (_, rows) = c.query("select pg_is_in_recovery(), tandem_fenced()")?;
-                        let row = rows.first().cloned().unwrap_or_default();
-                        let flag = |i: usize| row.get(i).cloned().flatten().as_deref() == Some("t");
-                        if flag(0) || flag(1) {
-                            return Ok(true);
-                        }
-                        c.query(&format!("select tandem_fence('{}')", reason.replace('\'', "''")))?;
-                        eprintln!("tandem: fenced the old primary at {}:{}", old.host, old.port);
-                        Ok(true)
-                    });
+                Conn::session(&old.host, old.port, "tandem fencer", Some(Duration::from_secs(5))).and_then(|mut c| {
+                    let (_, rows) = c.query("select pg_is_in_recovery(), tandem_fenced()")?;
+                    let row = rows.first().cloned().unwrap_or_default();
+                    let flag = |i: usize| row.get(i).cloned().flatten().as_deref() == Some("t");
+                    if flag(0) || flag(1) {
+                        return Ok(true);
+                    }
+                    c.query(&format!("select tandem_fence({})", literal(&reason)))?;
+                    eprintln!("tandem: fenced the old primary at {}:{}", old.host, old.port);
+                    Ok(true)
+                });
             if attempt.unwrap_or(false) {
                 return;
             }
