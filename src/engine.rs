@@ -1000,7 +1000,7 @@ fn finish_recovery(core: &Core, replay: &Replay) -> Result<u32> {
     let old = core.wal.timeline();
     let new = timeline::newest(&wal_dir, old) + 1;
     timeline::write_history(&wal_dir, new, old, end, "no recovery target specified")?;
-    timeline::copy_switch_segment(&wal_dir, core.wal.segment_size(), old, new, end)?;
+    timeline::move_switch_segment(&wal_dir, core.wal.segment_size(), old, new, end)?;
     core.wal.switch_timeline(new, end, replay.prev())?;
     {
         let mut control = lock(&core.control);

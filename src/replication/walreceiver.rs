@@ -163,6 +163,7 @@ impl WalReceiver {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -202,9 +203,14 @@ fn run(
         if started.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(100);
         }
+        // Parked, not slept: stopping (promotion waits for it) unparks this thread at once.
         let until = Instant::now() + backoff;
-        while Instant::now() < until && !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(20));
+        while !stop.load(Ordering::Acquire) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::park_timeout(left);
         }
         backoff = (backoff * 2).min(config.max_retry_interval);
     }

@@ -144,7 +144,12 @@ impl DataType {
 }
 
 /// An exact decimal: `mantissa * 10^-scale`.
+///
+/// Packed to 4-byte alignment so that a [`Value`] is 24 bytes, not 48 (an `i128` would align the whole enum
+/// to 16): every row of every table is a slice of values, so this halves the memory of rows of integers.
+/// Fields are read by copy (`let m = d.mantissa;`), never by reference.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
 pub struct Decimal {
     pub mantissa: i128,
     pub scale: u32,
@@ -184,7 +189,10 @@ impl Ord for Decimal {
     fn cmp(&self, other: &Self) -> Ordering {
         let scale = self.scale.max(other.scale);
         match (self.rescale_up(scale), other.rescale_up(scale)) {
-            (Some(a), Some(b)) => a.mantissa.cmp(&b.mantissa),
+            (Some(a), Some(b)) => {
+                let (x, y) = (a.mantissa, b.mantissa);
+                x.cmp(&y)
+            }
             _ => self.to_f64().total_cmp(&other.to_f64()),
         }
     }
@@ -206,7 +214,7 @@ impl Hash for Decimal {
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scale == 0 {
-            return write!(f, "{}", self.mantissa);
+            return write!(f, "{}", { self.mantissa });
         }
         let neg = self.mantissa < 0;
         let digits = self.mantissa.unsigned_abs().to_string();
@@ -238,6 +246,8 @@ pub enum Value {
     /// Microseconds since 2000-01-01 00:00:00 UTC.
     TimestampTz(i64),
 }
+
+const _: () = assert!(std::mem::size_of::<Value>() == 24, "a Value is three words; see Decimal");
 
 impl Value {
     /// A text value.

@@ -9,8 +9,8 @@
 //! the segment's end ([`Timelines`]); the history file is where that map comes from.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -95,26 +95,78 @@ pub fn save_history(wal_dir: &Path, tli: u32, content: &str) -> Result<()> {
     crate::control::write_atomically(wal_dir, &history_file_name(tli), content.as_bytes())
 }
 
-/// Copies the bytes of the segment holding `at` that lie before `at` from `old_tli`'s file into
-/// `new_tli`'s (created if needed), and fsyncs it.
-pub fn copy_switch_segment(wal_dir: &Path, segment_size: u64, old_tli: u32, new_tli: u32, at: Lsn) -> Result<()> {
+/// At promotion: gives the segment holding `at` the new timeline's name. Nothing on the old timeline lies
+/// beyond `at` (promotion applied every complete record received; what follows is at most a torn record,
+/// which the new timeline overwrites), so the file itself can move: a rename, where copying its first
+/// part and syncing it took tens of milliseconds on the path of `tandem promote`. PostgreSQL, which
+/// copies, renames the old file to `.partial` for the same reason: the old name must not look like a
+/// complete segment of the old timeline. Falls back to [`copy_switch_segment`] when the new name exists.
+pub fn move_switch_segment(wal_dir: &Path, segment_size: u64, old_tli: u32, new_tli: u32, at: Lsn) -> Result<()> {
     let segno = at.segment(segment_size);
-    let upto = at.segment_offset(segment_size) as usize;
-    segment::ensure(wal_dir, new_tli, segno, segment_size)?;
-    if upto == 0 {
-        return Ok(());
-    }
     let from = wal_dir.join(segment::file_name(old_tli, segno, segment_size));
     let to = wal_dir.join(segment::file_name(new_tli, segno, segment_size));
-    let mut buf = vec![0u8; upto];
-    let src = fs::File::open(&from).map_err(|e| Error::io(format!("could not open \"{}\"", from.display()), e))?;
-    src.read_exact_at(&mut buf, 0).map_err(|e| Error::io(format!("could not read \"{}\"", from.display()), e))?;
+    let full = fs::metadata(&from).is_ok_and(|m| m.len() == segment_size);
+    if !full || fs::metadata(&to).is_ok() {
+        return copy_switch_segment(wal_dir, segment_size, old_tli, new_tli, at);
+    }
+    fs::rename(&from, &to).map_err(|e| Error::io(format!("could not rename \"{}\"", from.display()), e))?;
+    segment::sync_dir(wal_dir)
+}
+
+/// Copies the bytes of the segment holding `at` that lie before `at` from `old_tli`'s file into
+/// `new_tli`'s (created if needed), and fsyncs it.
+///
+/// This is on the path of `tandem promote`, so it avoids what is slow: the bytes move inside the kernel
+/// (copy_file_range), and a new file's remaining space is reserved with fallocate, which reads as zeros,
+/// instead of being written with 16 MiB of zeros first. A partly written file never takes the segment's
+/// name: it is built under a temporary name and linked into place.
+pub fn copy_switch_segment(wal_dir: &Path, segment_size: u64, old_tli: u32, new_tli: u32, at: Lsn) -> Result<()> {
+    let segno = at.segment(segment_size);
+    let upto = at.segment_offset(segment_size);
+    let from = wal_dir.join(segment::file_name(old_tli, segno, segment_size));
+    let to = wal_dir.join(segment::file_name(new_tli, segno, segment_size));
+    let existing = fs::metadata(&to).is_ok();
+    if existing && upto == 0 {
+        return segment::ensure(wal_dir, new_tli, segno, segment_size).map(|_| ());
+    }
+    let target = if existing { to.clone() } else { wal_dir.join(format!("xlogtemp.{}.switch", std::process::id())) };
+    let io = |what: &str, path: &Path, e| Error::io(format!("could not {what} \"{}\"", path.display()), e);
     let mut dst = OpenOptions::new()
         .write(true)
-        .open(&to)
-        .map_err(|e| Error::io(format!("could not open \"{}\"", to.display()), e))?;
-    dst.write_all(&buf).map_err(|e| Error::io(format!("could not write \"{}\"", to.display()), e))?;
-    dst.sync_data().map_err(|e| Error::io(format!("could not fsync \"{}\"", to.display()), e))?;
+        .create(!existing)
+        .truncate(!existing)
+        .open(&target)
+        .map_err(|e| io("open", &target, e))?;
+    if upto > 0 {
+        let src = fs::File::open(&from).map_err(|e| io("open", &from, e))?;
+        let copied = std::io::copy(&mut src.take(upto), &mut dst).map_err(|e| io("copy into", &target, e))?;
+        if copied != upto {
+            return Err(Error::corrupted(format!(
+                "WAL segment \"{}\" is shorter ({copied} bytes) than the switch point {at} needs",
+                from.display()
+            )));
+        }
+    }
+    if !existing {
+        // SAFETY: fallocate on a file descriptor we own, with a length that fits in off_t.
+        let rc = unsafe { libc::fallocate(dst.as_raw_fd(), 0, 0, segment_size as libc::off_t) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                let _ = fs::remove_file(&target);
+                return Err(io("allocate", &target, e));
+            }
+            dst.set_len(segment_size).map_err(|e| io("extend", &target, e))?;
+        }
+    }
+    dst.sync_all().map_err(|e| io("fsync", &target, e))?;
+    drop(dst);
+    if !existing {
+        let linked = fs::hard_link(&target, &to);
+        let _ = fs::remove_file(&target);
+        linked.map_err(|e| io("install WAL segment", &to, e))?;
+        segment::sync_dir(wal_dir)?;
+    }
     Ok(())
 }
 
