@@ -75,6 +75,16 @@ impl<'a> Decoder<'a> {
         Decoder { buf, pos: 0, what }
     }
 
+    /// A decoder over `buf` that starts at byte `pos` (so error messages give offsets into all of `buf`).
+    pub fn at(buf: &'a [u8], pos: usize, what: &'static str) -> Self {
+        Decoder { buf, pos: pos.min(buf.len()), what }
+    }
+
+    /// The current byte offset.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// How many bytes are left.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -85,7 +95,8 @@ impl<'a> Decoder<'a> {
         Error::corrupted(format!("malformed {} at byte {}: {why}", self.what, self.pos))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    /// The next `n` bytes, raw.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.remaining() < n {
             return Err(self.malformed(format!("needs {n} more bytes, has {}", self.remaining())));
         }

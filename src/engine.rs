@@ -858,12 +858,20 @@ impl Engine {
 
     /// Starts a base backup: checkpoints, then holds the WAL from the checkpoint on (as `consumer`) and
     /// opens the checkpoint's snapshot, so nothing the backup needs can be removed while it is copied.
+    ///
+    /// When less than [`BACKUP_REUSE_WAL`] bytes of WAL were written since the latest checkpoint, that
+    /// checkpoint is used as it is: the standby replays that little WAL faster than a new snapshot of the
+    /// whole database could be written (PostgreSQL's fast checkpoint is cheap when little is dirty; a
+    /// tandem checkpoint always writes everything).
     pub fn backup_start(&self, consumer: &str) -> Result<BackupStart> {
         if self.in_recovery() {
             return Err(Error::new(SqlState("55000"), "recovery is in progress")
                 .with_hint("Base backups are taken from the primary."));
         }
-        checkpoint(&self.core)?;
+        let last = lock(&self.core.control).checkpoint;
+        if self.core.wal.flushed().0.saturating_sub(last.0) > BACKUP_REUSE_WAL {
+            checkpoint(&self.core)?;
+        }
         let _one = lock(&self.core.checkpoint_lock);
         let control = lock(&self.core.control).clone();
         self.core.wal.set_consumer(consumer, Some(control.checkpoint));
@@ -1053,6 +1061,9 @@ fn checkpoint(core: &Core) -> Result<Lsn> {
     *lock(&core.last_checkpoint) = (rec.start, Instant::now());
     Ok(rec.start)
 }
+
+/// How much WAL after the latest checkpoint a base backup replays rather than taking a new checkpoint.
+pub const BACKUP_REUSE_WAL: u64 = 16 << 20;
 
 /// A standby's checkpoint: the replayed state at a checkpoint record, saved as a snapshot and named in the
 /// control file, so a restart replays from there and older WAL can go.

@@ -34,7 +34,7 @@ pub struct TableData {
 }
 
 impl TableData {
-    fn new(def: Arc<TableDef>) -> Self {
+    pub(crate) fn new(def: Arc<TableDef>) -> Self {
         let indexes = def.indexes.iter().map(|i| (i.id, OrdMap::new())).collect();
         TableData { def, rows: OrdMap::new(), indexes }
     }
@@ -44,7 +44,20 @@ impl TableData {
         index.columns.iter().map(|&c| row[c].clone()).chain(key.iter().cloned()).collect()
     }
 
-    fn put(&mut self, key: Key, row: Row) {
+    /// Adds rows known to be new (a snapshot being loaded), without looking for rows they replace.
+    pub(crate) fn load(&mut self, rows: impl Iterator<Item = (Key, Row)>) {
+        if self.def.indexes.is_empty() {
+            for (k, r) in rows {
+                self.rows.insert(k, r);
+            }
+        } else {
+            for (k, r) in rows {
+                self.put(k, r);
+            }
+        }
+    }
+
+    pub(crate) fn put(&mut self, key: Key, row: Row) {
         let old = self.rows.insert(key.clone(), row.clone());
         for index in &self.def.indexes {
             let map = self.indexes.entry(index.id).or_default();
@@ -394,11 +407,6 @@ impl DbState {
             .max()
             .unwrap_or(0)
     }
-}
-
-/// Builds a table's data, indexes included, from its rows.
-pub(crate) fn rebuild_table(def: Arc<TableDef>, rows: Vec<(Key, Row)>) -> TableData {
-    TableData::rebuild(def, rows.into_iter())
 }
 
 fn missing(id: Oid) -> Error {

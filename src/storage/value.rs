@@ -353,23 +353,10 @@ pub(crate) fn encode_values(e: &mut Encoder, values: &[Value]) {
 
 /// Decodes what [`encode_values`] wrote.
 pub(crate) fn decode_values(d: &mut Decoder) -> Result<Arc<[Value]>> {
-    decode_values_like(d, None)
-}
-
-/// Decodes values, sharing each text or bytes value that equals the same field of `prev` instead of
-/// allocating it again. Loading a table row after row this way stores a column of repeated strings (a
-/// blank-padded filler, a status) once.
-pub(crate) fn decode_values_like(d: &mut Decoder, prev: Option<&[Value]>) -> Result<Arc<[Value]>> {
     let n = d.count()?;
     let mut values = Vec::with_capacity(n);
-    for i in 0..n {
-        let v = Value::decode(d)?;
-        let shared = match (&v, prev.and_then(|p| p.get(i))) {
-            (Value::Text(a), Some(p @ Value::Text(b))) if a == b => p.clone(),
-            (Value::Bytes(a), Some(p @ Value::Bytes(b))) if a == b => p.clone(),
-            _ => v,
-        };
-        values.push(shared);
+    for _ in 0..n {
+        values.push(Value::decode(d)?);
     }
     Ok(values.into())
 }
