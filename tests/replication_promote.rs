@@ -88,8 +88,9 @@ fn a_promoted_standby_takes_the_other_along_onto_its_timeline() {
     assert_eq!(s2.sql("select pg_is_in_recovery()"), "f");
     s2.sql("insert into after_promotion values (501)");
     assert!(s2.dir.join("pg_wal").join("00000003.history").exists());
-    // Restarted, the twice-promoted server recovers across its three timelines.
-    assert!(s2.stop("fast"));
+    // Stopped without a checkpoint and restarted, the twice-promoted server replays across its three
+    // timelines, through the switch segments promotion renamed to each new timeline's name.
+    assert!(s2.stop("immediate"));
     s2.start(&[]);
     assert_eq!(s2.sql("select count(*) from after_promotion"), "501");
 }
