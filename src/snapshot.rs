@@ -103,33 +103,32 @@ pub fn write(data_dir: &Path, system_id: u64, lsn: Lsn, state: &DbState) -> Resu
     let mut chunk = Encoder::default();
     for table in state.tables.values() {
         let def = &table.def;
-        table.def.encode(&mut e);
+        def.encode(&mut e);
         e.var(table.rows.len() as u64);
         let store_keys = match &def.primary_key {
             None => true,
             Some(pk) => !table.rows.iter().all(|(k, r)| {
-                k.len() == pk.columns.len() && pk.columns.iter().zip(k.iter()).all(|(&c, v)| r.get(c) == Some(v))
+                k.len() == pk.columns.len()
+                    && pk.columns.iter().zip(k.iter()).all(|(&c, v)| r.get(c).is_some_and(|x| same(x, v)))
             }),
         };
         e.bool(store_keys);
         let chunks = table.rows.len().div_ceil(CHUNK_ROWS);
         e.var(chunks as u64);
-        let mut rows = table.rows.iter().peekable();
-        while rows.peek().is_some() {
+        let mut rows = table.rows.iter();
+        for c in 0..chunks {
+            let n = CHUNK_ROWS.min(table.rows.len() - c * CHUNK_ROWS);
             chunk.buf.clear();
+            chunk.var(n as u64);
             let mut prev: Option<&Row> = None;
-            let mut n = 0;
-            while n < CHUNK_ROWS {
-                let Some((k, r)) = rows.next() else { break };
+            for (k, r) in rows.by_ref().take(n) {
                 if store_keys {
                     encode_values(&mut chunk, k);
                 }
                 encode_row(&mut chunk, r, prev.map(|p| &p[..]));
                 prev = Some(r);
-                n += 1;
             }
-            e.u32(chunk.buf.len() as u32 + var_len(n as u64));
-            e.var(n as u64);
+            e.u32(chunk.buf.len() as u32);
             e.buf.extend_from_slice(&chunk.buf);
             if e.buf.len() >= 1 << 20 {
                 w.write_all(&e.buf).map_err(io)?;
@@ -156,15 +155,6 @@ pub fn write(data_dir: &Path, system_id: u64, lsn: Lsn, state: &DbState) -> Resu
     fs::rename(&tmp, &final_path).map_err(io)?;
     sync_dir(&dir)?;
     Ok(total + 4)
-}
-
-fn var_len(mut v: u64) -> u32 {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
 }
 
 /// A row as its differences from `prev`: a bit per column for "same value", then each other value.
@@ -213,7 +203,7 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Decodes one chunk of `rows` rows of a table, starting at byte `pos` of `body`.
+/// Decodes the chunk of a table at `range` (byte offsets) of `body` into `out` (emptied first, reused).
 fn decode_chunk(
     body: &[u8],
     range: (usize, usize),

@@ -44,7 +44,8 @@ impl TableData {
         index.columns.iter().map(|&c| row[c].clone()).chain(key.iter().cloned()).collect()
     }
 
-    /// Adds rows known to be new (a snapshot being loaded), without looking for rows they replace.
+    /// Adds rows (a snapshot's chunk, a rebuilt table), each replacing any row at its key. Without
+    /// secondary indexes that is a plain insert, with no copies of keys and rows to update indexes from.
     pub(crate) fn load(&mut self, rows: impl Iterator<Item = (Key, Row)>) {
         if self.def.indexes.is_empty() {
             for (k, r) in rows {
@@ -57,7 +58,7 @@ impl TableData {
         }
     }
 
-    pub(crate) fn put(&mut self, key: Key, row: Row) {
+    fn put(&mut self, key: Key, row: Row) {
         let old = self.rows.insert(key.clone(), row.clone());
         for index in &self.def.indexes {
             let map = self.indexes.entry(index.id).or_default();
@@ -80,9 +81,7 @@ impl TableData {
 
     pub(crate) fn rebuild(def: Arc<TableDef>, rows: impl Iterator<Item = (Key, Row)>) -> TableData {
         let mut data = TableData::new(def);
-        for (k, r) in rows {
-            data.put(k, r);
-        }
+        data.load(rows);
         data
     }
 }
