@@ -250,10 +250,16 @@ pub fn round_decimal(d: Decimal, scale: u32) -> Decimal {
     if d.scale <= scale {
         return d.rescale_up(scale).unwrap_or(d);
     }
-    let div = 10i128.pow((d.scale - scale).min(38));
-    let q = d.mantissa / div;
-    let r = d.mantissa % div;
-    let q = if r.abs() * 2 >= div { q + d.mantissa.signum() } else { q };
+    // An i128 holds under 39 digits, so cutting more than 38 leaves less than half a unit: zero.
+    let cut = d.scale - scale;
+    if cut > 38 {
+        return Decimal { mantissa: 0, scale };
+    }
+    let div = 10u128.pow(cut);
+    let q = d.mantissa / div as i128;
+    let r = d.mantissa.unsigned_abs() % div;
+    // `r >= div - r` is `2r >= div` without overflowing when div is 10^38.
+    let q = if r >= div - r { q + d.mantissa.signum() } else { q };
     Decimal { mantissa: q, scale }
 }
 
@@ -527,6 +533,21 @@ mod tests {
         let ts = parse_timestamp("2021-03-04 05:06:07.25").unwrap_or_default();
         assert_eq!(format_timestamp(ts), "2021-03-04 05:06:07.25");
         assert_eq!(parse_timestamp("2000-01-01 01:00-01:30"), Some(9_000_000_000));
+    }
+
+    #[test]
+    fn rounding_away_38_digits_or_more_does_not_overflow() {
+        // Found by the wire_decoder fuzz target: a 38-digit remainder doubled overflowed an i128.
+        let round = |s: &str, scale| parse_decimal(s).map(|d| round_decimal(d, scale)).map(|d| (d.mantissa, d.scale));
+        assert_eq!(round("0.0099999999999999999999999999999999999999", 2), Some((1, 2)));
+        assert_eq!(round("-0.0049999999999999999999999999999999999999", 2), Some((0, 2)));
+        assert_eq!(round("-0.125", 2), Some((-13, 2)));
+        assert_eq!(round("0.124", 2), Some((12, 2)));
+        let d = round_decimal(Decimal { mantissa: i128::MAX, scale: 60 }, 2);
+        assert_eq!((d.mantissa, d.scale), (0, 2));
+        let d = round_decimal(Decimal { mantissa: i128::MIN + 1, scale: 40 }, 2);
+        assert_eq!((d.mantissa, d.scale), (-2, 2));
+        assert!(parse_value("0.0099999999999999999999999999999999999999", &DataType::Numeric(Some((10, 2)))).is_ok());
     }
 
     #[test]
