@@ -9,6 +9,9 @@
 //! NULL, `B` and the bytes of a binary value, or else text. Everything after the first NUL is also the
 //! data of a COPY FROM STDIN.
 //!
+//! Each input's text is also checked against the shape cache ([`shape`]): respelled with other literals
+//! and parsed through a cache that saw the original, it must give the tree sqlparser builds directly.
+//!
 //! Nothing is ever committed, so every input starts from the same database: transaction control and
 //! CHECKPOINT are parsed and planned but not run. The one database lives in a temporary directory for the
 //! whole fuzzing process and is removed when it exits.
@@ -20,9 +23,12 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
 use tandem::engine::{Engine, EngineConfig, InitOptions};
 use tandem::server::format;
 use tandem::sql::session::{self, Outcome, Session, Stmt};
+use tandem::sql::shape::{self, ShapeCache};
 use tandem::storage::value::Value;
 
 /// The database every input runs against: the tables pgbench makes, psql's catalog, and a table with a
@@ -120,13 +126,41 @@ fn begin(s: &mut Session, begin: &Stmt) {
     s.execute(begin, &[]).unwrap_or_else(|e| panic!("BEGIN: {}", e.message));
 }
 
+fn parse_directly(text: &str) -> Result<Vec<Statement>, ParserError> {
+    Parser::parse_sql(&PostgreSqlDialect {}, text)
+}
+
+/// A tree's debug form without its spans (a reused tree's spans are the first text's; nothing reads them).
+fn without_spans(stmts: Vec<Statement>) -> String {
+    let s = format!("{stmts:?}");
+    let mut out = String::new();
+    for part in s.split("span: Span(") {
+        out.push_str(part.split_once("))").map_or(part, |x| x.1));
+    }
+    out
+}
+
+/// Through a cache that has parsed `text`, the text respelled parses to the tree the parser builds.
+fn shapes_agree(text: &str) {
+    let mut cache = ShapeCache::default();
+    if cache.parse(text, parse_directly).is_err() {
+        return;
+    }
+    let Some(other) = shape::respell(text) else { return };
+    let cached = cache.parse(&other, parse_directly).map(without_spans);
+    let direct = parse_directly(&other).map(without_spans);
+    assert_eq!(cached.ok(), direct.ok(), "respelled: {other:?}");
+}
+
 fuzz_target!(|data: &[u8]| {
     let db = database();
     let (sql, tail) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),
     };
-    let Ok(stmts) = session::parse(&String::from_utf8_lossy(sql)) else { return };
+    let text = String::from_utf8_lossy(sql);
+    shapes_agree(&text);
+    let Ok(stmts) = session::parse(&text) else { return };
     let raw: Vec<&[u8]> = if tail.is_empty() { Vec::new() } else { tail.split(|b| *b == 0).collect() };
     let control = session::parse("BEGIN; ROLLBACK").expect("BEGIN; ROLLBACK parses");
     let mut s = new_session(&db.engine);

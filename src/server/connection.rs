@@ -324,7 +324,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
             }
             Frontend::Parse { name: pname, query, types } => {
                 let r = (|| -> Result<Prepared> {
-                    let mut stmts = session::parse(&query)?;
+                    let mut stmts = session.parse(&query)?;
                     if stmts.len() > 1 {
                         return Err(Error::new(
                             SqlState::SYNTAX_ERROR,
@@ -482,7 +482,7 @@ fn row_description(cols: &[(String, DataType)], binary: &[bool]) -> RowDescripti
 }
 
 fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
-    let stmts = match session::parse(sql) {
+    let stmts = match session.parse(sql) {
         Ok(s) => s,
         Err(e) => {
             // A parse error inside a transaction block aborts it, as in PostgreSQL.

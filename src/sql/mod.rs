@@ -6,10 +6,11 @@
 //!   session (transaction state, DDL, DML, COPY, SET/SHOW) ◀── execute (rows) ◀───────────┘
 //! ```
 //!
-//! Layered as toydb's SQL engine is: [`preparse`] and sqlparser read text; [`planner`] binds names and types
-//! and builds a [`plan::Plan`] of [`expr::Expr`]s; [`execute`] runs plans against a database state;
-//! [`dml`] and [`ddl`] write through a [`crate::txn::Transaction`]; [`session`] holds a client's
-//! transaction and settings and dispatches statements. [`catalog`] serves pg_catalog and
+//! Layered as toydb's SQL engine is: [`preparse`] and sqlparser read text, and [`shape`] keeps a session's
+//! parsed trees by statement shape so that a statement repeated with new constants is not parsed again;
+//! [`planner`] binds names and types and builds a [`plan::Plan`] of [`expr::Expr`]s; [`execute`] runs plans
+//! against a database state; [`dml`] and [`ddl`] write through a [`crate::txn::Transaction`]; [`session`]
+//! holds a client's transaction and settings and dispatches statements. [`catalog`] serves pg_catalog and
 //! information_schema as views of the state; [`types`] and [`functions`] are the value-level library.
 
 pub mod catalog;
@@ -23,4 +24,5 @@ pub mod plan;
 pub mod planner;
 pub mod preparse;
 pub mod session;
+pub mod shape;
 pub mod types;

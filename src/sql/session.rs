@@ -32,6 +32,7 @@ use crate::sql::execute::{self, Env, SessionCtx};
 use crate::sql::functions;
 use crate::sql::planner::{ident, name_parts, Planner};
 use crate::sql::preparse::{self, CopySource, CopyStmt, Parsed};
+use crate::sql::shape::ShapeCache;
 use crate::sql::types;
 use crate::storage::state::DbState;
 use crate::storage::value::{DataType, Value};
@@ -168,6 +169,18 @@ fn syntax_error(e: sqlparser::parser::ParserError) -> Error {
 
 /// Parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
+    parse_with(sql, |piece| Parser::parse_sql(&PostgreSqlDialect {}, piece))
+}
+
+/// Parses a query string into statements, reusing the trees of statements of the same shape.
+pub fn parse_cached(sql: &str, shapes: &mut ShapeCache) -> Result<Vec<Stmt>> {
+    parse_with(sql, |piece| shapes.parse(piece, |p| Parser::parse_sql(&PostgreSqlDialect {}, p)))
+}
+
+fn parse_with(
+    sql: &str,
+    mut parse_sql: impl FnMut(&str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError>,
+) -> Result<Vec<Stmt>> {
     if sql.len() > MAX_QUERY_BYTES {
         return Err(Error::new(SqlState::PROGRAM_LIMIT_EXCEEDED, "statement is too long"));
     }
@@ -179,7 +192,7 @@ pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
             Parsed::AlterSystem { name, value } => out.push(Stmt::AlterSystem { name, value }),
             Parsed::Copy(c) => out.push(Stmt::Copy(c)),
             Parsed::Sql => {
-                let stmts = Parser::parse_sql(&PostgreSqlDialect {}, piece).map_err(syntax_error)?;
+                let stmts = parse_sql(piece).map_err(syntax_error)?;
                 out.extend(stmts.into_iter().map(|s| Stmt::Sql(Box::new(s))));
             }
         }
@@ -277,6 +290,8 @@ pub struct Session {
     async_commit: Option<crate::engine::CommitTicket>,
     /// The cancel flag of the running transaction, for cancel requests from other connections.
     pub cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    /// The trees of statements parsed before, by shape.
+    shapes: ShapeCache,
 }
 
 impl Session {
@@ -285,6 +300,12 @@ impl Session {
         let default = replication.settings.synchronous_commit();
         self.ctx.replication = Some(replication);
         self.put_setting("synchronous_commit", default.name().into());
+    }
+
+    /// Parses a query string (a simple Query's, or a Parse message's), reusing the trees of statements of
+    /// the same shape this session parsed before.
+    pub fn parse(&mut self, sql: &str) -> Result<Vec<Stmt>> {
+        parse_cached(sql, &mut self.shapes)
     }
 
     /// The `synchronous_commit` level this session commits with.
@@ -321,6 +342,7 @@ impl Session {
             sync_commit: None,
             async_commit: None,
             cancel: Arc::new(Mutex::new(None)),
+            shapes: ShapeCache::default(),
         }
     }
 
