@@ -130,16 +130,6 @@ fn parse_directly(text: &str) -> Result<Vec<Statement>, ParserError> {
     Parser::parse_sql(&PostgreSqlDialect {}, text)
 }
 
-/// A tree's debug form without its spans (a reused tree's spans are the first text's; nothing reads them).
-fn without_spans(stmts: Vec<Statement>) -> String {
-    let s = format!("{stmts:?}");
-    let mut out = String::new();
-    for part in s.split("span: Span(") {
-        out.push_str(part.split_once("))").map_or(part, |x| x.1));
-    }
-    out
-}
-
 /// Through a cache that has parsed `text`, the text respelled parses to the tree the parser builds.
 fn shapes_agree(text: &str) {
     let mut cache = ShapeCache::default();
@@ -147,8 +137,8 @@ fn shapes_agree(text: &str) {
         return;
     }
     let Some(other) = shape::respell(text) else { return };
-    let cached = cache.parse(&other, parse_directly).map(without_spans);
-    let direct = parse_directly(&other).map(without_spans);
+    let cached = cache.parse(&other, parse_directly).map(shape::without_spans);
+    let direct = parse_directly(&other).map(shape::without_spans);
     assert_eq!(cached.ok(), direct.ok(), "respelled: {other:?}");
 }
 

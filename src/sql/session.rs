@@ -167,16 +167,17 @@ fn syntax_error(e: sqlparser::parser::ParserError) -> Error {
     }
 }
 
+/// sqlparser on one statement's text.
+fn parse_sql(piece: &str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError> {
+    Parser::parse_sql(&PostgreSqlDialect {}, piece)
+}
+
 /// Parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
-    parse_with(sql, |piece| Parser::parse_sql(&PostgreSqlDialect {}, piece))
+    parse_with(sql, parse_sql)
 }
 
-/// Parses a query string into statements, reusing the trees of statements of the same shape.
-pub fn parse_cached(sql: &str, shapes: &mut ShapeCache) -> Result<Vec<Stmt>> {
-    parse_with(sql, |piece| shapes.parse(piece, |p| Parser::parse_sql(&PostgreSqlDialect {}, p)))
-}
-
+/// Parses a query string into statements with `parse_sql` for what is SQL to sqlparser.
 fn parse_with(
     sql: &str,
     mut parse_sql: impl FnMut(&str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError>,
@@ -305,7 +306,7 @@ impl Session {
     /// Parses a query string (a simple Query's, or a Parse message's), reusing the trees of statements of
     /// the same shape this session parsed before.
     pub fn parse(&mut self, sql: &str) -> Result<Vec<Stmt>> {
-        parse_cached(sql, &mut self.shapes)
+        parse_with(sql, |piece| self.shapes.parse(piece, parse_sql))
     }
 
     /// The `synchronous_commit` level this session commits with.

@@ -1,5 +1,5 @@
-//! Statement shapes: a session's cache of parsed simple-protocol statements, keyed by their text with the
-//! literals taken out.
+//! Statement shapes: a session's cache of parsed statements (simple Query and Parse), keyed by their text
+//! with the literals taken out.
 //!
 //! Clients on the simple protocol (psql, `pgbench -M simple`, most ORMs' unprepared calls) send the same
 //! few statements over and over with different constants in them. Parsing is a sixth of the CPU a point
@@ -269,6 +269,17 @@ pub fn respell(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// A tree's debug form without its spans, for differential testing: a tree reused from the cache keeps the
+/// spans of the text it was first parsed from (nothing reads them); everything else must be identical.
+pub fn without_spans(stmts: Vec<ast::Statement>) -> String {
+    let s = format!("{stmts:?}");
+    let mut out = String::new();
+    for part in s.split("span: Span(") {
+        out.push_str(part.split_once("))").map_or(part, |x| x.1));
+    }
+    out
+}
+
 /// Collects the number and string value nodes of a tree, in visiting order, with where each starts.
 struct Collect(Vec<(Value, u64, u64)>);
 
@@ -324,17 +335,6 @@ mod tests {
 
     fn parser(text: &str) -> Result<Vec<ast::Statement>, ParserError> {
         Parser::parse_sql(&PostgreSqlDialect {}, text)
-    }
-
-    /// A tree's debug form without its spans: a reused tree's spans point where the first text's tokens
-    /// were, and nothing reads them.
-    fn without_spans(stmts: Vec<ast::Statement>) -> String {
-        let s = format!("{stmts:?}");
-        let mut out = String::new();
-        for part in s.split("span: Span(") {
-            out.push_str(part.split_once("))").map_or(part, |x| x.1));
-        }
-        out
     }
 
     /// Parses through the cache, and checks the tree is the one the parser builds from the text itself;
