@@ -329,7 +329,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Init { dir, port, listen, wal_segment_size } => init(&dir, port, listen, wal_segment_size.as_deref()),
         Command::Start { dir, port, listen, detach: false } => start(&dir, port, listen, None),
-        Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen),
+        Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen, true),
         Command::Stop { dir, mode } => stop(&dir, mode),
         Command::Quickstart { dir } => quickstart(&dir),
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
@@ -460,7 +460,11 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
             }
         })
         .map_err(|e| Error::io("could not start the signal thread", e))?;
-    tracing::info!(%addr, dir = %dir.display(), "database system is ready to accept connections");
+    if engine.consistent() {
+        tracing::info!(%addr, dir = %dir.display(), "database system is ready to accept connections");
+    } else {
+        tracing::info!(%addr, dir = %dir.display(), "listening; read-only connections are accepted once the snapshot is loaded");
+    }
     if let Some(b) = banner {
         b(server.local_addr()?);
     }
@@ -478,7 +482,27 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn detach(dir: &Path, port: Option<u16>, listen: Option<String>) -> Result<()> {
+/// Whether the server at `addr` takes sessions: a standby still loading its snapshot answers 57P03 (the
+/// database system is not yet accepting connections); Err if nothing listens there any more. Any other
+/// answer counts as taking them.
+fn takes_sessions(addr: &SocketAddr) -> std::io::Result<bool> {
+    match Conn::session(&addr.ip().to_string(), addr.port(), "tandem start", Some(Duration::from_secs(5))) {
+        Ok(c) => {
+            c.close();
+            Ok(true)
+        }
+        Err(e) if e.code == SqlState::CANNOT_CONNECT_NOW => Ok(false),
+        Err(_) => TcpStream::connect_timeout(addr, Duration::from_secs(5)).map(|_| true),
+    }
+}
+
+/// How long `tandem start --detach` and `init-standby` wait for a standby to load its snapshot.
+const LOAD_WAIT: Duration = Duration::from_secs(600);
+
+/// Starts the server in the background and returns once it accepts connections. With `wait_sessions`, a
+/// standby must also have loaded its snapshot and take read-only sessions, as `pg_ctl start -w` waits for
+/// a hot standby's consistent state.
+fn detach(dir: &Path, port: Option<u16>, listen: Option<String>, wait_sessions: bool) -> Result<()> {
     let config = settings(dir, port, listen)?;
     let addr = config.address()?;
     let log_dir = dir.join("log");
@@ -513,6 +537,9 @@ fn detach(dir: &Path, port: Option<u16>, listen: Option<String>) -> Result<()> {
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             println!("server started (pid {}), listening on {addr}, logging to {}", child.id(), log_path.display());
+            if wait_sessions {
+                wait_for_sessions(&addr, Some(&mut child), &log_path)?;
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -523,6 +550,51 @@ fn detach(dir: &Path, port: Option<u16>, listen: Option<String>) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until the server at `addr` takes sessions (a standby has loaded its snapshot), saying so if it
+/// has to wait. After [`LOAD_WAIT`] it stops waiting without an error: the server is up and still loading.
+fn wait_for_sessions(addr: &SocketAddr, mut child: Option<&mut std::process::Child>, log_path: &Path) -> Result<()> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let exited = match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => Some(status.to_string()),
+            _ => None,
+        };
+        let taking = match (exited, takes_sessions(addr)) {
+            (None, Ok(taking)) => taking,
+            (exited, _) => {
+                return Err(config_error(format!(
+                    "the server {} while loading its snapshot; the log ends with:\n{}",
+                    exited.map_or("stopped".to_string(), |s| format!("exited ({s})")),
+                    log_tail(log_path, 10)
+                )))
+            }
+        };
+        if taking {
+            break;
+        }
+        if !said {
+            println!("the standby is loading its snapshot; waiting until it accepts read-only connections");
+            said = true;
+        }
+        if started.elapsed() > LOAD_WAIT {
+            println!(
+                "still loading after {} s; not waiting any longer (its log says when it is ready)",
+                LOAD_WAIT.as_secs()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if said {
+        println!(
+            "the standby accepts read-only connections ({:.1} s after it started)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn stop(dir: &Path, mode: StopMode) -> Result<()> {
@@ -623,6 +695,7 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         ))
         .with_hint("Give the standby another --port."));
     }
+    let begun = Instant::now();
     let slot = slot_name(name);
     let existed = dir.exists();
     let undo = |started: bool| {
@@ -673,7 +746,8 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         );
         return Ok(());
     }
-    if let Err(e) = detach(dir, Some(port), None) {
+    // Not waiting for the snapshot to load: the standby streams (and protects commits) while it loads.
+    if let Err(e) = detach(dir, Some(port), None, false) {
         undo(true);
         return Err(e);
     }
@@ -694,8 +768,12 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         eprintln!("tandem: warning: could not record the standby in the primary's mirror_conninfo: {e}");
     }
     println!(
-        "standby \"{name}\" is streaming from {host}:{primary_port} and accepts read-only connections on port {port}"
+        "standby \"{name}\" is streaming from {host}:{primary_port} ({:.1} s after the start of the command)",
+        begun.elapsed().as_secs_f64()
     );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_sessions(&addr, None, &dir.join("log").join("tandem.log"))?;
+    println!("standby \"{name}\" accepts read-only connections on port {port}");
     Ok(())
 }
 
@@ -775,8 +853,24 @@ fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()
         }
     }
     let started = Instant::now();
-    let mut conn = Conn::session("127.0.0.1", config.port, "tandem promote", None)
-        .map_err(|e| config_error(format!("could not connect to the standby on port {}: {e}", config.port)))?;
+    // A standby still loading its snapshot refuses sessions (57P03): promotion waits for the load, within
+    // the same time limit.
+    let mut said = false;
+    let mut conn = loop {
+        match Conn::session("127.0.0.1", config.port, "tandem promote", None) {
+            Ok(c) => break c,
+            Err(e) if e.code == SqlState::CANNOT_CONNECT_NOW && started.elapsed().as_secs() < wait_seconds => {
+                if !said {
+                    println!("the standby is still loading its snapshot; promoting once it has");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(config_error(format!("could not connect to the standby on port {}: {e}", config.port)))
+            }
+        }
+    };
     if conn.value(&format!("select pg_promote(true, {wait_seconds})"))?.as_deref() != Some("t") {
         return Err(config_error(format!("the standby did not finish promoting within {wait_seconds} s")));
     }
@@ -913,12 +1007,12 @@ fn quickstart(dir: &Path) -> Result<()> {
         create(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
         println!("Created a new primary in {}.", primary.display());
     }
-    detach(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()))?;
+    detach(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), true)?;
     let stop_primary = || {
         let _ = stop(&primary, StopMode::Fast);
     };
     let made = if standby.join("tandem.control").exists() {
-        detach(&standby, Some(STANDBY_PORT), Some(DEFAULT_LISTEN.into()))
+        detach(&standby, Some(STANDBY_PORT), Some(DEFAULT_LISTEN.into()), true)
     } else {
         println!("Creating a synchronous standby in {} (as tandem init-standby does).", standby.display());
         init_standby(DEFAULT_LISTEN, DEFAULT_PORT, &standby, STANDBY_PORT, "standby", false)

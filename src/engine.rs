@@ -265,10 +265,16 @@ pub(crate) struct Core {
     checkpoint_lock: Mutex<()>,
     spare_segments: u64,
     last_checkpoint: Mutex<(Lsn, Instant)>,
+    /// A commit since the latest checkpoint altered a table: replaying it may rebuild a whole table, so a
+    /// base backup takes a new checkpoint rather than leave that to the standby. Set and cleared under
+    /// the WAL append lock.
+    pub(crate) altered_since_checkpoint: AtomicBool,
     shutdown: AtomicBool,
     /// A standby: replaying WAL, refusing writes.
     pub(crate) in_recovery: AtomicBool,
     replay_status: Mutex<ReplayStatus>,
+    /// The state is whole: false only while a standby's startup process still loads its snapshot.
+    consistent: AtomicBool,
     /// Promotion asked for: the startup process finishes recovery once it has applied what it has.
     promote_requested: AtomicBool,
     /// The outcome of the last promotion (the new timeline), for the thread that asked.
@@ -596,17 +602,37 @@ impl Engine {
     /// Opens a data directory: takes its lock, recovers, and starts the WAL writer and checkpointer. A
     /// directory holding `standby.signal` opens as a standby: read-only, with a startup process that keeps
     /// replaying the WAL its receiver writes into `pg_wal/`.
+    ///
+    /// A primary loads its snapshot and replays its WAL before this returns. A standby returns as soon as
+    /// its snapshot file and WAL are checked and the end of its WAL is found: its startup process loads the
+    /// snapshot in the background, so the WAL receiver streams (and a synchronous primary's commits are
+    /// protected) while it loads. Until it has loaded and caught up with its local WAL, the standby is not
+    /// [`consistent`](Engine::consistent) and sessions are refused, as PostgreSQL's hot standby refuses
+    /// them before its consistent recovery point.
     pub fn open(dir: &Path, config: EngineConfig) -> Result<Engine> {
         let control = ControlFile::read(dir)?;
         let standby = dir.join(STANDBY_SIGNAL).exists();
         let pid_file = lock_data_dir(dir)?;
         let wal_dir = dir.join(WAL_DIR);
-        let recovered = Replay::start(dir, &control).and_then(|mut replay| {
-            replay.to_end()?;
-            let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, replay.position(), replay.prev())?;
-            Ok((replay, wal))
-        });
-        let (replay, wal) = match recovered {
+        let started = Instant::now();
+        let opened = if standby {
+            snapshot::open(dir, control.system_id, control.checkpoint).and_then(|snap| {
+                let (end, prev) = Replay::wal_end(dir, &control)?;
+                let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, prev)?;
+                Ok((Err(snap), wal))
+            })
+        } else {
+            Replay::start(dir, &control).and_then(|mut replay| {
+                let rows: usize = replay.state().tables.values().map(|t| t.rows.len()).sum();
+                tracing::info!(at = %control.checkpoint, rows, seconds = started.elapsed().as_secs_f64(), "snapshot loaded");
+                let redo = Instant::now();
+                replay.to_end()?;
+                tracing::info!(end = %replay.position(), seconds = redo.elapsed().as_secs_f64(), "redo done");
+                let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, replay.position(), replay.prev())?;
+                Ok((Ok(replay), wal))
+            })
+        };
+        let (replay, wal) = match opened {
             Ok(r) => r,
             Err(e) => {
                 pid_file.abandon();
@@ -614,8 +640,12 @@ impl Engine {
             }
         };
         pid_file.claim()?;
-        let end = replay.position();
-        let state = replay.state().clone();
+        let end = wal.flushed();
+        // A loading standby shows an empty state (no session sees it) and has applied nothing yet.
+        let (state, applied, last_commit_time) = match &replay {
+            Ok(r) => (r.state().clone(), end, r.last_commit_time()),
+            Err(_) => (DbState::new(), control.checkpoint, None),
+        };
         let next_rowid = state.max_rowid() + 1;
         let cluster_state = if standby { ClusterState::InArchiveRecovery } else { ClusterState::InProduction };
         let core = Arc::new(Core {
@@ -623,7 +653,7 @@ impl Engine {
             system_id: control.system_id,
             wal,
             latest: Mutex::new(state.clone()),
-            visible: RwLock::new(Visible { state, lsn: end, version: 0 }),
+            visible: RwLock::new(Visible { state, lsn: applied, version: 0 }),
             pipeline: Mutex::new(Pipeline { pending: VecDeque::new(), flushed: end, acked: end, last_error: None }),
             pipeline_cv: Condvar::new(),
             wake_queue: Mutex::new(VecDeque::new()),
@@ -636,9 +666,11 @@ impl Engine {
             checkpoint_lock: Mutex::new(()),
             spare_segments: config.spare_segments,
             last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
+            altered_since_checkpoint: AtomicBool::new(true),
             shutdown: AtomicBool::new(false),
             in_recovery: AtomicBool::new(standby),
-            replay_status: Mutex::new(ReplayStatus { applied: end, last_commit_time: replay.last_commit_time() }),
+            replay_status: Mutex::new(ReplayStatus { applied, last_commit_time }),
+            consistent: AtomicBool::new(replay.is_ok()),
             promote_requested: AtomicBool::new(false),
             promotion: Mutex::new(None),
             promotion_cv: Condvar::new(),
@@ -660,9 +692,23 @@ impl Engine {
 
     /// The standby's startup process: applies WAL as the receiver flushes it, publishes each batch as the
     /// visible state, and takes a restartpoint (a checkpoint of the replayed state) at checkpoint records.
-    fn start_startup_process(&self, mut replay: Replay) {
+    ///
+    /// Given a snapshot rather than a replay, it first loads the snapshot and applies the WAL already
+    /// flushed, then marks the standby consistent. If that fails the server cannot serve at all, and the
+    /// process exits, as PostgreSQL's postmaster does when its startup process fails.
+    fn start_startup_process(&self, replay: std::result::Result<Replay, snapshot::Checked>) {
         let core = self.core.clone();
         let handle = std::thread::Builder::new().name("startup".into()).spawn(move || {
+            let mut replay = match replay {
+                Ok(replay) => replay,
+                Err(snap) => match load_standby(&core, snap) {
+                    Ok(replay) => replay,
+                    Err(e) => {
+                        eprintln!("tandem: FATAL: the startup process could not load the standby's snapshot: {e}");
+                        std::process::exit(1);
+                    }
+                },
+            };
             let mut restartpoint: Option<JoinHandle<()>> = None;
             while !core.shutdown.load(Ordering::Acquire) && core.in_recovery.load(Ordering::Acquire) {
                 if core.timelines_changed.swap(false, Ordering::AcqRel) {
@@ -859,17 +905,20 @@ impl Engine {
     /// Starts a base backup: checkpoints, then holds the WAL from the checkpoint on (as `consumer`) and
     /// opens the checkpoint's snapshot, so nothing the backup needs can be removed while it is copied.
     ///
-    /// When less than [`BACKUP_REUSE_WAL`] bytes of WAL were written since the latest checkpoint, that
-    /// checkpoint is used as it is: the standby replays that little WAL faster than a new snapshot of the
-    /// whole database could be written (PostgreSQL's fast checkpoint is cheap when little is dirty; a
-    /// tandem checkpoint always writes everything).
+    /// When less than [`BACKUP_REUSE_WAL`] bytes of WAL were written since the latest checkpoint, and no
+    /// table was altered since (replaying `ALTER TABLE ... ADD PRIMARY KEY` rebuilds the table from one
+    /// small record), that checkpoint is used as it is: the standby replays that little WAL faster than a
+    /// new snapshot of the whole database could be written (PostgreSQL's fast checkpoint is cheap when
+    /// little is dirty; a tandem checkpoint always writes everything).
     pub fn backup_start(&self, consumer: &str) -> Result<BackupStart> {
         if self.in_recovery() {
             return Err(Error::new(SqlState("55000"), "recovery is in progress")
                 .with_hint("Base backups are taken from the primary."));
         }
         let last = lock(&self.core.control).checkpoint;
-        if self.core.wal.flushed().0.saturating_sub(last.0) > BACKUP_REUSE_WAL {
+        if self.core.wal.flushed().0.saturating_sub(last.0) > BACKUP_REUSE_WAL
+            || self.core.altered_since_checkpoint.load(Ordering::Acquire)
+        {
             checkpoint(&self.core)?;
         }
         let _one = lock(&self.core.checkpoint_lock);
@@ -937,6 +986,12 @@ impl Engine {
         self.core.in_recovery.load(Ordering::Acquire)
     }
 
+    /// Whether the state is whole and sessions may read it: false only while a standby loads its
+    /// snapshot (see [`open`](Engine::open)).
+    pub fn consistent(&self) -> bool {
+        self.core.consistent.load(Ordering::Acquire)
+    }
+
     /// How far the startup process has replayed (on a primary: the end of recovery).
     pub fn replay_status(&self) -> ReplayStatus {
         *lock(&self.core.replay_status)
@@ -988,6 +1043,25 @@ impl Drop for Engine {
 }
 
 /// Publishes what the startup process has replayed as the visible (and latest) state.
+/// A standby's first step: decodes its snapshot, applies the WAL flushed so far, publishes that state
+/// and opens for read-only sessions.
+fn load_standby(core: &Core, snap: snapshot::Checked) -> Result<Replay> {
+    let started = Instant::now();
+    let control = lock(&core.control).clone();
+    let mut replay = Replay::from_snapshot(&core.dir, &control, snap)?;
+    let rows: usize = replay.state().tables.values().map(|t| t.rows.len()).sum();
+    tracing::info!(at = %control.checkpoint, rows, seconds = started.elapsed().as_secs_f64(), "snapshot loaded");
+    replay.apply_available(core.wal.flushed())?;
+    publish_replayed(core, &replay);
+    core.consistent.store(true, Ordering::Release);
+    tracing::info!(
+        at = %replay.position(),
+        seconds = started.elapsed().as_secs_f64(),
+        "consistent recovery state reached; database system is ready to accept read only connections"
+    );
+    Ok(replay)
+}
+
 fn publish_replayed(core: &Core, replay: &Replay) {
     let pos = replay.position();
     {
@@ -1044,6 +1118,7 @@ fn checkpoint(core: &Core) -> Result<Lsn> {
         let mut g = core.wal.lock();
         let latest = lock(&core.latest);
         let rec = g.append(RecordKind::Checkpoint, 0, &payload, crc)?;
+        core.altered_since_checkpoint.store(false, Ordering::Release);
         (rec, latest.clone())
     };
     core.wal.wait_flushed(rec.end)?;

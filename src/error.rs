@@ -48,6 +48,7 @@ impl SqlState {
     pub const OBJECT_IN_USE: SqlState = SqlState("55006");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
+    pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
     pub const IO_ERROR: SqlState = SqlState("58030");
     pub const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");

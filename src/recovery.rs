@@ -39,36 +39,74 @@ pub struct Replay {
     checkpoint: Option<(Lsn, DbState)>,
 }
 
+/// A reader at the checkpoint the control file names, past its checkpoint record (checked to be one, of
+/// this system).
+fn open_reader(dir: &Path, control: &ControlFile) -> Result<WalReader> {
+    let mut reader = WalReader::new(
+        &dir.join(WAL_DIR),
+        control.segment_size,
+        crate::wal::timeline::timelines(&dir.join(WAL_DIR), control.timeline)?,
+        control.checkpoint,
+        Lsn::INVALID,
+    );
+    let first = reader.next_record()?;
+    let Some(first) = first.filter(|r| r.kind == RecordKind::Checkpoint) else {
+        let path = reader.segment_path(control.checkpoint);
+        return Err(Error::corrupted(format!(
+            "could not locate a valid checkpoint record at {} (segment file \"{}\", offset {})",
+            control.checkpoint,
+            path.display(),
+            control.checkpoint.segment_offset(control.segment_size)
+        ))
+        .with_detail("The control file points at a WAL position that holds no checkpoint record of this system."));
+    };
+    let info = CheckpointInfo::decode(&first.payload)?;
+    if info.system_id != control.system_id {
+        return Err(Error::corrupted(format!(
+            "WAL file is from a different database system: WAL file database system identifier is {}, control file database system identifier is {}",
+            info.system_id, control.system_id
+        )));
+    }
+    Ok(reader)
+}
+
+/// At the end of the readable WAL: fine if nothing valid follows, corruption if a valid record does.
+fn check_tail(reader: &mut WalReader) -> Result<()> {
+    let end = reader.position();
+    let Some(valid) = reader.find_valid_after(end)? else { return Ok(()) };
+    let path = reader.segment_path(end);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+    Err(Error::corrupted(format!(
+        "WAL is corrupt: invalid record at {end} in segment file {name} at offset {}, but a valid record follows at {valid}",
+        end.segment_offset(reader.segment_size()),
+    ))
+    .with_detail("Nothing was changed. The WAL after the damaged record cannot be replayed safely.")
+    .with_hint(
+        "Restore the damaged segment from a standby (its pg_wal holds the same bytes), or rebuild this server from a base backup.",
+    ))
+}
+
 impl Replay {
     /// Loads the snapshot the control file names and checks the checkpoint record it starts from.
     pub fn start(dir: &Path, control: &ControlFile) -> Result<Replay> {
-        let state = snapshot::read(dir, control.system_id, control.checkpoint)?;
-        let mut reader = WalReader::new(
-            &dir.join(WAL_DIR),
-            control.segment_size,
-            crate::wal::timeline::timelines(&dir.join(WAL_DIR), control.timeline)?,
-            control.checkpoint,
-            Lsn::INVALID,
-        );
-        let first = reader.next_record()?;
-        let Some(first) = first.filter(|r| r.kind == RecordKind::Checkpoint) else {
-            let path = reader.segment_path(control.checkpoint);
-            return Err(Error::corrupted(format!(
-                "could not locate a valid checkpoint record at {} (segment file \"{}\", offset {})",
-                control.checkpoint,
-                path.display(),
-                control.checkpoint.segment_offset(control.segment_size)
-            ))
-            .with_detail("The control file points at a WAL position that holds no checkpoint record of this system."));
-        };
-        let info = CheckpointInfo::decode(&first.payload)?;
-        if info.system_id != control.system_id {
-            return Err(Error::corrupted(format!(
-                "WAL file is from a different database system: WAL file database system identifier is {}, control file database system identifier is {}",
-                info.system_id, control.system_id
-            )));
-        }
+        Replay::from_snapshot(dir, control, snapshot::open(dir, control.system_id, control.checkpoint)?)
+    }
+
+    /// [`start`](Self::start) from a snapshot file already read and checked.
+    pub fn from_snapshot(dir: &Path, control: &ControlFile, snapshot: snapshot::Checked) -> Result<Replay> {
+        let reader = open_reader(dir, control)?;
+        let state = snapshot.decode()?;
         Ok(Replay { state, reader, last_commit_time: None, checkpoint: None })
+    }
+
+    /// The end of the valid WAL after the checkpoint, and the position of the last record before it, found
+    /// without applying anything: where a standby's WAL receiver starts while its snapshot still loads.
+    /// Damage before the end is reported as [`to_end`](Self::to_end) reports it.
+    pub fn wal_end(dir: &Path, control: &ControlFile) -> Result<(Lsn, Lsn)> {
+        let mut reader = open_reader(dir, control)?;
+        while reader.next_record()?.is_some() {}
+        check_tail(&mut reader)?;
+        Ok((reader.position(), reader.prev()))
     }
 
     /// The state as of [`position`](Self::position).
@@ -182,24 +220,10 @@ impl Replay {
             }
             Ok::<(), Error>(())
         })?;
-        loop {
-            if let Some(rec) = self.reader.next_record()? {
-                self.apply(&rec)?;
-                continue;
-            }
-            let end = self.reader.position();
-            let Some(valid) = self.reader.find_valid_after(end)? else { return Ok(()) };
-            let path = self.reader.segment_path(end);
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-            return Err(Error::corrupted(format!(
-                "WAL is corrupt: invalid record at {end} in segment file {name} at offset {}, but a valid record follows at {valid}",
-                end.segment_offset(self.reader.segment_size()),
-            ))
-            .with_detail("Nothing was changed. The WAL after the damaged record cannot be replayed safely.")
-            .with_hint(
-                "Restore the damaged segment from a standby (its pg_wal holds the same bytes), or rebuild this server from a base backup.",
-            ));
+        while let Some(rec) = self.reader.next_record()? {
+            self.apply(&rec)?;
         }
+        check_tail(&mut self.reader)
     }
 
     /// Applies every complete record that ends at or before `flushed`. Returns how many it applied.

@@ -269,6 +269,17 @@ fn decode_chunk(
 
 /// Loads the snapshot at `lsn`, checking that it belongs to this system and position.
 pub fn read(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<DbState> {
+    open(data_dir, system_id, lsn)?.decode()
+}
+
+/// A snapshot file read into memory whose checksum, format, system and position were checked, not yet
+/// decoded. A standby checks its snapshot this way before it starts, then decodes it in the background.
+pub struct Checked {
+    bytes: Vec<u8>,
+}
+
+/// Reads the snapshot at `lsn` and checks everything but its contents: the cheap part of [`read`].
+pub fn open(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<Checked> {
     let path = path(data_dir, lsn);
     let bytes = fs::read(&path).map_err(|e| Error::io(format!("could not read snapshot \"{}\"", path.display()), e))?;
     if bytes.len() < 36 || &bytes[..8] != MAGIC {
@@ -297,48 +308,61 @@ pub fn read(data_dir: &Path, system_id: u64, lsn: Lsn) -> Result<DbState> {
     if at != lsn {
         return Err(Error::corrupted(format!("snapshot \"{}\" is of position {at}, expected {lsn}", path.display())));
     }
-    let mut state = DbState::new();
-    state.next_oid = d.u32()?;
-    let ntables = d.count()?;
-    for _ in 0..ntables {
-        let def = Arc::new(TableDef::decode(&mut d)?);
-        let ncols = def.columns.len();
-        let positions =
-            def.primary_key.iter().flat_map(|pk| &pk.columns).chain(def.indexes.iter().flat_map(|i| &i.columns));
-        if let Some(bad) = positions.copied().find(|&c| c >= ncols) {
-            return Err(d.malformed(format!("table {} indexes column {bad} of {ncols}", def.name)));
+    Ok(Checked { bytes })
+}
+
+/// Where the contents start: after the magic, format, system id and position.
+const HEADER: usize = 8 + 4 + 8 + 8;
+
+impl Checked {
+    /// Decodes the whole state.
+    pub fn decode(self) -> Result<DbState> {
+        failpoint::check("snapshot_decode")?;
+        let body = &self.bytes[..self.bytes.len() - 4];
+        let mut d = Decoder::at(body, HEADER, "snapshot");
+        let mut state = DbState::new();
+        state.next_oid = d.u32()?;
+        let ntables = d.count()?;
+        for _ in 0..ntables {
+            let def = Arc::new(TableDef::decode(&mut d)?);
+            let ncols = def.columns.len();
+            let positions =
+                def.primary_key.iter().flat_map(|pk| &pk.columns).chain(def.indexes.iter().flat_map(|i| &i.columns));
+            if let Some(bad) = positions.copied().find(|&c| c >= ncols) {
+                return Err(d.malformed(format!("table {} indexes column {bad} of {ncols}", def.name)));
+            }
+            let nrows = d.var()?;
+            let store_keys = d.bool()?;
+            let nchunks = d.count()?;
+            let mut chunks = Vec::with_capacity(nchunks);
+            for _ in 0..nchunks {
+                let len = d.u32()? as usize;
+                let start = d.position();
+                d.take(len)?;
+                chunks.push((start, start + len));
+            }
+            let data = load_table(body, def.clone(), store_keys, &chunks)?;
+            if data.rows.len() as u64 != nrows {
+                return Err(d.malformed(format!(
+                    "table {} has {} distinct rows, its header says {nrows}",
+                    def.name,
+                    data.rows.len()
+                )));
+            }
+            state.names.insert(Arc::from(def.name.as_str()), def.id);
+            state.tables.insert(def.id, data);
         }
-        let nrows = d.var()?;
-        let store_keys = d.bool()?;
-        let nchunks = d.count()?;
-        let mut chunks = Vec::with_capacity(nchunks);
-        for _ in 0..nchunks {
-            let len = d.u32()? as usize;
-            let start = d.position();
-            d.take(len)?;
-            chunks.push((start, start + len));
+        let nseq = d.count()?;
+        for _ in 0..nseq {
+            let def = Arc::new(SequenceDef::decode(&mut d)?);
+            let value = SequenceValue { last: d.svar()?, called: d.bool()? };
+            state.names.insert(Arc::from(def.name.as_str()), def.id);
+            state.sequence_values.insert(def.id, value);
+            state.sequences.insert(def.id, def);
         }
-        let data = load_table(body, def.clone(), store_keys, &chunks)?;
-        if data.rows.len() as u64 != nrows {
-            return Err(d.malformed(format!(
-                "table {} has {} distinct rows, its header says {nrows}",
-                def.name,
-                data.rows.len()
-            )));
-        }
-        state.names.insert(Arc::from(def.name.as_str()), def.id);
-        state.tables.insert(def.id, data);
+        d.finish()?;
+        Ok(state)
     }
-    let nseq = d.count()?;
-    for _ in 0..nseq {
-        let def = Arc::new(SequenceDef::decode(&mut d)?);
-        let value = SequenceValue { last: d.svar()?, called: d.bool()? };
-        state.names.insert(Arc::from(def.name.as_str()), def.id);
-        state.sequence_values.insert(def.id, value);
-        state.sequences.insert(def.id, def);
-    }
-    d.finish()?;
-    Ok(state)
 }
 
 /// Builds one table from its chunks: decoders on every core but one hand decoded chunks, in order, to this

@@ -53,15 +53,20 @@ fn psql(port: u16, sql: &str) -> std::result::Result<String, String> {
     }
 }
 
-#[test]
-fn init_standby_under_pgbench_load() {
-    let tmp = TempDir::new("init-standby");
+/// A primary in `TMP/primary`, started with `tandem start --detach`; its port and a free one for a standby.
+fn running_primary(tag: &str) -> (TempDir, u16, u16, Running) {
+    let tmp = TempDir::new(tag);
     let pdir = tmp.path().join("primary");
-    let sdir = tmp.path().join("standby");
     let (pport, sport) = (free_port(), free_port());
     tandem(&["init", "--port", &pport.to_string()], &pdir);
     tandem(&["start", "--detach"], &pdir);
-    let _primary = Running(pdir.clone());
+    (tmp, pport, sport, Running(pdir))
+}
+
+#[test]
+fn init_standby_under_pgbench_load() {
+    let (tmp, pport, sport, _primary) = running_primary("init-standby");
+    let sdir = tmp.path().join("standby");
     let init = Command::new("pgbench")
         .args(["-h", "127.0.0.1", "-p", &pport.to_string(), "-i", "-s", "1", "-q", "postgres"])
         .output()
@@ -174,4 +179,64 @@ fn init_standby_refuses_the_primarys_own_port() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("same host and port"));
     assert!(!tmp.path().join("s").exists(), "a refused init-standby left files behind");
+}
+
+/// A standby streams while it still loads its snapshot: the primary sees it `streaming` while the standby
+/// refuses sessions with 57P03 and `tandem status` shows it starting up; once loaded it answers reads,
+/// `init-standby` returns, and the data is the primary's. (A failpoint stalls the snapshot's decoding
+/// for 5 s, standing in for the seconds a large snapshot takes.)
+#[test]
+fn standby_streams_while_its_snapshot_loads() {
+    let (tmp, pport, sport, _primary) = running_primary("loading-standby");
+    let sdir = tmp.path().join("standby");
+    psql(
+        pport,
+        "create table t (id int primary key, v text); insert into t select g, 'v' || g from generate_series(1, 1000) g",
+    )
+    .unwrap();
+    let _standby = Running(sdir.clone());
+    let child = Command::new(tandem_bin())
+        .args(["init-standby", "-h", "127.0.0.1", "-p", &pport.to_string(), "--port", &sport.to_string()])
+        .args(["--name", "loading", "-D"])
+        .arg(&sdir)
+        .env("TANDEM_FAILPOINTS", "snapshot_decode=sleep(5000)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = "select state from pg_stat_replication where application_name = 'loading'";
+    while psql(pport, state).ok().as_deref() != Some("streaming") {
+        assert!(Instant::now() < deadline, "the standby never streamed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = psql(sport, "select count(*) from t").expect_err("a loading standby answered a query");
+    assert!(refused.contains("the database system is not yet accepting connections"), "{refused}");
+    assert!(refused.contains("Consistent recovery state has not been yet reached"), "{refused}");
+    let status =
+        Command::new(tandem_bin()).args(["status", "-h", "127.0.0.1", "-p", &sport.to_string()]).output().unwrap();
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && status_text.contains("starting up"), "{status_text}");
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("is streaming") && said.contains("accepts read-only connections"), "{said}");
+    assert_eq!(psql(sport, "select count(*), sum(id) from t").unwrap(), "1000|500500");
+    let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap();
+    assert!(log.contains("snapshot loaded") && log.contains("consistent recovery state reached"), "{log}");
+    // A standby taken away: its slot is dropped with PostgreSQL's function (not while it streams).
+    let slots = "select slot_name from pg_replication_slots";
+    let slot = psql(pport, slots).unwrap();
+    let in_use =
+        psql(pport, &format!("select pg_drop_replication_slot('{slot}')")).expect_err("dropped an active slot");
+    assert!(in_use.contains("is active for PID"), "{in_use}");
+    tandem(&["stop"], &sdir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while psql(pport, &format!("select pg_drop_replication_slot('{slot}')")).is_err() {
+        assert!(Instant::now() < deadline, "the slot stayed active after its standby stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(psql(pport, slots).unwrap(), "");
+    let gone = psql(pport, &format!("select pg_drop_replication_slot('{slot}')")).expect_err("dropped a slot twice");
+    assert!(gone.contains("does not exist"), "{gone}");
 }

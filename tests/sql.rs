@@ -98,6 +98,7 @@ async fn sql_features() {
     assert_eq!(one(&c, "SELECT now() = CURRENT_TIMESTAMP").await, "t");
     assert_eq!(one(&c, "SELECT '42'::int + CAST('8' AS bigint)").await, "50");
     assert_eq!(one(&c, "SELECT code || '|' FROM emp WHERE id = 1").await, "a  |");
+    assert_eq!(one(&c, "SELECT 'id' || id || '-' || id * 2 FROM emp WHERE id = 1").await, "id1-2");
     assert_eq!(one(&c, "SELECT active FROM emp WHERE id = 4").await, "t");
     assert_eq!(one(&c, "SELECT NULL IS NULL AND (NULL = 1) IS NULL").await, "t");
     assert_eq!(one(&c, "SELECT 7 / 2 + 7 % 2").await, "4");

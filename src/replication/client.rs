@@ -79,6 +79,7 @@ pub fn server_error(body: &[u8]) -> Error {
         Some("42710") => SqlState::DUPLICATE_OBJECT,
         Some("42704") => SqlState::UNDEFINED_OBJECT,
         Some("55006") => SqlState::OBJECT_IN_USE,
+        Some("57P03") => SqlState::CANNOT_CONNECT_NOW,
         _ => SqlState("08006"),
     };
     let e = Error::new(code, format!("error from {}: {}", "the server", field(b'M').unwrap_or_default()));

@@ -4,7 +4,8 @@
 //! per standby) or pg_stat_wal_receiver (on a standby), and prints them for a person or, with `--json`, for
 //! a script. A standby that is not streaming is shown with its last error, never as healthy.
 
-use crate::error::Result;
+use crate::error::{Result, SqlState};
+use crate::replication::basebackup::replication_query;
 use crate::replication::client::Conn;
 use crate::wal::Lsn;
 
@@ -23,7 +24,11 @@ fn bytes_between(a: &Option<String>, b: &Option<String>) -> Option<u64> {
 
 /// Prints the status of the server at host:port.
 pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
-    let mut c = Conn::session(host, port, "tandem status", None)?;
+    let mut c = match Conn::session(host, port, "tandem status", None) {
+        Ok(c) => c,
+        Err(e) if e.code == SqlState::CANNOT_CONNECT_NOW => return print_loading(host, port, json),
+        Err(e) => return Err(e),
+    };
     let (_, info) = c.query(
         "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version(), current_setting('synchronous_standby_names'), tandem_sync_fallback()",
     )?;
@@ -110,5 +115,26 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
         }
         println!("    Last reply:       {}", f(12));
     }
+    Ok(())
+}
+
+/// A standby that still loads its snapshot refuses sessions (57P03) but answers IDENTIFY_SYSTEM on a
+/// replication connection: its timeline and the end of the WAL it has, which it already streams.
+fn print_loading(host: &str, port: u16, json: bool) -> Result<()> {
+    let row = replication_query(host, port, "IDENTIFY_SYSTEM")?;
+    let get = |i: usize| row.get(i).cloned().flatten();
+    if json {
+        println!(
+            "{{ \"role\": \"standby\", \"host\": \"{host}\", \"port\": {port}, \"state\": \"starting up\", \"system_identifier\": {}, \"timeline\": {}, \"receive_lsn\": {}, \"replay_lsn\": null, \"receiver\": [] }}",
+            json_string(&get(0)),
+            get(1).unwrap_or_else(|| "null".into()),
+            json_string(&get(2)),
+        );
+        return Ok(());
+    }
+    println!("{host}:{port}: standby (in recovery), starting up");
+    println!("  loading its snapshot: read-only connections are refused until it is consistent");
+    println!("  timeline:          {}", get(1).unwrap_or_else(|| "-".into()));
+    println!("  WAL held up to:    {}", get(2).unwrap_or_else(|| "-".into()));
     Ok(())
 }

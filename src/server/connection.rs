@@ -95,9 +95,13 @@ impl Conn {
     }
 
     fn error(&mut self, e: &Error) -> Result<()> {
+        self.error_with("ERROR", e)
+    }
+
+    fn error_with(&mut self, severity: &str, e: &Error) -> Result<()> {
         let mut fields = vec![
-            (b'S', "ERROR".to_string()),
-            (b'V', "ERROR".to_string()),
+            (b'S', severity.to_string()),
+            (b'V', severity.to_string()),
             (b'C', e.code.0.to_string()),
             (b'M', e.message.clone()),
         ];
@@ -247,6 +251,12 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
         let (pid, _, _) = shared.register(stream);
         let _registered = Registration { shared, pid };
         return crate::replication::walsender::serve(walsender_stream, &params, pid, shared.replication.clone());
+    }
+    if !shared.engine.consistent() {
+        let e = Error::new(SqlState::CANNOT_CONNECT_NOW, "the database system is not yet accepting connections")
+            .with_detail("Consistent recovery state has not been yet reached.");
+        conn.error_with("FATAL", &e)?;
+        return conn.flush();
     }
     let (pid, secret, registration) = shared.register(stream);
     let _registered = Registration { shared, pid };

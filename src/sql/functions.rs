@@ -68,6 +68,7 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "convert_from"
         | "pg_size_pretty"
         | "set_config"
+        | "pg_drop_replication_slot"
         | "translate" => DataType::Text,
         "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "position" | "pg_backend_pid"
         | "array_position" | "array_upper" | "ascii" => DataType::Int4,
@@ -107,7 +108,7 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
 
 /// Whether a function's result changes from call to call (so it cannot be computed once per statement).
 pub fn is_volatile(name: &str) -> bool {
-    matches!(name, "random" | "nextval" | "setval" | "clock_timestamp")
+    matches!(name, "random" | "nextval" | "setval" | "clock_timestamp" | "pg_drop_replication_slot")
 }
 
 fn not_strict(name: &str) -> bool {
@@ -442,6 +443,17 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 });
                 Value::Bool(true)
             }
+        }
+        // void in PostgreSQL, whose text output is empty.
+        "pg_drop_replication_slot" => {
+            let ctx = env.session.replication.as_ref().ok_or_else(|| {
+                Error::new(
+                    SqlState::UNDEFINED_OBJECT,
+                    format!("replication slot \"{}\" does not exist", s(0).unwrap_or_default()),
+                )
+            })?;
+            ctx.slots.drop_slot(&s(0)?)?;
+            Value::text("")
         }
         "pg_reload_conf" => match &env.session.replication {
             Some(r) => {

@@ -915,7 +915,8 @@ impl<'a> Planner<'a> {
     ) -> Result<(Expr, DataType)> {
         use ast::BinaryOperator as B;
         let (mut l, mut r, mut lt, mut rt) = (l, r, lt, rt);
-        if self.is_untyped(&l, &lt) && !self.is_untyped(&r, &rt) && !(is_texty(&rt) && matches!(op, B::StringConcat)) {
+        // `||` of an untyped literal is text concatenation, whatever the other side is ('v' || 1 is 'v1').
+        if self.is_untyped(&l, &lt) && !self.is_untyped(&r, &rt) && !matches!(op, B::StringConcat) {
             l = self.coerce_to(l, &lt, &rt)?;
             lt = rt.clone();
         } else if self.is_untyped(&r, &rt) && !self.is_untyped(&l, &lt) && !matches!(op, B::StringConcat) {

@@ -615,6 +615,9 @@ impl Transaction {
         }
         next.next_oid = next.next_oid.max(self.state.next_oid);
         let appended = wal.append(RecordKind::Commit, self.xid, &payload, crc)?;
+        if self.ops.iter().any(|op| matches!(op, Op::Alter { .. })) {
+            self.core.altered_since_checkpoint.store(true, Ordering::Release);
+        }
         *latest = next.clone();
         let slot = self.core.enqueue(appended.end, self.sync_level, next);
         drop(latest);
