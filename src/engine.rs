@@ -619,17 +619,17 @@ impl Engine {
             snapshot::open(dir, control.system_id, control.checkpoint).and_then(|snap| {
                 let (end, prev) = Replay::wal_end(dir, &control)?;
                 let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, end, prev)?;
-                Ok((Err(snap), wal))
+                Ok((Startup::Load(snap), wal))
             })
         } else {
             Replay::start(dir, &control).and_then(|mut replay| {
-                let rows: usize = replay.state().tables.values().map(|t| t.rows.len()).sum();
-                tracing::info!(at = %control.checkpoint, rows, seconds = started.elapsed().as_secs_f64(), "snapshot loaded");
+                log_loaded(control.checkpoint, &replay, started);
                 let redo = Instant::now();
                 replay.to_end()?;
                 tracing::info!(end = %replay.position(), seconds = redo.elapsed().as_secs_f64(), "redo done");
-                let wal = Wal::open(&wal_dir, control.segment_size, control.timeline, replay.position(), replay.prev())?;
-                Ok((Ok(replay), wal))
+                let wal =
+                    Wal::open(&wal_dir, control.segment_size, control.timeline, replay.position(), replay.prev())?;
+                Ok((Startup::Replayed(Box::new(replay)), wal))
             })
         };
         let (replay, wal) = match opened {
@@ -643,8 +643,8 @@ impl Engine {
         let end = wal.flushed();
         // A loading standby shows an empty state (no session sees it) and has applied nothing yet.
         let (state, applied, last_commit_time) = match &replay {
-            Ok(r) => (r.state().clone(), end, r.last_commit_time()),
-            Err(_) => (DbState::new(), control.checkpoint, None),
+            Startup::Replayed(r) => (r.state().clone(), end, r.last_commit_time()),
+            Startup::Load(_) => (DbState::new(), control.checkpoint, None),
         };
         let next_rowid = state.max_rowid() + 1;
         let cluster_state = if standby { ClusterState::InArchiveRecovery } else { ClusterState::InProduction };
@@ -670,7 +670,7 @@ impl Engine {
             shutdown: AtomicBool::new(false),
             in_recovery: AtomicBool::new(standby),
             replay_status: Mutex::new(ReplayStatus { applied, last_commit_time }),
-            consistent: AtomicBool::new(replay.is_ok()),
+            consistent: AtomicBool::new(matches!(replay, Startup::Replayed(_))),
             promote_requested: AtomicBool::new(false),
             promotion: Mutex::new(None),
             promotion_cv: Condvar::new(),
@@ -696,12 +696,12 @@ impl Engine {
     /// Given a snapshot rather than a replay, it first loads the snapshot and applies the WAL already
     /// flushed, then marks the standby consistent. If that fails the server cannot serve at all, and the
     /// process exits, as PostgreSQL's postmaster does when its startup process fails.
-    fn start_startup_process(&self, replay: std::result::Result<Replay, snapshot::Checked>) {
+    fn start_startup_process(&self, startup: Startup) {
         let core = self.core.clone();
         let handle = std::thread::Builder::new().name("startup".into()).spawn(move || {
-            let mut replay = match replay {
-                Ok(replay) => replay,
-                Err(snap) => match load_standby(&core, snap) {
+            let mut replay = match startup {
+                Startup::Replayed(replay) => *replay,
+                Startup::Load(snap) => match load_standby(&core, snap) {
                     Ok(replay) => replay,
                     Err(e) => {
                         eprintln!("tandem: FATAL: the startup process could not load the standby's snapshot: {e}");
@@ -1043,14 +1043,25 @@ impl Drop for Engine {
 }
 
 /// Publishes what the startup process has replayed as the visible (and latest) state.
+/// Where a server's state stands when `Engine::open` hands over: replayed to the end of the WAL (a
+/// primary), or a checked snapshot file the standby's startup process has yet to load.
+enum Startup {
+    Replayed(Box<Replay>),
+    Load(snapshot::Checked),
+}
+
+fn log_loaded(at: Lsn, replay: &Replay, started: Instant) {
+    let rows: usize = replay.state().tables.values().map(|t| t.rows.len()).sum();
+    tracing::info!(%at, rows, seconds = started.elapsed().as_secs_f64(), "snapshot loaded");
+}
+
 /// A standby's first step: decodes its snapshot, applies the WAL flushed so far, publishes that state
 /// and opens for read-only sessions.
 fn load_standby(core: &Core, snap: snapshot::Checked) -> Result<Replay> {
     let started = Instant::now();
     let control = lock(&core.control).clone();
     let mut replay = Replay::from_snapshot(&core.dir, &control, snap)?;
-    let rows: usize = replay.state().tables.values().map(|t| t.rows.len()).sum();
-    tracing::info!(at = %control.checkpoint, rows, seconds = started.elapsed().as_secs_f64(), "snapshot loaded");
+    log_loaded(control.checkpoint, &replay, started);
     replay.apply_available(core.wal.flushed())?;
     publish_replayed(core, &replay);
     core.consistent.store(true, Ordering::Release);
