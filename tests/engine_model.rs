@@ -22,7 +22,7 @@ use tandem::engine::{Engine, EngineConfig, InitOptions};
 use tandem::storage::catalog::{ColumnDef, IndexDef, PrimaryKey, TableDef};
 use tandem::storage::state::{AlterOp, DbState, TableData};
 use tandem::storage::value::{DataType, Key, Row, Value};
-use tandem::txn::{Isolation, Transaction};
+use tandem::txn::{Change, Isolation, Transaction};
 use tandem::wal::{segment, Lsn};
 
 const SEGMENT: u64 = 1 << 20;
@@ -30,14 +30,41 @@ const TABLES: u8 = 3;
 
 #[derive(Clone, Debug)]
 enum MOp {
-    Insert { t: u8, k: i64, v: i64 },
-    Update { t: u8, k: i64, v: i64 },
-    Delete { t: u8, k: i64 },
-    Create { t: u8 },
-    Drop { t: u8 },
-    Truncate { t: u8 },
-    AddColumn { t: u8 },
-    CreateIndex { t: u8 },
+    Insert {
+        t: u8,
+        k: i64,
+        v: i64,
+    },
+    Update {
+        t: u8,
+        k: i64,
+        v: i64,
+    },
+    /// Adds to v without reading it (a deferred increment, applied at commit).
+    Increment {
+        t: u8,
+        k: i64,
+        d: i64,
+    },
+    Delete {
+        t: u8,
+        k: i64,
+    },
+    Create {
+        t: u8,
+    },
+    Drop {
+        t: u8,
+    },
+    Truncate {
+        t: u8,
+    },
+    AddColumn {
+        t: u8,
+    },
+    CreateIndex {
+        t: u8,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -73,7 +100,8 @@ fn op() -> impl Strategy<Value = MOp> {
     let v = -100i64..100;
     prop_oneof![
         6 => (t.clone(), k.clone(), v.clone()).prop_map(|(t, k, v)| MOp::Insert { t, k, v }),
-        4 => (t.clone(), k.clone(), v).prop_map(|(t, k, v)| MOp::Update { t, k, v }),
+        4 => (t.clone(), k.clone(), v.clone()).prop_map(|(t, k, v)| MOp::Update { t, k, v }),
+        3 => (t.clone(), k.clone(), v).prop_map(|(t, k, d)| MOp::Increment { t, k, d }),
         2 => (t.clone(), k).prop_map(|(t, k)| MOp::Delete { t, k }),
         2 => t.clone().prop_map(|t| MOp::Create { t }),
         1 => t.clone().prop_map(|t| MOp::Drop { t }),
@@ -146,6 +174,22 @@ fn run_op(txn: &mut Transaction, model: &mut Model, op: &MOp) -> bool {
             if newest.is_some() {
                 txn.update(id, &key(*k), row(*k, *v, m.extra_columns)).unwrap();
                 m.rows.insert(*k, *v);
+            }
+        }
+        MOp::Increment { t, k, d } => {
+            let Some(m) = model.get_mut(&name(*t)) else { return true };
+            let id = oid(txn, *t).unwrap();
+            let d = *d;
+            let change: Change = Arc::new(move |r: &Row| {
+                let mut r = r.to_vec();
+                let Value::Int(v) = r[1] else { panic!("v is {:?}", r[1]) };
+                r[1] = Value::Int(v + d);
+                Ok(r.into())
+            });
+            let found = txn.increment(id, &key(*k), change).unwrap();
+            assert_eq!(found, m.rows.contains_key(k));
+            if let Some(v) = m.rows.get_mut(k) {
+                *v += d;
             }
         }
         MOp::Delete { t, k } => {

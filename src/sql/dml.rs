@@ -8,6 +8,11 @@
 //! `SET abalance = abalance + 1` never loses a concurrent increment. Under REPEATABLE READ the lock itself
 //! fails with 40001 instead.
 //!
+//! An UPDATE that only adds to numeric columns of one row named by its whole primary key
+//! (`SET abalance = abalance + $1 WHERE aid = $2`, no RETURNING, the columns in no index) is deferred
+//! under READ COMMITTED: see [`increment_only`] and the transaction module. Its result is the same as
+//! the locking path's; other incrementers of the row do not wait for it.
+//!
 //! Column DEFAULTs are stored as SQL text; they are parsed and bound when a statement needs them.
 
 use std::sync::Arc;
@@ -18,12 +23,13 @@ use sqlparser::parser::Parser;
 
 use crate::error::{Error, Result, SqlState};
 use crate::sql::execute::{self, Env, TxnCell};
-use crate::sql::expr::{truth, Expr};
+use crate::sql::expr::{binary, truth, BinOp, Expr};
 use crate::sql::plan::{Access, Plan};
-use crate::sql::planner::{choose_access, ident, name_parts, table_name, Planner, Scope};
+use crate::sql::planner::{choose_access, conjuncts, ident, name_parts, table_name, Planner, Scope};
 use crate::sql::types;
 use crate::storage::catalog::{Oid, TableDef};
 use crate::storage::value::{DataType, Row, Value};
+use crate::txn::Change;
 
 /// RETURNING: expressions over the written row, and the output columns.
 #[derive(Clone, Debug)]
@@ -397,6 +403,105 @@ pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool
         result.count += 1;
         if let Some(r) = &plan.returning {
             result.rows.push(r.exprs.iter().map(|e| e.eval(&written, env)).collect::<Result<_>>()?);
+        }
+    }
+    Ok(result)
+}
+
+/// One assignment of an increment-only UPDATE: `column = column + value` (or `value + column`, or
+/// `column - value`), under zero or more casts (outermost first).
+#[derive(Clone, Debug)]
+pub struct Addend {
+    column: usize,
+    op: BinOp,
+    column_left: bool,
+    value: Expr,
+    casts: Vec<DataType>,
+}
+
+impl Addend {
+    fn of(column: usize, mut e: &Expr) -> Option<Addend> {
+        let mut casts = Vec::new();
+        while let Expr::Cast(inner, ty) = e {
+            casts.push(ty.clone());
+            e = inner;
+        }
+        let Expr::Binary(op @ (BinOp::Add | BinOp::Sub), a, b) = e else { return None };
+        let (column_left, value) = match (a.as_ref(), b.as_ref()) {
+            (Expr::Column(c), v) if *c == column => (true, v),
+            (v, Expr::Column(c)) if *c == column && *op == BinOp::Add => (false, v),
+            _ => return None,
+        };
+        value.is_row_independent().then(|| Addend { column, op: *op, column_left, value: value.clone(), casts })
+    }
+
+    fn apply(&self, row: &mut [Value], value: &Value) -> Result<()> {
+        let old = std::mem::replace(&mut row[self.column], Value::Null);
+        let mut v =
+            if self.column_left { binary(self.op, old, value.clone())? } else { binary(self.op, value.clone(), old)? };
+        for ty in self.casts.iter().rev() {
+            v = types::cast(v, ty)?;
+        }
+        row[self.column] = v;
+        Ok(())
+    }
+}
+
+/// Whether an UPDATE only adds to numeric columns of the one row its WHERE names by primary key, and
+/// nothing else: then the new row is the same function of whichever version it is applied to, and
+/// increments of the row by different transactions commute. Returns the assignments if so.
+pub fn increment_only(plan: &WritePlan) -> Option<Vec<Addend>> {
+    let def = &plan.def;
+    let pk = def.primary_key.as_ref()?;
+    if plan.returning.is_some()
+        || plan.assignments.is_empty()
+        || !matches!(&plan.access, Access::Keys(k) if k.len() == 1)
+    {
+        return None;
+    }
+    // The WHERE is the key and only the key, so a newer version of the row needs no second look.
+    let parts = conjuncts(plan.filter.as_ref()?);
+    let on_key = |p: &&Expr| match p {
+        Expr::Binary(BinOp::Eq, a, b) => match (a.as_ref(), b.as_ref()) {
+            (Expr::Column(c), e) | (e, Expr::Column(c)) => pk.columns.contains(c) && e.is_row_independent(),
+            _ => false,
+        },
+        _ => false,
+    };
+    if parts.len() != pk.columns.len() || !parts.iter().all(on_key) {
+        return None;
+    }
+    let mut addends: Vec<Addend> = Vec::new();
+    for (c, e) in &plan.assignments {
+        let numeric =
+            matches!(def.columns[*c].ty, DataType::Int2 | DataType::Int4 | DataType::Int8 | DataType::Numeric(_));
+        let indexed = pk.columns.contains(c) || def.indexes.iter().any(|i| i.columns.contains(c));
+        if !numeric || indexed || addends.iter().any(|a| a.column == *c) {
+            return None;
+        }
+        addends.push(Addend::of(*c, e)?);
+    }
+    Some(addends)
+}
+
+/// Runs an increment-only UPDATE (see [`increment_only`]): the values are computed now, and the
+/// transaction applies them to the newest version of the row when it commits.
+pub fn increment(txn: &TxnCell, plan: &WritePlan, addends: Vec<Addend>, env: &Env) -> Result<WriteResult> {
+    let def = plan.def.clone();
+    let candidates = execute::table_rows(env.state, def.id, &def.name, &plan.access, plan.filter.as_ref(), env)?;
+    let values = addends.iter().map(|a| a.value.eval(&[], env)).collect::<Result<Vec<_>>>()?;
+    let table = def.id;
+    let change: Change = Arc::new(move |row: &Row| {
+        let mut new = row.to_vec();
+        for (a, v) in addends.iter().zip(&values) {
+            a.apply(&mut new, v)?;
+        }
+        finish_row(&def, new)
+    });
+    let mut result = WriteResult { count: 0, rows: Vec::new() };
+    for (key, _) in candidates {
+        if txn.borrow_mut().increment(table, &key, change.clone())? {
+            result.count += 1;
         }
     }
     Ok(result)

@@ -206,6 +206,25 @@ impl Expr {
     }
 
     /// Whether the expression refers to no row at all (so it can be computed once, e.g. a key to look up).
+    /// Whether the expression runs a subquery (reads tables).
+    pub fn has_subquery(&self) -> bool {
+        match self {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer(..) | Expr::Param(_) => false,
+            Expr::InSubquery(..) | Expr::Exists(..) | Expr::Subquery(_) => true,
+            Expr::Binary(_, a, b) | Expr::IsDistinct(a, b, _) | Expr::Like(a, b, ..) | Expr::Regex(a, b, ..) => {
+                a.has_subquery() || b.has_subquery()
+            }
+            Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => e.has_subquery(),
+            Expr::InList(e, l, _) => e.has_subquery() || l.iter().any(Expr::has_subquery),
+            Expr::Case { operand, whens, otherwise } => {
+                operand.as_ref().is_some_and(|o| o.has_subquery())
+                    || whens.iter().any(|(a, b)| a.has_subquery() || b.has_subquery())
+                    || otherwise.as_ref().is_some_and(|o| o.has_subquery())
+            }
+            Expr::Call(_, args) => args.iter().any(Expr::has_subquery),
+        }
+    }
+
     pub fn is_row_independent(&self) -> bool {
         match self {
             Expr::Const(_) | Expr::Param(_) | Expr::Outer(..) => true,

@@ -30,6 +30,7 @@ use crate::sql::ddl;
 use crate::sql::dml;
 use crate::sql::execute::{self, Env, SessionCtx};
 use crate::sql::functions;
+use crate::sql::plan::Plan;
 use crate::sql::planner::{ident, name_parts, Planner};
 use crate::sql::preparse::{self, CopySource, CopyStmt, Parsed};
 use crate::sql::shape::ShapeCache;
@@ -640,6 +641,14 @@ impl Session {
     fn run(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
         let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
         txn.begin_statement()?;
+        // A statement that may read what the transaction's deferred increments change materializes them
+        // first. UPDATE and INSERT decide once planned (see `fresh_state`); a savepoint reads nothing.
+        let keeps = matches!(stmt, Stmt::Sql(s) if matches!(s.as_ref(),
+            ast::Statement::Update(_) | ast::Statement::Insert(_)
+                | ast::Statement::Savepoint { .. } | ast::Statement::ReleaseSavepoint { .. }));
+        if !keeps {
+            txn.materialize_all()?;
+        }
         let state = txn.state().clone();
         self.ctx.work.set(0);
         match stmt {
@@ -731,6 +740,18 @@ impl Session {
             S::Insert(i) => {
                 let plan = dml::plan_insert(&mut planner, i)?;
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                // Values alone read no table; a row with an increment pending is materialized on its own
+                // if the insert runs into its key.
+                let reads = plan.on_conflict.is_some()
+                    || !matches!(&plan.source, Plan::Values(rows) if rows.iter().flatten().all(|e| !e.has_subquery()));
+                let fresh;
+                let state = match fresh_state(txn, reads)? {
+                    Some(s) => {
+                        fresh = s;
+                        &fresh
+                    }
+                    None => state,
+                };
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = dml::insert(&cell, &plan, &env, &mut planner)?;
@@ -739,9 +760,24 @@ impl Session {
             S::Update(u) => {
                 let plan = dml::plan_update(&mut planner, u)?;
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+                let deferred = match txn.isolation() {
+                    Isolation::ReadCommitted => dml::increment_only(&plan),
+                    Isolation::RepeatableRead => None,
+                };
+                let fresh;
+                let state = match fresh_state(txn, deferred.is_none())? {
+                    Some(s) => {
+                        fresh = s;
+                        &fresh
+                    }
+                    None => state,
+                };
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
-                let r = dml::update_or_delete(&cell, &plan, &env, false)?;
+                let r = match deferred {
+                    Some(addends) => dml::increment(&cell, &plan, addends, &env)?,
+                    None => dml::update_or_delete(&cell, &plan, &env, false)?,
+                };
                 write_outcome(format!("UPDATE {}", r.count), r, plan.returning)
             }
             S::Delete(d) => {
@@ -1021,4 +1057,14 @@ fn copy_targets(def: &crate::storage::catalog::TableDef, columns: &[String]) -> 
 /// The version string, for the server banner.
 pub fn server_version() -> String {
     functions::version()
+}
+
+/// For a statement that reads tables (`reads`) in a transaction with deferred increments: materializes
+/// them and returns the statement's new view. None when there is nothing to do.
+fn fresh_state(txn: &mut Transaction, reads: bool) -> Result<Option<DbState>> {
+    if !reads || !txn.has_increments() {
+        return Ok(None);
+    }
+    txn.materialize_all()?;
+    Ok(Some(txn.state().clone()))
 }

@@ -8,6 +8,12 @@
 //! fdatasync and a standby round trip; it reads the newest version, which is in the WAL ahead of its own
 //! commit, so it can never become durable before the version it built on.
 //!
+//! A row that transactions only add to (`UPDATE t SET c = c + e WHERE pk = ...`, the value never read back)
+//! is locked in Increment mode, which several transactions hold at once: each adds its change to the
+//! newest version when it commits, under the WAL append lock, so the changes commute and none is lost. A
+//! hot counter row (pgbench's branch balance) then serializes nobody. A holder that needs the value after
+//! all upgrades to Exclusive; see [`Entry::verdict`].
+//!
 //! A transaction about to wait records whom it waits for, then walks the wait-for graph from there. If the
 //! walk comes back to itself, waiting would deadlock: it gets SQLSTATE 40P01 at once, and the others go on.
 //! (PostgreSQL first sleeps `deadlock_timeout`, one second; checking at each wait costs a short walk.)
@@ -40,26 +46,88 @@ pub enum LockKey {
 pub enum LockMode {
     Shared,
     Exclusive,
+    /// A row some transactions only add to (`SET c = c + e`, never read back): compatible with itself.
+    /// A holder that comes to need the row's value upgrades to Exclusive (see [`LockManager::acquire`]).
+    Increment,
+}
+
+struct Waiter {
+    xid: u64,
+    mode: LockMode,
+    /// A holder of Increment asking for Exclusive.
+    upgrade: bool,
+    cv: Arc<Condvar>,
 }
 
 #[derive(Default)]
 struct Entry {
     holders: Vec<(u64, LockMode)>,
     /// Waiting requests in arrival order.
-    waiters: Vec<(LockMode, Arc<Condvar>)>,
+    waiters: Vec<Waiter>,
+}
+
+/// Whether a request can be granted now, or whom it waits for.
+enum Verdict {
+    Grant,
+    Wait(Vec<u64>),
 }
 
 impl Entry {
-    /// Wakes the waiters that may be able to go now: the first, and the shared requests right after a
-    /// shared first. Waking everyone would send a herd of threads to the lock table to find it taken.
-    fn wake_next(&self) {
-        let mut shared_run = true;
-        for (i, (mode, cv)) in self.waiters.iter().enumerate() {
-            if i > 0 && !(shared_run && *mode == LockMode::Shared) {
-                break;
+    fn upgrading(&self, xid: u64) -> bool {
+        self.waiters.iter().any(|w| w.upgrade && w.xid == xid)
+    }
+
+    /// Decides a request of `xid` for `mode`.
+    ///
+    /// Increment holders share the row; each adds its change to the newest version when it commits. A
+    /// holder that needs the value (to read it, or to write the row some other way) upgrades to Exclusive:
+    /// that is granted once every other holder is an incrementer that is itself waiting to upgrade. Those
+    /// cannot commit before they get the row in turn, so their changes come after the upgrader's, and two
+    /// upgraders never wait for each other. A new incrementer queues behind waiting writers and upgraders,
+    /// so they are not starved.
+    fn verdict(&self, xid: u64, mode: LockMode) -> Verdict {
+        let mine = self.holders.iter().find(|(x, _)| *x == xid).map(|(_, m)| *m);
+        let others = || self.holders.iter().filter(|(x, _)| *x != xid);
+        let blockers = |f: &dyn Fn(u64, LockMode) -> bool| -> Vec<u64> {
+            others().filter(|(x, m)| f(*x, *m)).map(|(x, _)| *x).collect()
+        };
+        let blocked = match (mode, mine) {
+            (_, Some(LockMode::Exclusive)) => vec![],
+            (LockMode::Increment, Some(LockMode::Increment)) => vec![],
+            (LockMode::Shared, _) => blockers(&|_, m| m != LockMode::Shared),
+            (LockMode::Exclusive, Some(LockMode::Increment)) => {
+                blockers(&|x, m| !(m == LockMode::Increment && self.upgrading(x)))
             }
-            shared_run &= *mode == LockMode::Shared;
-            cv.notify_one();
+            (LockMode::Exclusive, _) => blockers(&|_, _| true),
+            (LockMode::Increment, _) => {
+                let mut b = blockers(&|_, m| m != LockMode::Increment);
+                b.extend(
+                    self.waiters
+                        .iter()
+                        .filter(|w| w.xid != xid && (w.upgrade || w.mode != LockMode::Increment))
+                        .map(|w| w.xid),
+                );
+                b
+            }
+        };
+        if blocked.is_empty() {
+            Verdict::Grant
+        } else {
+            Verdict::Wait(blocked)
+        }
+    }
+
+    /// Wakes the waiters that may be able to go now: the first, the requests of the same shared kind
+    /// (Shared or Increment) right after it, and every upgrader. Waking everyone would send a herd of
+    /// threads to the lock table to find it taken.
+    fn wake_next(&self) {
+        let first = self.waiters.first().map(|w| w.mode);
+        let mut run = true;
+        for (i, w) in self.waiters.iter().enumerate() {
+            run &= i == 0 || (Some(w.mode) == first && w.mode != LockMode::Exclusive && !w.upgrade);
+            if run || w.upgrade {
+                w.cv.notify_one();
+            }
         }
     }
 }
@@ -88,43 +156,46 @@ impl LockManager {
         loop {
             let entry = t.locks.entry(key.clone()).or_default();
             let mine = entry.holders.iter().position(|(x, _)| *x == xid);
-            let others: Vec<u64> = entry.holders.iter().filter(|(x, _)| *x != xid).map(|(x, _)| *x).collect();
-            let compatible = match (mode, mine) {
-                (_, Some(i)) if entry.holders[i].1 == LockMode::Exclusive => true,
-                (LockMode::Shared, _) => entry.holders.iter().all(|(x, m)| *x == xid || *m == LockMode::Shared),
-                (LockMode::Exclusive, _) => others.is_empty(),
-            };
-            if compatible {
-                if let Some(c) = &cv {
-                    entry.waiters.retain(|(_, w)| !Arc::ptr_eq(w, c));
-                }
-                match mine {
-                    Some(i) => {
-                        if mode == LockMode::Exclusive {
-                            entry.holders[i].1 = LockMode::Exclusive;
+            let upgrade =
+                mode == LockMode::Exclusive && mine.is_some_and(|i| entry.holders[i].1 == LockMode::Increment);
+            let blocked = match entry.verdict(xid, mode) {
+                Verdict::Grant => {
+                    if let Some(c) = &cv {
+                        entry.waiters.retain(|w| !Arc::ptr_eq(&w.cv, c));
+                    }
+                    match mine {
+                        Some(i) => {
+                            if mode == LockMode::Exclusive {
+                                entry.holders[i].1 = LockMode::Exclusive;
+                            }
+                        }
+                        None => {
+                            entry.holders.push((xid, mode));
+                            t.held.entry(xid).or_default().push(key.clone());
                         }
                     }
-                    None => {
-                        entry.holders.push((xid, mode));
-                        t.held.entry(xid).or_default().push(key.clone());
+                    t.waits_for.remove(&xid);
+                    return Ok(());
+                }
+                Verdict::Wait(blocked) => blocked,
+            };
+            let c = cv.get_or_insert_with(|| Arc::new(Condvar::new())).clone();
+            if !entry.waiters.iter().any(|w| Arc::ptr_eq(&w.cv, &c)) {
+                entry.waiters.push(Waiter { xid, mode, upgrade, cv: c.clone() });
+                if upgrade {
+                    // Other upgraders may now go: let them look again.
+                    for w in entry.waiters.iter().filter(|w| w.upgrade && w.xid != xid) {
+                        w.cv.notify_one();
                     }
                 }
-                t.waits_for.remove(&xid);
-                return Ok(());
             }
-            let c = cv.get_or_insert_with(|| Arc::new(Condvar::new())).clone();
-            if !entry.waiters.iter().any(|(_, w)| Arc::ptr_eq(w, &c)) {
-                entry.waiters.push((mode, c.clone()));
-            }
-            t.waits_for.insert(xid, others);
+            t.waits_for.insert(xid, blocked);
             if deadlocked(&t.waits_for, xid) || cancel.load(Ordering::Relaxed) {
                 t.waits_for.remove(&xid);
                 if let Some(e) = t.locks.get_mut(key) {
-                    e.waiters.retain(|(_, w)| !Arc::ptr_eq(w, &c));
-                    // This request gives up: let the next one try.
-                    if e.holders.is_empty() {
-                        e.wake_next();
-                    }
+                    e.waiters.retain(|w| !Arc::ptr_eq(&w.cv, &c));
+                    // This request gives up: let the next ones look again.
+                    e.wake_next();
                 }
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
@@ -201,6 +272,34 @@ mod tests {
         m.acquire(1, &row(1), LockMode::Exclusive, &no).unwrap();
         m.release_all(1);
         m.release_all(2);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn incrementers_share_and_upgraders_take_turns() {
+        let m = Arc::new(LockManager::default());
+        let no = AtomicBool::new(false);
+        m.acquire(1, &row(1), LockMode::Increment, &no).unwrap();
+        m.acquire(2, &row(1), LockMode::Increment, &no).unwrap();
+        // 1 upgrades: it waits for 2, an incrementer that might still commit.
+        let m1 = m.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            m1.acquire(1, &row(1), LockMode::Exclusive, &AtomicBool::new(false)).unwrap();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            m1.release_all(1);
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "1 upgraded past a plain incrementer");
+        // 2 upgrades too: it goes first (1 only waits), no deadlock; 1 follows once 2 is done.
+        m.acquire(2, &row(1), LockMode::Exclusive, &no).unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "two holders of Exclusive");
+        // A writer from outside gets the row once the upgrader is done.
+        m.release_all(2);
+        rx.recv_timeout(Duration::from_secs(5)).expect("1 upgraded once 2 was gone");
+        m.acquire(3, &row(1), LockMode::Exclusive, &no).unwrap();
+        t.join().unwrap();
+        m.release_all(3);
         assert!(m.is_empty());
     }
 

@@ -13,6 +13,14 @@
 //!   transaction changed the row since: SQLSTATE 40001. Versions are compared by identity: each write
 //!   makes a new `Arc`, so an unchanged row is the very same allocation in both states.
 //!
+//! Under READ COMMITTED, an UPDATE that only adds to a row it names by primary key (`SET c = c + e`) is
+//! deferred: the transaction takes the row's Increment lock (shared with other incrementers, see
+//! [`lock`]) and keeps a [`Change`]; commit applies it to the newest version under the WAL append lock, and
+//! the commit record carries the resulting row like any other. Nothing reads the row in between: a
+//! statement of the same transaction that could read it first materializes its increments (upgrading the
+//! lock, applying them to the newest version as an ordinary write), so what the transaction sees is what
+//! it commits.
+//!
 //! A transaction that wrote nothing but read a newest version (a re-check that found the row no longer
 //! matched) still waits, at commit, until what it read is acknowledged: nothing it reported can then be
 //! taken back by a crash.
@@ -46,6 +54,24 @@ pub struct Savepoint {
     state: DbState,
     ops: usize,
     written: HashSet<(Oid, Key)>,
+    increments: Vec<Increment>,
+}
+
+/// A deferred change to a row that does not depend on other columns than those it changes, and commutes
+/// with others of its kind (adding to a number): the new version from any version. It fails as the
+/// statement would have (overflow, NOT NULL).
+pub type Change = Arc<dyn Fn(&Row) -> Result<Row> + Send + Sync>;
+
+/// The deferred changes of a transaction to one row, in statement order.
+#[derive(Clone)]
+struct Increment {
+    table: Oid,
+    key: Key,
+    changes: Vec<Change>,
+}
+
+fn concurrent_delete() -> Error {
+    Error::new(SqlState::SERIALIZATION_FAILURE, "could not serialize access due to concurrent delete")
 }
 
 /// A transaction.
@@ -61,6 +87,11 @@ pub struct Transaction {
     ops: Vec<Op>,
     /// Rows this transaction wrote (its own versions are in `state`).
     written: HashSet<(Oid, Key)>,
+    /// Rows this transaction added to without reading them, applied at commit (not in `state`).
+    increments: Vec<Increment>,
+    /// Rows whose upgrade from Increment failed (a deadlock, a cancel): another transaction may have read
+    /// them meanwhile, so a commit that still carries an increment of one of them fails.
+    failed_upgrades: HashSet<(Oid, Key)>,
     /// Tables this transaction locked exclusively (created, truncated, altered): no one else can write
     /// them, so its own state is the newest version of every row.
     exclusive: HashSet<Oid>,
@@ -91,6 +122,8 @@ impl Transaction {
             base_version,
             ops: Vec::new(),
             written: HashSet::new(),
+            increments: Vec::new(),
+            failed_upgrades: HashSet::new(),
             exclusive: HashSet::new(),
             epoch,
             read_dependency: Lsn::INVALID,
@@ -117,7 +150,12 @@ impl Transaction {
 
     /// Whether the transaction has written anything.
     pub fn has_writes(&self) -> bool {
-        !self.ops.is_empty()
+        !self.ops.is_empty() || !self.increments.is_empty()
+    }
+
+    /// Whether the transaction holds deferred increments that a read must materialize first.
+    pub fn has_increments(&self) -> bool {
+        !self.increments.is_empty()
     }
 
     /// Sets how far the commit must get before it is acknowledged (`synchronous_commit`).
@@ -219,6 +257,7 @@ impl Transaction {
     /// REPEATABLE READ, a row changed since the snapshot gives 40001.
     pub fn lock_row(&mut self, table: Oid, key: &Key) -> Result<Option<Row>> {
         self.lock_table_for_write(table)?;
+        self.materialize(table, key)?;
         self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
         let newest = self.newest(table, key);
         if self.isolation == Isolation::RepeatableRead && !self.owns(table, key) {
@@ -318,6 +357,7 @@ impl Transaction {
                     return Err(not_null(&def, pk.columns[i]));
                 }
                 let key: Key = key.into();
+                self.materialize(table, &key)?;
                 self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
                 let exists = if self.owns(table, &key) {
                     self.state.row(table, &key).is_some()
@@ -374,6 +414,58 @@ impl Transaction {
         Ok(new_key)
     }
 
+    /// Adds to the row at `key` without reading it (READ COMMITTED only): `change` makes the new version
+    /// from whichever version is newest when the transaction commits. Returns whether the row exists (the
+    /// statement's count). The change is tried on the newest version now, so that its errors come from
+    /// the statement.
+    pub fn increment(&mut self, table: Oid, key: &Key, change: Change) -> Result<bool> {
+        self.lock_table_for_write(table)?;
+        if self.isolation != Isolation::ReadCommitted || self.owns(table, key) {
+            let Some(row) = self.lock_row(table, key)? else { return Ok(false) };
+            let row = change(&row)?;
+            self.update(table, key, row)?;
+            return Ok(true);
+        }
+        self.lock(LockKey::Row(table, key.clone()), LockMode::Increment)?;
+        let Some(mut row) = self.newest(table, key) else { return Ok(false) };
+        let at = self.increments.iter().position(|x| x.table == table && x.key == *key);
+        for c in at.iter().flat_map(|&i| &self.increments[i].changes) {
+            row = c(&row)?;
+        }
+        change(&row)?;
+        match at {
+            Some(i) => self.increments[i].changes.push(change),
+            None => self.increments.push(Increment { table, key: key.clone(), changes: vec![change] }),
+        }
+        Ok(true)
+    }
+
+    /// Applies this transaction's deferred increments of a row, if it has any, as an ordinary write: the
+    /// row lock is upgraded to Exclusive, and the changes apply to the newest version.
+    fn materialize(&mut self, table: Oid, key: &Key) -> Result<()> {
+        let Some(i) = self.increments.iter().position(|x| x.table == table && x.key == *key) else { return Ok(()) };
+        if let Err(e) = self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive) {
+            self.failed_upgrades.insert((table, key.clone()));
+            return Err(e);
+        }
+        let inc = self.increments.remove(i);
+        // Only another upgrader of the row can have deleted it meanwhile.
+        let mut row = self.newest(table, key).ok_or_else(concurrent_delete)?;
+        for c in &inc.changes {
+            row = c(&row)?;
+        }
+        self.write(Op::Put { table, key: key.clone(), row })
+    }
+
+    /// Materializes every deferred increment: called before a statement that may read what they change.
+    pub fn materialize_all(&mut self) -> Result<()> {
+        while let Some(x) = self.increments.first() {
+            let (table, key) = (x.table, x.key.clone());
+            self.materialize(table, &key)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the row at `key` (locked by [`lock_row`](Self::lock_row)).
     pub fn delete(&mut self, table: Oid, key: &Key) -> Result<()> {
         self.write(Op::Delete { table, key: key.clone() })
@@ -427,6 +519,10 @@ impl Transaction {
 
     /// Locks a table exclusively for DDL and checks it still exists.
     pub fn lock_table_for_ddl(&mut self, table: Oid) -> Result<()> {
+        let own: Vec<Key> = self.increments.iter().filter(|x| x.table == table).map(|x| x.key.clone()).collect();
+        for key in own {
+            self.materialize(table, &key)?;
+        }
         self.lock(LockKey::Table(table), LockMode::Exclusive)?;
         self.exclusive.insert(table);
         let exists = lock_mutex(&self.core.latest).tables.contains_key(&table);
@@ -567,7 +663,12 @@ impl Transaction {
 
     /// Marks a savepoint.
     pub fn savepoint(&self) -> Savepoint {
-        Savepoint { state: self.state.clone(), ops: self.ops.len(), written: self.written.clone() }
+        Savepoint {
+            state: self.state.clone(),
+            ops: self.ops.len(),
+            written: self.written.clone(),
+            increments: self.increments.clone(),
+        }
     }
 
     /// Undoes everything after a savepoint. (Locks taken since are kept until the end, as a safe
@@ -575,6 +676,7 @@ impl Transaction {
     pub fn rollback_to(&mut self, sp: &Savepoint) {
         self.ops.truncate(sp.ops);
         self.written = sp.written.clone();
+        self.increments = sp.increments.clone();
         // Under READ COMMITTED the base may have moved since: rebuild from the current base.
         let mut state = self.base.clone();
         let rebuilt = self.ops.iter().try_for_each(|op| state.apply(op));
@@ -591,15 +693,26 @@ impl Transaction {
     }
 
     fn commit_inner(&mut self) -> Result<CommitTicket> {
-        if self.ops.is_empty() {
+        if self.ops.is_empty() && self.increments.is_empty() {
             if self.read_dependency > self.core.acked() {
                 return Ok(CommitTicket::read_dependency(self.core.clone(), self.read_dependency));
             }
             return Ok(CommitTicket::done());
         }
         self.check_not_fenced()?;
-        let payload = encode_commit(&self.ops);
-        let crc = crc32c::crc32c(&payload);
+        if self.increments.iter().any(|x| self.failed_upgrades.contains(&(x.table, x.key.clone()))) {
+            return Err(Error::new(
+                SqlState::SERIALIZATION_FAILURE,
+                "could not serialize access due to concurrent update",
+            )
+            .with_detail("An earlier statement of this transaction failed while waiting for a row it had updated."));
+        }
+        // Without increments, the record is encoded before the append lock is taken.
+        let encoded = self.increments.is_empty().then(|| {
+            let payload = encode_commit(&self.ops);
+            let crc = crc32c::crc32c(&payload);
+            (payload, crc)
+        });
         let mut wal = self.core.wal.lock();
         if self.core.epoch.load(Ordering::Acquire) != self.epoch {
             return Err(Error::new(
@@ -613,7 +726,21 @@ impl Transaction {
         for op in &self.ops {
             next.apply(op)?;
         }
+        for inc in std::mem::take(&mut self.increments) {
+            let mut row = next.row(inc.table, &inc.key).cloned().ok_or_else(concurrent_delete)?;
+            for c in &inc.changes {
+                row = c(&row)?;
+            }
+            let op = Op::Put { table: inc.table, key: inc.key, row };
+            next.apply(&op)?;
+            self.ops.push(op);
+        }
         next.next_oid = next.next_oid.max(self.state.next_oid);
+        let (payload, crc) = encoded.unwrap_or_else(|| {
+            let payload = encode_commit(&self.ops);
+            let crc = crc32c::crc32c(&payload);
+            (payload, crc)
+        });
         let appended = wal.append(RecordKind::Commit, self.xid, &payload, crc)?;
         if self.ops.iter().any(|op| matches!(op, Op::Alter { .. })) {
             self.core.altered_since_checkpoint.store(true, Ordering::Release);
