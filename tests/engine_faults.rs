@@ -1,7 +1,8 @@
 //! Faults: corruption in the middle of the WAL, data directories that are not ours, a second server on
 //! one directory, failed WAL writes and fsyncs, and visibility while the flush is delayed.
 //!
-//! Failpoints are process-wide, so the tests in this file that set them take `SERIAL` first.
+//! Failpoints are process-wide: a WAL write failure set by one test would fail another test's commits. So
+//! every test here that commits takes `SERIAL` first.
 
 mod common;
 
@@ -94,6 +95,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn corruption_in_the_middle_refuses_to_start_and_changes_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = common::TempDir::new("corrupt");
     let dir = new_db(&tmp);
     let engine = Engine::open(&dir, config()).unwrap();
@@ -121,6 +123,7 @@ fn corruption_in_the_middle_refuses_to_start_and_changes_nothing() {
 
 #[test]
 fn foreign_and_mismatched_directories_are_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = common::TempDir::new("foreign");
     // A PostgreSQL data directory.
     let pg = tmp.path().join("pg");
@@ -163,6 +166,7 @@ fn foreign_and_mismatched_directories_are_refused() {
 
 #[test]
 fn a_second_server_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = common::TempDir::new("second");
     let dir = new_db(&tmp);
     let engine = Engine::open(&dir, config()).unwrap();
