@@ -408,6 +408,14 @@ pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool
     Ok(result)
 }
 
+/// Whether an INSERT reads tables: a subquery, or ON CONFLICT (the existing row). Plain values read none; a
+/// row with an increment of this transaction pending is materialized by the transaction itself if the
+/// insert runs into its key.
+pub fn insert_reads(plan: &InsertPlan) -> bool {
+    plan.on_conflict.is_some()
+        || !matches!(&plan.source, Plan::Values(rows) if rows.iter().flatten().all(|e| !e.has_subquery()))
+}
+
 /// One assignment of an increment-only UPDATE: `column = column + value` (or `value + column`, or
 /// `column - value`), under zero or more casts (outermost first).
 #[derive(Clone, Debug)]

@@ -30,7 +30,6 @@ use crate::sql::ddl;
 use crate::sql::dml;
 use crate::sql::execute::{self, Env, SessionCtx};
 use crate::sql::functions;
-use crate::sql::plan::Plan;
 use crate::sql::planner::{ident, name_parts, Planner};
 use crate::sql::preparse::{self, CopySource, CopyStmt, Parsed};
 use crate::sql::shape::ShapeCache;
@@ -740,18 +739,8 @@ impl Session {
             S::Insert(i) => {
                 let plan = dml::plan_insert(&mut planner, i)?;
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
-                // Values alone read no table; a row with an increment pending is materialized on its own
-                // if the insert runs into its key.
-                let reads = plan.on_conflict.is_some()
-                    || !matches!(&plan.source, Plan::Values(rows) if rows.iter().flatten().all(|e| !e.has_subquery()));
-                let fresh;
-                let state = match fresh_state(txn, reads)? {
-                    Some(s) => {
-                        fresh = s;
-                        &fresh
-                    }
-                    None => state,
-                };
+                let fresh = fresh_state(txn, dml::insert_reads(&plan))?;
+                let state = fresh.as_ref().unwrap_or(state);
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = dml::insert(&cell, &plan, &env, &mut planner)?;
@@ -764,14 +753,8 @@ impl Session {
                     Isolation::ReadCommitted => dml::increment_only(&plan),
                     Isolation::RepeatableRead => None,
                 };
-                let fresh;
-                let state = match fresh_state(txn, deferred.is_none())? {
-                    Some(s) => {
-                        fresh = s;
-                        &fresh
-                    }
-                    None => state,
-                };
+                let fresh = fresh_state(txn, deferred.is_none())?;
+                let state = fresh.as_ref().unwrap_or(state);
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = match deferred {

@@ -70,6 +70,21 @@ struct Increment {
     changes: Vec<Change>,
 }
 
+/// A row with deferred changes applied, in order.
+fn apply_changes<'a>(changes: impl IntoIterator<Item = &'a Change>, mut row: Row) -> Result<Row> {
+    for c in changes {
+        row = c(&row)?;
+    }
+    Ok(row)
+}
+
+/// A commit record's payload and its CRC.
+fn encode(ops: &[Op]) -> (Vec<u8>, u32) {
+    let payload = encode_commit(ops);
+    let crc = crc32c::crc32c(&payload);
+    (payload, crc)
+}
+
 fn concurrent_delete() -> Error {
     Error::new(SqlState::SERIALIZATION_FAILURE, "could not serialize access due to concurrent delete")
 }
@@ -427,12 +442,9 @@ impl Transaction {
             return Ok(true);
         }
         self.lock(LockKey::Row(table, key.clone()), LockMode::Increment)?;
-        let Some(mut row) = self.newest(table, key) else { return Ok(false) };
-        let at = self.increments.iter().position(|x| x.table == table && x.key == *key);
-        for c in at.iter().flat_map(|&i| &self.increments[i].changes) {
-            row = c(&row)?;
-        }
-        change(&row)?;
+        let Some(row) = self.newest(table, key) else { return Ok(false) };
+        let at = self.increment_of(table, key);
+        apply_changes(at.iter().flat_map(|&i| &self.increments[i].changes).chain([&change]), row)?;
         match at {
             Some(i) => self.increments[i].changes.push(change),
             None => self.increments.push(Increment { table, key: key.clone(), changes: vec![change] }),
@@ -443,18 +455,20 @@ impl Transaction {
     /// Applies this transaction's deferred increments of a row, if it has any, as an ordinary write: the
     /// row lock is upgraded to Exclusive, and the changes apply to the newest version.
     fn materialize(&mut self, table: Oid, key: &Key) -> Result<()> {
-        let Some(i) = self.increments.iter().position(|x| x.table == table && x.key == *key) else { return Ok(()) };
+        let Some(i) = self.increment_of(table, key) else { return Ok(()) };
         if let Err(e) = self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive) {
             self.failed_upgrades.insert((table, key.clone()));
             return Err(e);
         }
         let inc = self.increments.remove(i);
         // Only another upgrader of the row can have deleted it meanwhile.
-        let mut row = self.newest(table, key).ok_or_else(concurrent_delete)?;
-        for c in &inc.changes {
-            row = c(&row)?;
-        }
+        let row = apply_changes(&inc.changes, self.newest(table, key).ok_or_else(concurrent_delete)?)?;
         self.write(Op::Put { table, key: key.clone(), row })
+    }
+
+    /// The position of this transaction's deferred increments of a row, if it has any.
+    fn increment_of(&self, table: Oid, key: &Key) -> Option<usize> {
+        self.increments.iter().position(|x| x.table == table && x.key == *key)
     }
 
     /// Materializes every deferred increment: called before a statement that may read what they change.
@@ -708,11 +722,7 @@ impl Transaction {
             .with_detail("An earlier statement of this transaction failed while waiting for a row it had updated."));
         }
         // Without increments, the record is encoded before the append lock is taken.
-        let encoded = self.increments.is_empty().then(|| {
-            let payload = encode_commit(&self.ops);
-            let crc = crc32c::crc32c(&payload);
-            (payload, crc)
-        });
+        let encoded = self.increments.is_empty().then(|| encode(&self.ops));
         let mut wal = self.core.wal.lock();
         if self.core.epoch.load(Ordering::Acquire) != self.epoch {
             return Err(Error::new(
@@ -727,20 +737,14 @@ impl Transaction {
             next.apply(op)?;
         }
         for inc in std::mem::take(&mut self.increments) {
-            let mut row = next.row(inc.table, &inc.key).cloned().ok_or_else(concurrent_delete)?;
-            for c in &inc.changes {
-                row = c(&row)?;
-            }
+            let row = next.row(inc.table, &inc.key).cloned().ok_or_else(concurrent_delete)?;
+            let row = apply_changes(&inc.changes, row)?;
             let op = Op::Put { table: inc.table, key: inc.key, row };
             next.apply(&op)?;
             self.ops.push(op);
         }
         next.next_oid = next.next_oid.max(self.state.next_oid);
-        let (payload, crc) = encoded.unwrap_or_else(|| {
-            let payload = encode_commit(&self.ops);
-            let crc = crc32c::crc32c(&payload);
-            (payload, crc)
-        });
+        let (payload, crc) = encoded.unwrap_or_else(|| encode(&self.ops));
         let appended = wal.append(RecordKind::Commit, self.xid, &payload, crc)?;
         if self.ops.iter().any(|op| matches!(op, Op::Alter { .. })) {
             self.core.altered_since_checkpoint.store(true, Ordering::Release);
