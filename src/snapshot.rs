@@ -24,21 +24,22 @@
 //!   shared value (a text repeated down a column is stored once in memory).
 //! - The key of a table with a primary key is not stored: it is the row's primary-key values. (The writer
 //!   checks that; a table where it would not hold stores its keys.)
-//! - Rows come in chunks of at most [`CHUNK_ROWS`] that decode independently, so loading decodes chunks on
-//!   every core while one thread inserts them, in order, into the table's map.
+//! - Rows come in chunks of at most [`CHUNK_ROWS`], in key order, that decode independently: loading
+//!   decodes chunks on every core and packs each straight into leaves of the table's tree, which is then
+//!   built bottom-up without inserting a row (see `storage/tree.rs`).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::storage::catalog::{SequenceDef, TableDef};
 use crate::storage::state::{DbState, SequenceValue, TableData};
+use crate::storage::tree::{Leaves, Tree};
 use crate::storage::value::{decode_values, encode_values, Key, Row, Value};
 use crate::wal::segment::sync_dir;
 use crate::wal::Lsn;
@@ -365,59 +366,76 @@ impl Checked {
     }
 }
 
-/// Builds one table from its chunks: decoders on every core but one hand decoded chunks, in order, to this
-/// thread, which inserts them into the table's map (a persistent map is built by one writer).
+/// Builds one table from its chunks. A chunk's rows are sorted by key, so they need no inserting: decoders
+/// on every core each take the next chunk, decode it and pack its rows into full leaves of the table's
+/// tree ([`Leaves`]); this thread puts the chunks back in order and stacks the tree's branches on them.
+/// Rows out of key order (within or across chunks) are a corrupt snapshot, not a tree to build.
 fn load_table(body: &[u8], def: Arc<TableDef>, store_keys: bool, chunks: &[(usize, usize)]) -> Result<TableData> {
-    let mut data = TableData::new(def.clone());
-    if chunks.len() <= 1 {
-        for &c in chunks {
-            data.load(decode_chunk(body, c, &def, store_keys, Vec::new())?.drain(..));
+    let out_of_order = |at: usize| {
+        Error::corrupted(format!("malformed snapshot: rows of table {} out of key order at row {at}", def.name))
+    };
+    // A chunk's leaves, and the decode buffer back for the next chunk.
+    type Packed = (Leaves<Key, Row>, Vec<(Key, Row)>);
+    let pack = |i: usize, buf: Vec<(Key, Row)>| -> Result<Packed> {
+        let mut rows = decode_chunk(body, chunks[i], &def, store_keys, buf)?;
+        let leaves = Leaves::pack(rows.drain(..)).map_err(|e| out_of_order(i * CHUNK_ROWS + e.at))?;
+        Ok((leaves, rows))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(chunks.len());
+    let mut packed: Vec<Option<Leaves<Key, Row>>> = Vec::with_capacity(chunks.len());
+    if workers <= 1 {
+        let mut buf = Vec::new();
+        for i in 0..chunks.len() {
+            let (leaves, emptied) = pack(i, buf)?;
+            packed.push(Some(leaves));
+            buf = emptied;
         }
-        return Ok(data);
-    }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).clamp(1, 4);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    // Emptied chunk buffers go back to the decoders: a fresh 16384-row buffer each time would be a fresh
-    // mapping of memory, page faults and all.
-    let spare: Mutex<Vec<Vec<(Key, Row)>>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<(usize, Result<Vec<(Key, Row)>>)>(workers * 2);
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (next, failed, def, spare) = (&next, &failed, &def, &spare);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= chunks.len() || failed.load(Ordering::Relaxed) {
-                    return;
-                }
-                let buf = spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-                if tx.send((i, decode_chunk(body, chunks[i], def, store_keys, buf))).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(tx);
-        let mut waiting = BTreeMap::new();
-        let mut want = 0;
-        for (i, decoded) in rx {
-            waiting.insert(i, decoded);
-            while let Some(decoded) = waiting.remove(&want) {
-                match decoded {
-                    Ok(mut rows) => {
-                        data.load(rows.drain(..));
-                        spare.lock().unwrap_or_else(|e| e.into_inner()).push(rows);
+    } else {
+        packed.resize_with(chunks.len(), || None);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<(usize, Result<Leaves<Key, Row>>)>(workers * 4);
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, failed, pack) = (&next, &failed, &pack);
+                scope.spawn(move || {
+                    // One decode buffer per decoder, reused: a fresh 16384-row buffer for every chunk would be a
+                    // fresh mapping of memory, page faults and all.
+                    let mut buf = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= chunks.len() || failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let result = match pack(i, std::mem::take(&mut buf)) {
+                            Ok((leaves, emptied)) => {
+                                buf = emptied;
+                                Ok(leaves)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        if tx.send((i, result)).is_err() {
+                            return;
+                        }
                     }
+                });
+            }
+            drop(tx);
+            for (i, result) in rx {
+                match result {
+                    Ok(leaves) => packed[i] = Some(leaves),
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
                 }
-                want += 1;
             }
-        }
-        Ok(data)
-    })
+            Ok(())
+        })?;
+    }
+    let rows = Tree::from_leaves(packed.into_iter().flatten()).map_err(|e| out_of_order(e.at))?;
+    Ok(TableData::with_rows(def.clone(), rows))
 }
 
 /// Removes every snapshot except the one at `keep`, and leftover temporary files.

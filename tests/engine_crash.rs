@@ -62,7 +62,7 @@ fn crash_child_entry() {
     let engine = Arc::new(Engine::open(Path::new(&dir), config()).expect("child recovery"));
     let start = {
         let state = engine.snapshot().state;
-        state.table("a").and_then(|t| t.rows.keys().next_back().cloned()).map_or(0, |k| match k[0] {
+        state.table("a").and_then(|t| t.rows.last().map(|(k, _)| k.clone())).map_or(0, |k| match k[0] {
             Value::Int(i) => i + 1,
             _ => 0,
         })

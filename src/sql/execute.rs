@@ -185,7 +185,7 @@ pub fn table_rows(
                 return Ok(out);
             }
             let start: Key = lo.into_iter().collect::<Vec<_>>().into();
-            for (k, r) in t.rows.range(start..) {
+            for (k, r) in t.rows.range_from(&start) {
                 if let Some(h) = &hi {
                     if k.first().is_some_and(|f| f > h) {
                         break;

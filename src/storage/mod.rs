@@ -2,4 +2,5 @@
 
 pub mod catalog;
 pub mod state;
+pub mod tree;
 pub mod value;

@@ -1,8 +1,9 @@
 //! The database state: every table's rows and indexes, as persistent maps.
 //!
 //! [`DbState`] is a value. Cloning it is O(1) (a few reference counts), and a clone never changes when the
-//! original does, because the maps underneath (imbl's `OrdMap`, a B-tree with structural sharing) copy only
-//! the path to a changed entry. This one property carries most of the design:
+//! original does, because the maps underneath (B-trees with structural sharing: a table's rows in our
+//! [`Tree`], which a snapshot load builds without inserting, the rest in imbl's `OrdMap`) copy only the path
+//! to a changed entry. This one property carries most of the design:
 //!
 //! - a reader's snapshot is a clone, so readers never block writers and never see half a commit;
 //! - a transaction's private view is a clone with its own writes applied;
@@ -18,6 +19,8 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use crate::storage::tree::Tree;
+
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result, SqlState};
 use crate::storage::catalog::{IndexDef, Oid, PrimaryKey, SequenceDef, TableDef, FIRST_USER_OID};
@@ -28,7 +31,7 @@ use crate::storage::value::{decode_values, encode_values, Key, Row, Value};
 pub struct TableData {
     pub def: Arc<TableDef>,
     /// Rows by key.
-    pub rows: OrdMap<Key, Row>,
+    pub rows: Tree<Key, Row>,
     /// Secondary indexes by index oid. An entry's key is the indexed values followed by the row key.
     pub indexes: OrdMap<Oid, OrdMap<Key, ()>>,
 }
@@ -36,7 +39,7 @@ pub struct TableData {
 impl TableData {
     pub(crate) fn new(def: Arc<TableDef>) -> Self {
         let indexes = def.indexes.iter().map(|i| (i.id, OrdMap::new())).collect();
-        TableData { def, rows: OrdMap::new(), indexes }
+        TableData { def, rows: Tree::new(), indexes }
     }
 
     /// The entry a row has in an index: the indexed values, then the row key.
@@ -77,6 +80,19 @@ impl TableData {
             }
         }
         true
+    }
+
+    /// A table of the given rows, its secondary indexes built from them.
+    pub(crate) fn with_rows(def: Arc<TableDef>, rows: Tree<Key, Row>) -> TableData {
+        let mut data = TableData::new(def);
+        for index in &data.def.indexes {
+            let map = data.indexes.entry(index.id).or_default();
+            for (k, r) in rows.iter() {
+                map.insert(Self::index_entry(index, k, r), ());
+            }
+        }
+        data.rows = rows;
+        data
     }
 
     pub(crate) fn rebuild(def: Arc<TableDef>, rows: impl Iterator<Item = (Key, Row)>) -> TableData {
@@ -398,7 +414,7 @@ impl DbState {
         self.tables
             .values()
             .filter(|t| t.def.primary_key.is_none())
-            .filter_map(|t| t.rows.keys().next_back())
+            .filter_map(|t| t.rows.last().map(|(k, _)| k))
             .filter_map(|k| match k.first() {
                 Some(Value::Int(i)) => Some(*i),
                 _ => None,
