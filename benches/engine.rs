@@ -179,11 +179,25 @@ fn snapshot_times(rows: i64) -> (f64, f64, u64, f64) {
     let size = snapshot::write(&t.0, 1, Lsn(1), &state).unwrap();
     let write_secs = started.elapsed().as_secs_f64();
     drop(state);
+    // Loaded by a fresh process, as a starting server or a new standby loads it: in this one, the memory
+    // the state just freed would be reused instead of faulted in.
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("TANDEM_BENCH_LOAD", &t.0)
+        .env("TANDEM_BENCH_ROWS", rows.to_string())
+        .output()
+        .unwrap();
+    assert!(child.status.success(), "loading child: {}", String::from_utf8_lossy(&child.stderr));
+    let load_secs = String::from_utf8_lossy(&child.stdout).trim().parse().unwrap();
+    (write_secs, load_secs, size, per_row)
+}
+
+/// The child's side of [`snapshot_times`]: loads the snapshot, prints the seconds it took.
+fn load_snapshot(dir: &str, rows: i64) {
     let started = Instant::now();
-    let loaded = snapshot::read(&t.0, 1, Lsn(1)).unwrap();
+    let loaded = snapshot::read(std::path::Path::new(dir), 1, Lsn(1)).unwrap();
     let load_secs = started.elapsed().as_secs_f64();
     assert_eq!(loaded.table("accounts").unwrap().rows.len() as i64, rows);
-    (write_secs, load_secs, size, per_row)
+    println!("{load_secs}");
 }
 
 fn main() {
@@ -192,6 +206,9 @@ fn main() {
     // TANDEM_BENCH_ONLY=commits|replay|snapshot runs one part.
     let only = std::env::var("TANDEM_BENCH_ONLY").ok();
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if let (Ok(dir), Ok(rows)) = (std::env::var("TANDEM_BENCH_LOAD"), std::env::var("TANDEM_BENCH_ROWS")) {
+        return load_snapshot(&dir, rows.parse().unwrap());
+    }
     let secs = if quick { 1.0 } else { 5.0 };
     if run("commits") {
         commits(secs);
