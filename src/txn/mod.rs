@@ -41,6 +41,48 @@ use crate::wal::writer::lock as lock_mutex;
 use crate::wal::Lsn;
 use lock::{LockKey, LockMode};
 
+/// The rows a transaction wrote. One entry per row written, so a bulk COPY hashes every key it loads:
+/// hashed with [`KeyHasher`], as the set is private to one transaction (no other client's keys can make
+/// its buckets collide).
+type Written = HashSet<(Oid, Key), std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// A multiply-and-rotate hasher (as rustc's FxHasher), several times cheaper than the default SipHash on
+/// short keys; not resistant to chosen collisions, so used only where one client hashes its own keys.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Transaction isolation levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
@@ -53,7 +95,7 @@ pub enum Isolation {
 pub struct Savepoint {
     state: DbState,
     ops: usize,
-    written: HashSet<(Oid, Key)>,
+    written: Written,
     increments: Vec<Increment>,
 }
 
@@ -101,7 +143,7 @@ pub struct Transaction {
     state: DbState,
     ops: Vec<Op>,
     /// Rows this transaction wrote (its own versions are in `state`).
-    written: HashSet<(Oid, Key)>,
+    written: Written,
     /// Rows this transaction added to without reading them, applied at commit (not in `state`).
     increments: Vec<Increment>,
     /// Rows whose upgrade from Increment failed (a deadlock, a cancel): another transaction may have read
@@ -136,7 +178,7 @@ impl Transaction {
             base,
             base_version,
             ops: Vec::new(),
-            written: HashSet::new(),
+            written: Written::default(),
             increments: Vec::new(),
             failed_upgrades: HashSet::new(),
             exclusive: HashSet::new(),
@@ -394,11 +436,10 @@ impl Transaction {
                 }
                 key
             }
-            None => {
-                let key: Key = vec![Value::Int(self.next_rowid())].into();
-                self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
-                key
-            }
+            // A fresh hidden row id takes no row lock: no other transaction can name the row before this
+            // one commits, and locks are released when it does. (A bulk COPY into a table without a primary
+            // key, like pgbench's load, would otherwise fill the lock table with one entry per row.)
+            None => vec![Value::Int(self.next_rowid())].into(),
         };
         self.check_unique(table, &key, &row, None)?;
         self.write(Op::Put { table, key: key.clone(), row })?;
