@@ -373,7 +373,8 @@ impl Checked {
 /// at a time: thousands of calls, each taking the process's memory-map lock for writing while the other
 /// decoders fault in the pages they just got. Growing by 64 MiB makes that a few calls (a scale-70 load went
 /// from about 1.75 s to 1.25 s). Setting the pad fixes malloc's mmap threshold, which would otherwise adapt,
-/// so it is set too, to 4 MiB; the pad goes back to glibc's default when the load ends.
+/// so it is set too, to 4 MiB; the pad goes back to 128 KiB (the default mallopt(3) documents) when the
+/// load ends.
 struct GrowingHeap;
 
 impl GrowingHeap {
