@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
-use crate::storage::tree::{Leaves, Tree};
+use crate::storage::tree::{Leaves, NotAscending, Tree};
 
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result, SqlState};
@@ -45,20 +45,6 @@ impl TableData {
     /// The entry a row has in an index: the indexed values, then the row key.
     pub fn index_entry(index: &IndexDef, key: &[Value], row: &[Value]) -> Key {
         index.columns.iter().map(|&c| row[c].clone()).chain(key.iter().cloned()).collect()
-    }
-
-    /// Adds rows (a snapshot's chunk, a rebuilt table), each replacing any row at its key. Without
-    /// secondary indexes that is a plain insert, with no copies of keys and rows to update indexes from.
-    pub(crate) fn load(&mut self, rows: impl Iterator<Item = (Key, Row)>) {
-        if self.def.indexes.is_empty() {
-            for (k, r) in rows {
-                self.rows.insert(k, r);
-            }
-        } else {
-            for (k, r) in rows {
-                self.put(k, r);
-            }
-        }
     }
 
     fn put(&mut self, key: Key, row: Row) {
@@ -95,10 +81,17 @@ impl TableData {
         data
     }
 
-    pub(crate) fn rebuild(def: Arc<TableDef>, rows: impl Iterator<Item = (Key, Row)>) -> TableData {
-        let mut data = TableData::new(def);
-        data.load(rows);
-        data
+    /// A table of rows given in strictly ascending key order, packed into a new tree (see `storage/tree.rs`).
+    pub(crate) fn from_sorted(
+        def: Arc<TableDef>,
+        rows: impl IntoIterator<Item = (Key, Row)>,
+    ) -> std::result::Result<TableData, NotAscending> {
+        Ok(TableData::with_rows(def, Tree::from_leaves([Leaves::pack(rows)?])?))
+    }
+
+    /// A table whose rows are an existing table's, each changed, in the same key order.
+    fn rebuild(def: Arc<TableDef>, rows: impl Iterator<Item = (Key, Row)>) -> Result<TableData> {
+        TableData::from_sorted(def, rows).map_err(|_| Error::internal("a rebuilt table's keys out of order"))
     }
 }
 
@@ -311,7 +304,7 @@ impl DbState {
                     let row: Row = r.iter().cloned().chain([fill.clone()]).collect();
                     (k.clone(), row)
                 });
-                TableData::rebuild(def, rows)
+                TableData::rebuild(def, rows)?
             }
             AlterOp::DropColumn(pos) => {
                 let pos = *pos;
@@ -337,7 +330,7 @@ impl DbState {
                     let row: Row = r.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, v)| v.clone()).collect();
                     (k.clone(), row)
                 });
-                TableData::rebuild(def, rows)
+                TableData::rebuild(def, rows)?
             }
             AlterOp::AddPrimaryKey(pk) => {
                 def.primary_key = Some(pk.clone());
@@ -356,10 +349,9 @@ impl DbState {
                     rows.push((key, row.clone()));
                 }
                 rows.sort_by(|a, b| a.0.cmp(&b.0));
-                let duplicate =
-                    || Error::new(SqlState::UNIQUE_VIOLATION, format!("could not create unique index \"{}\"", pk.name));
-                let leaves = Leaves::pack(rows).map_err(|_| duplicate())?;
-                TableData::with_rows(def, Tree::from_leaves([leaves]).map_err(|_| duplicate())?)
+                TableData::from_sorted(def, rows).map_err(|_| {
+                    Error::new(SqlState::UNIQUE_VIOLATION, format!("could not create unique index \"{}\"", pk.name))
+                })?
             }
             AlterOp::RenameTable(name) => {
                 if self.names.contains_key(name.as_str()) {

@@ -185,7 +185,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// Every entry, in key order.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        let mut it = Iter { stack: Vec::new(), leaf: &[], pos: 0 };
+        let mut it = Iter::empty();
         if let Some(root) = self.root.as_deref() {
             it.descend_first(root);
         }
@@ -197,7 +197,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     where
         K: Borrow<Q>,
     {
-        let mut it = Iter { stack: Vec::new(), leaf: &[], pos: 0 };
+        let mut it = Iter::empty();
         let Some(mut node) = self.root.as_deref() else { return it };
         loop {
             match node {
@@ -225,13 +225,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
 
     /// The entry with the greatest key.
     pub fn last(&self) -> Option<(&K, &V)> {
-        let mut node = self.root.as_deref()?;
-        loop {
-            match node {
-                Node::Branch(b) => node = b.children.last()?,
-                Node::Leaf(entries) => return entries.last().map(|(k, v)| (k, v)),
-            }
-        }
+        self.root.as_deref().and_then(last_entry).map(|(k, v)| (k, v))
     }
 
     /// Joins runs of sorted entries, in order, into one tree. Fails if a run's first key is not greater
@@ -240,7 +234,7 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
         let mut level: Vec<Arc<Node<K, V>>> = Vec::new();
         let mut len = 0;
         for run in runs {
-            if let (Some(prev), Some(first)) = (level.last().and_then(|n| last_key(n)), run.first_key()) {
+            if let (Some((prev, _)), Some(first)) = (level.last().and_then(|n| last_entry(n)), run.first_key()) {
                 if prev >= first {
                     return Err(NotAscending { at: len });
                 }
@@ -276,10 +270,10 @@ impl<K: Ord + Clone, V: Clone> Tree<K, V> {
     }
 }
 
-fn last_key<K, V>(node: &Node<K, V>) -> Option<&K> {
+fn last_entry<K, V>(node: &Node<K, V>) -> Option<&(K, V)> {
     match node {
-        Node::Leaf(entries) => entries.last().map(|(k, _)| k),
-        Node::Branch(b) => b.children.last().and_then(|c| last_key(c)),
+        Node::Leaf(entries) => entries.last(),
+        Node::Branch(b) => b.children.last().and_then(|c| last_entry(c)),
     }
 }
 
@@ -438,6 +432,10 @@ pub struct Iter<'a, K, V> {
 }
 
 impl<'a, K, V> Iter<'a, K, V> {
+    fn empty() -> Self {
+        Iter { stack: Vec::new(), leaf: &[], pos: 0 }
+    }
+
     fn descend_first(&mut self, mut node: &'a Node<K, V>) {
         loop {
             match node {
