@@ -11,7 +11,9 @@
 //!
 //! Two states matter. `latest` has every commit that reached the WAL, in WAL order; writers read the
 //! newest version of a row they lock from it. `visible` has every commit that is acknowledged; every
-//! snapshot is a clone of it. A commit moves from one to the other only when its position is durable at
+//! snapshot is a clone of it. Only a holder of the WAL's append lock replaces `latest` (a commit, a
+//! sequence step, a WAL failure's rollback, a checkpoint's read of it), so a commit builds its new state
+//! without holding `latest`'s own mutex, and sessions reading the newest rows do not wait for it. A commit moves from one to the other only when its position is durable at
 //! the level the [`Durability`] policy asks for: today, flushed to the local disk; with synchronous
 //! replication, also confirmed by the standbys. So no session ever sees a transaction that a crash could
 //! still take back, and a committer's own next transaction sees its commit (invariant 2 of the design).

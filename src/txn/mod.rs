@@ -772,8 +772,10 @@ impl Transaction {
             )
             .with_hint("Retry the transaction."));
         }
-        let mut latest = lock_mutex(&self.core.latest);
-        let mut next = latest.clone();
+        // Only a holder of the append lock replaces `latest`, so the lock on `latest` itself is held just
+        // to copy it out and to put the new state in: sessions reading the newest rows never wait for the
+        // work in between.
+        let mut next = lock_mutex(&self.core.latest).clone();
         for op in &self.ops {
             next.apply(op)?;
         }
@@ -790,9 +792,8 @@ impl Transaction {
         if self.ops.iter().any(|op| matches!(op, Op::Alter { .. })) {
             self.core.altered_since_checkpoint.store(true, Ordering::Release);
         }
-        *latest = next.clone();
+        *lock_mutex(&self.core.latest) = next.clone();
         let slot = self.core.enqueue(appended.end, self.sync_level, next);
-        drop(latest);
         drop(wal);
         Ok(CommitTicket::pending(self.core.clone(), slot, self.sync_level, appended.end))
     }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
@@ -80,6 +80,9 @@ struct Shared {
     dir: PathBuf,
     segment_size: u64,
     append: Mutex<AppendState>,
+    /// `AppendState::insert`, published for readers that must not wait for the append lock (a session
+    /// asking how far the WAL goes while a commit holds the lock). Written only under the lock.
+    insert: AtomicU64,
     work: Condvar,
     flush: Mutex<FlushState>,
     flushed_cv: Condvar,
@@ -88,7 +91,7 @@ struct Shared {
     segment_files: Mutex<()>,
     preallocating: AtomicBool,
     /// How many groups the flusher has made durable (one fdatasync per touched segment each).
-    flushes: std::sync::atomic::AtomicU64,
+    flushes: AtomicU64,
     /// Positions that consumers (standbys, slots, base backups) still need, by name.
     consumers: Mutex<HashMap<String, Lsn>>,
 }
@@ -125,6 +128,7 @@ impl AppendGuard<'_> {
         frame(&mut self.st.buf, framing, payload, payload_crc);
         let end = start.plus((HEADER_LEN + payload.len()) as u64);
         self.st.insert = end;
+        self.shared.insert.store(end.0, Ordering::Release);
         self.st.last_record = start;
         self.appended = true;
         Ok(Appended { start, end })
@@ -167,6 +171,7 @@ impl Wal {
                 shutdown: false,
                 flusher_idle: false,
             }),
+            insert: AtomicU64::new(end.0),
             work: Condvar::new(),
             flush: Mutex::new(FlushState {
                 flushed: end,
@@ -180,7 +185,7 @@ impl Wal {
             listener: OnceLock::new(),
             segment_files: Mutex::new(()),
             preallocating: AtomicBool::new(false),
-            flushes: std::sync::atomic::AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             consumers: Mutex::new(HashMap::new()),
         });
         segment::ensure(dir, timeline, end.segment(segment_size), segment_size)?;
@@ -221,7 +226,7 @@ impl Wal {
 
     /// The position the next record will get.
     pub fn insert_lsn(&self) -> Lsn {
-        lock(&self.shared.append).insert
+        Lsn(self.shared.insert.load(Ordering::Acquire))
     }
 
     /// The segment size in bytes.
@@ -291,6 +296,7 @@ impl Wal {
         st.buf.clear();
         st.buf_start = end;
         st.insert = end;
+        self.shared.insert.store(end.0, Ordering::Release);
         st.last_record = last_record;
         f.flushed = end;
         f.flushed_last_record = last_record;
@@ -462,6 +468,7 @@ impl Flusher {
         st.buf.clear();
         st.buf_start = f.flushed;
         st.insert = f.flushed;
+        self.shared.insert.store(f.flushed.0, Ordering::Release);
         st.last_record = f.flushed_last_record;
         let flushed = f.flushed;
         drop(f);
