@@ -363,6 +363,8 @@ impl Checked {
             state.sequences.insert(def.id, def);
         }
         d.finish()?;
+        // The catalog was filled in place rather than by `apply`.
+        state.catalog_changed();
         Ok(state)
     }
 }

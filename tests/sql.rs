@@ -341,3 +341,60 @@ async fn add_primary_key_re_keys_a_table() {
     assert_eq!(one(&c, "SELECT min(aid) || ',' || max(aid) || ',' || count(*) FROM big").await, "1,20000,20000");
     assert_eq!(one(&c, "SELECT bal FROM big WHERE aid = 7000").await, "7000");
 }
+
+/// A prepared statement keeps its plan between executions, and plans again once the catalog changed: a
+/// table dropped and created with another layout, a column renamed (then the rename rolled back), an index
+/// created under a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_plans_follow_the_catalog() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 10), (2, 20);")
+        .await
+        .expect("setup");
+    let get = c.prepare("SELECT v FROM t WHERE id = $1").await.expect("prepare select");
+    let add = c.prepare("UPDATE t SET v = v + $1 WHERE id = $2").await.expect("prepare update");
+    let put = c.prepare("INSERT INTO t (id, v) VALUES ($1, $2)").await.expect("prepare insert");
+    let by_v = c.prepare("SELECT id FROM t WHERE v = $1").await.expect("prepare by value");
+    let v = |id: i32| {
+        let (c, get) = (&c, &get);
+        async move { c.query_one(get, &[&id]).await.expect("select").get::<_, i32>(0) }
+    };
+    for _ in 0..3 {
+        c.execute(&add, &[&1i32, &1i32]).await.expect("update");
+    }
+    assert_eq!(v(1).await, 13);
+
+    // Same names, another layout: v is now the third column, and the rows are new.
+    c.batch_execute(
+        "DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY, pad text, v int); INSERT INTO t VALUES (1, 'x', 100);",
+    )
+    .await
+    .expect("recreate");
+    assert_eq!(v(1).await, 100);
+    c.execute(&add, &[&5i32, &1i32]).await.expect("update after recreate");
+    c.execute(&put, &[&2i32, &200i32]).await.expect("insert after recreate");
+    assert_eq!(v(1).await, 105);
+    assert_eq!(one(&c, "SELECT pad || ':' || v FROM t WHERE id = 1").await, "x:105");
+    assert_eq!(one(&c, "SELECT coalesce(pad, 'null') || ':' || v FROM t WHERE id = 2").await, "null:200");
+
+    // A rename inside a transaction is seen by that transaction's plans, and forgotten with it.
+    c.batch_execute("BEGIN; ALTER TABLE t RENAME COLUMN v TO w;").await.expect("rename");
+    let err = c.query_one(&get, &[&1i32]).await.expect_err("v is gone inside the transaction");
+    assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("42703"), "{err:?}");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(v(1).await, 105);
+
+    // An index created between two executions: the same answer either way.
+    let ids = |want: i32| {
+        let (c, by_v) = (&c, &by_v);
+        async move {
+            let rows = c.query(by_v, &[&want]).await.expect("by value");
+            rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(200).await, vec![2]);
+    c.batch_execute("CREATE INDEX t_v ON t (v)").await.expect("index");
+    assert_eq!(ids(200).await, vec![2]);
+    assert_eq!(ids(105).await, vec![1]);
+}

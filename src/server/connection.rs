@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -29,7 +30,7 @@ use crate::error::{Error, Result, SqlState};
 use crate::server::format;
 use crate::server::frontend::{self, Frontend, Startup};
 use crate::server::Shared;
-use crate::sql::session::{self, Outcome, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
+use crate::sql::session::{self, Outcome, PlanSlot, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
 use crate::storage::value::{DataType, Value};
 
 /// Messages other than queries and COPY data are small; anything larger is a broken client.
@@ -38,6 +39,8 @@ const MAX_OTHER_MESSAGE: usize = 1 << 30;
 /// A prepared statement (shared with its portals: the AST is never copied per execution).
 struct Prepared {
     stmt: Arc<Stmt>,
+    /// Its plan, kept between executions (by all its portals).
+    plan: Rc<PlanSlot>,
     param_types: Vec<DataType>,
     columns: Option<Vec<(String, DataType)>>,
 }
@@ -45,6 +48,7 @@ struct Prepared {
 /// A bound portal.
 struct Portal {
     stmt: Arc<Stmt>,
+    plan: Rc<PlanSlot>,
     params: Vec<Value>,
     columns: Option<Vec<(String, DataType)>>,
     binary: Vec<bool>,
@@ -343,7 +347,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
                     let (param_types, columns) = session.describe(&stmt, &types)?;
-                    Ok(Prepared { stmt: Arc::new(stmt), param_types, columns })
+                    Ok(Prepared { stmt: Arc::new(stmt), plan: Rc::default(), param_types, columns })
                 })();
                 match r {
                     Ok(prep) => {
@@ -389,7 +393,13 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                             _ => result_formats.get(i) == Some(&1),
                         })
                         .collect();
-                    Ok(Portal { stmt: prep.stmt.clone(), params, columns: prep.columns.clone(), binary })
+                    Ok(Portal {
+                        stmt: prep.stmt.clone(),
+                        plan: prep.plan.clone(),
+                        params,
+                        columns: prep.columns.clone(),
+                        binary,
+                    })
                 })();
                 match r {
                     Ok(portal) => {
@@ -433,9 +443,13 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     skip_to_sync = true;
                     continue;
                 };
-                let (stmt, params, binary) =
-                    (portal.stmt.clone(), std::mem::take(&mut portal.params), portal.binary.clone());
-                let outcome = session.execute(&stmt, &params);
+                let (stmt, plan, params, binary) = (
+                    portal.stmt.clone(),
+                    portal.plan.clone(),
+                    std::mem::take(&mut portal.params),
+                    portal.binary.clone(),
+                );
+                let outcome = session.execute_prepared(&stmt, &params, Some(&plan));
                 if let Some(p) = portals.get_mut(&name) {
                     p.params = params;
                 }

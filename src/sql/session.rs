@@ -16,6 +16,8 @@
 //! [`Session::describe`] plans without running to report parameter and result types, which is what the
 //! extended protocol's Parse/Describe need.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -437,6 +439,15 @@ impl Session {
 
     /// Runs a statement with parameter values.
     pub fn execute(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
+        self.execute_prepared(stmt, params, None)
+    }
+
+    /// Runs a prepared statement with parameter values, reusing the plan kept in `plan` when the catalog
+    /// and the parameters' types are those it was made for, as PostgreSQL's plan cache does.
+    ///
+    /// A plan depends on nothing else: the planner reads only the catalog (table definitions, names,
+    /// sequences) of the state, never its rows or the session's settings, and evaluates nothing.
+    pub fn execute_prepared(&mut self, stmt: &Stmt, params: &[Value], plan: Option<&PlanSlot>) -> Result<Outcome> {
         self.notices.clear();
         self.warnings.clear();
         if let Stmt::AlterSystem { name, value } = stmt {
@@ -471,7 +482,7 @@ impl Session {
         }
         // Outside a block, a statement commits by itself, unless it is part of a multi-statement query.
         let per_statement = self.status == TxnStatus::Idle && !self.batch;
-        let result = self.run(stmt, params);
+        let result = self.run(stmt, params, plan);
         match (&result, per_statement) {
             (Ok(Outcome::CopyIn { .. }), _) => {}
             (Ok(_), true) => self.end_txn(true)?,
@@ -637,7 +648,7 @@ impl Session {
         Env { state, params, outer: Vec::new(), session: &self.ctx, txn: None }
     }
 
-    fn run(&mut self, stmt: &Stmt, params: &[Value]) -> Result<Outcome> {
+    fn run(&mut self, stmt: &Stmt, params: &[Value], plan: Option<&PlanSlot>) -> Result<Outcome> {
         let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
         txn.begin_statement()?;
         // A statement that may read what the transaction's deferred increments change materializes them
@@ -667,7 +678,7 @@ impl Session {
             }
             Stmt::Copy(c) => self.copy_start(c, &state, params),
             Stmt::AlterSystem { .. } => Err(Error::internal("ALTER SYSTEM runs outside a transaction")),
-            Stmt::Sql(s) => self.run_sql(s, &state, params),
+            Stmt::Sql(s) => self.run_sql(s, &state, params, plan),
         }
     }
 
@@ -722,35 +733,48 @@ impl Session {
         Ok(Outcome::CopyOut { columns: cols.len(), data, tag: format!("COPY {n}") })
     }
 
-    fn run_sql(&mut self, s: &ast::Statement, state: &DbState, params: &[Value]) -> Result<Outcome> {
+    fn run_sql(
+        &mut self,
+        s: &ast::Statement,
+        state: &DbState,
+        params: &[Value],
+        cache: Option<&PlanSlot>,
+    ) -> Result<Outcome> {
         use ast::Statement as S;
+        let types: Vec<DataType> = params.iter().map(types::type_of_value).collect();
         let mut planner = Planner::new(state, &[]);
-        planner.params = params.iter().map(|v| Some(types::type_of_value(v))).collect();
+        planner.params = types.iter().cloned().map(Some).collect();
+        let cache = cache.map(|slot| (slot, state.catalog_version(), types));
         match s {
             S::Query(q) => {
-                let planned = planner.query(q)?;
+                let planned = plan_with(cache, || Ok(Planned::Query(planner.query(q)?)))?;
+                let Planned::Query(planned) = &*planned else {
+                    return Err(Error::internal("cached plan of another kind"));
+                };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let rows = execute::run(&planned.plan, &env)?;
                 let tag = format!("SELECT {}", rows.len());
-                Ok(Outcome::Rows { columns: planned.columns, rows, tag })
+                Ok(Outcome::Rows { columns: planned.columns.clone(), rows, tag })
             }
             S::Insert(i) => {
-                let plan = dml::plan_insert(&mut planner, i)?;
+                let plan = plan_with(cache, || Ok(Planned::Insert(dml::plan_insert(&mut planner, i)?)))?;
+                let Planned::Insert(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
-                let fresh = fresh_state(txn, dml::insert_reads(&plan))?;
+                let fresh = fresh_state(txn, dml::insert_reads(plan))?;
                 let state = fresh.as_ref().unwrap_or(state);
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
-                let r = dml::insert(&cell, &plan, &env, &mut planner)?;
-                write_outcome(format!("INSERT 0 {}", r.count), r, plan.returning)
+                let r = dml::insert(&cell, plan, &env, &mut planner)?;
+                write_outcome(format!("INSERT 0 {}", r.count), r, plan.returning.as_ref())
             }
             S::Update(u) => {
-                let plan = dml::plan_update(&mut planner, u)?;
+                let plan = plan_with(cache, || Ok(Planned::Write(dml::plan_update(&mut planner, u)?)))?;
+                let Planned::Write(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
                 let deferred = match txn.isolation() {
-                    Isolation::ReadCommitted => dml::increment_only(&plan),
+                    Isolation::ReadCommitted => dml::increment_only(plan),
                     Isolation::RepeatableRead => None,
                 };
                 let fresh = fresh_state(txn, deferred.is_none())?;
@@ -758,18 +782,19 @@ impl Session {
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = match deferred {
-                    Some(addends) => dml::increment(&cell, &plan, addends, &env)?,
-                    None => dml::update_or_delete(&cell, &plan, &env, false)?,
+                    Some(addends) => dml::increment(&cell, plan, addends, &env)?,
+                    None => dml::update_or_delete(&cell, plan, &env, false)?,
                 };
-                write_outcome(format!("UPDATE {}", r.count), r, plan.returning)
+                write_outcome(format!("UPDATE {}", r.count), r, plan.returning.as_ref())
             }
             S::Delete(d) => {
-                let plan = dml::plan_delete(&mut planner, d)?;
+                let plan = plan_with(cache, || Ok(Planned::Write(dml::plan_delete(&mut planner, d)?)))?;
+                let Planned::Write(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
                 let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
-                let r = dml::update_or_delete(&cell, &plan, &env, true)?;
-                write_outcome(format!("DELETE {}", r.count), r, plan.returning)
+                let r = dml::update_or_delete(&cell, plan, &env, true)?;
+                write_outcome(format!("DELETE {}", r.count), r, plan.returning.as_ref())
             }
             S::Explain { statement, .. } => {
                 let plan = match statement.as_ref() {
@@ -1013,11 +1038,45 @@ fn show_columns(variable: &[ast::Ident]) -> Vec<(String, DataType)> {
     vec![(name, DataType::Text)]
 }
 
-fn write_outcome(tag: String, r: dml::WriteResult, returning: Option<dml::Returning>) -> Result<Outcome> {
+fn write_outcome(tag: String, r: dml::WriteResult, returning: Option<&dml::Returning>) -> Result<Outcome> {
     Ok(match returning {
-        Some(ret) => Outcome::Rows { columns: ret.columns, rows: r.rows, tag },
+        Some(ret) => Outcome::Rows { columns: ret.columns.clone(), rows: r.rows, tag },
         None => Outcome::Command(tag),
     })
+}
+
+/// A prepared statement's plan, kept between its executions (see [`Session::execute_prepared`]).
+#[derive(Default)]
+pub struct PlanSlot(RefCell<Option<CachedPlan>>);
+
+struct CachedPlan {
+    /// The catalog version of the state it was planned against.
+    catalog: u64,
+    /// The types of the parameter values it was planned with.
+    params: Vec<DataType>,
+    plan: Rc<Planned>,
+}
+
+/// A statement's plan.
+enum Planned {
+    Query(crate::sql::planner::Query),
+    Insert(dml::InsertPlan),
+    Write(dml::WritePlan),
+}
+
+/// The plan in the slot if it was made for the same catalog and parameter types, else a new one from
+/// `make`, kept in the slot. Without a slot, always a new one.
+fn plan_with(
+    cache: Option<(&PlanSlot, u64, Vec<DataType>)>,
+    make: impl FnOnce() -> Result<Planned>,
+) -> Result<Rc<Planned>> {
+    let Some((slot, catalog, params)) = cache else { return make().map(Rc::new) };
+    if let Some(c) = slot.0.borrow().as_ref().filter(|c| c.catalog == catalog && c.params == params) {
+        return Ok(c.plan.clone());
+    }
+    let plan = Rc::new(make()?);
+    *slot.0.borrow_mut() = Some(CachedPlan { catalog, params, plan: plan.clone() });
+    Ok(plan)
 }
 
 fn copy_targets(def: &crate::storage::catalog::TableDef, columns: &[String]) -> Result<Vec<usize>> {

@@ -15,6 +15,7 @@
 //! when it appends the commit to the WAL; recovery and a standby apply the very same ops when they read it
 //! back, so their states match the primary's at every LSN.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -155,8 +156,11 @@ pub struct SequenceValue {
     pub called: bool,
 }
 
+/// Hands out catalog versions, unique within the process.
+static CATALOG_VERSIONS: AtomicU64 = AtomicU64::new(1);
+
 /// The whole database: catalog and data.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DbState {
     /// Tables by oid.
     pub tables: OrdMap<Oid, TableData>,
@@ -168,6 +172,17 @@ pub struct DbState {
     pub sequence_values: OrdMap<Oid, SequenceValue>,
     /// The next oid to hand out for a table or index.
     pub next_oid: Oid,
+    /// Names this state's catalog (table definitions, names, sequences). A state gets a version no other
+    /// state has had when it is made and at every change of its catalog; row changes keep it. So two
+    /// states with the same version have the same catalog, and a plan made against one holds for the
+    /// other (prepared statements keep their plans by it).
+    catalog_version: u64,
+}
+
+impl Default for DbState {
+    fn default() -> Self {
+        DbState::new()
+    }
 }
 
 impl DbState {
@@ -179,7 +194,18 @@ impl DbState {
             sequences: OrdMap::new(),
             sequence_values: OrdMap::new(),
             next_oid: FIRST_USER_OID,
+            catalog_version: CATALOG_VERSIONS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// See the field: which catalog this state has.
+    pub fn catalog_version(&self) -> u64 {
+        self.catalog_version
+    }
+
+    /// Gives the state a new catalog version: after any change of its catalog.
+    pub(crate) fn catalog_changed(&mut self) {
+        self.catalog_version = CATALOG_VERSIONS.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A table by name.
@@ -204,6 +230,10 @@ impl DbState {
 
     /// Applies one redo operation.
     pub fn apply(&mut self, op: &Op) -> Result<()> {
+        if !matches!(op, Op::Put { .. } | Op::Delete { .. } | Op::SetSequence { .. }) {
+            // Before the change, so that a change failing half-way leaves no state with an old version.
+            self.catalog_changed();
+        }
         match op {
             Op::Put { table, key, row } => {
                 let t = self.table_mut(*table)?;
