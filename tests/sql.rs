@@ -398,3 +398,68 @@ async fn prepared_plans_follow_the_catalog() {
     assert_eq!(ids(200).await, vec![2]);
     assert_eq!(ids(105).await, vec![1]);
 }
+
+/// Statements of one shape sent with other literals on the simple protocol each get their own answer,
+/// whether the shape's plan serves them (literals that are only values) or they are planned one by one
+/// (literals that decide the plan: ORDER BY and GROUP BY positions, typed strings, regclass names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_of_one_shape_with_other_literals() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute(
+        "CREATE TABLE s (id int PRIMARY KEY, n bigint, d date, t text);
+         CREATE TABLE s2 (x int);
+         INSERT INTO s VALUES (1, 10, '2020-01-01', 'a'), (2, -20, '2021-06-30', 'b'), (3, 30, '2022-12-31', 'c');",
+    )
+    .await
+    .expect("setup");
+    let mut expect = [10i64, -20, 30];
+    // Values: point reads and increments, positive and negative, several rounds of one shape each.
+    for round in 0..3i64 {
+        for id in 1..=3i64 {
+            let delta = if (round + id) % 2 == 0 { 7 * id } else { -11 * id };
+            c.simple_query(&format!("UPDATE s SET n = n + {delta} WHERE id = {id}")).await.expect("update");
+            expect[id as usize - 1] += delta;
+        }
+        for id in 1..=3i64 {
+            assert_eq!(one(&c, &format!("SELECT n FROM s WHERE id = {id}")).await, expect[id as usize - 1].to_string());
+        }
+    }
+    // Numbers past int4 and decimals change the literal's type, strings compare with dates.
+    assert_eq!(one(&c, "SELECT n + 1 FROM s WHERE id = 1").await, (expect[0] + 1).to_string());
+    assert_eq!(one(&c, "SELECT n + 3000000000 FROM s WHERE id = 1").await, (expect[0] + 3_000_000_000).to_string());
+    assert_eq!(one(&c, "SELECT n + 1.5 FROM s WHERE id = 1").await, (expect[0] as f64 + 1.5).to_string());
+    assert_eq!(one(&c, "SELECT count(*) FROM s WHERE d > '2021-01-01'").await, "2");
+    assert_eq!(one(&c, "SELECT count(*) FROM s WHERE d > '2019-01-01'").await, "3");
+    assert_eq!(one(&c, "SELECT 'x' || t FROM s WHERE id = 2").await, "xb");
+    assert_eq!(one(&c, "SELECT 'it''s ' || t FROM s WHERE id = 3").await, "it's c");
+    // Positions and limits decide the plan.
+    let ids = |sql: &'static str| {
+        let c = &c;
+        async move { rows(c, sql).await.into_iter().map(|r| r[0].clone().unwrap_or_default()).collect::<Vec<_>>() }
+    };
+    assert_eq!(ids("SELECT id, t FROM s ORDER BY 1 DESC").await, ["3", "2", "1"]);
+    assert_eq!(ids("SELECT t, id FROM s ORDER BY 2 DESC").await, ["c", "b", "a"]);
+    assert_eq!(ids("SELECT t, id FROM s ORDER BY 1").await, ["a", "b", "c"]);
+    assert_eq!(ids("SELECT id FROM s ORDER BY id LIMIT 1").await, ["1"]);
+    assert_eq!(ids("SELECT id FROM s ORDER BY id LIMIT 2").await, ["1", "2"]);
+    assert_eq!(ids("SELECT id FROM s ORDER BY id LIMIT 2 OFFSET 2").await, ["3"]);
+    assert_eq!(ids("SELECT id % 2, count(*) FROM s GROUP BY 1 ORDER BY 1").await, ["0", "1"]);
+    assert_eq!(ids("SELECT count(*), id % 2 FROM s GROUP BY 2 ORDER BY 2").await, ["1", "2"]);
+    assert_eq!(one(&c, "SELECT d + 1 FROM s WHERE id = 1").await, "2020-01-02");
+    assert_eq!(one(&c, "SELECT DATE '2020-01-01' < d FROM s WHERE id = 1").await, "f");
+    assert_eq!(one(&c, "SELECT DATE '2019-01-01' < d FROM s WHERE id = 1").await, "t");
+    let (s_oid, s2_oid) = (one(&c, "SELECT 's'::regclass::oid").await, one(&c, "SELECT 's2'::regclass::oid").await);
+    assert_ne!(s_oid, s2_oid);
+    // Writes of one shape.
+    for id in 4..=6 {
+        c.simple_query(&format!("INSERT INTO s VALUES ({id}, {}, '2023-01-0{id}', 'r{id}')", -id))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(one(&c, "SELECT sum(n) FROM s WHERE id >= 4").await, "-15");
+    assert_eq!(one(&c, "SELECT d FROM s WHERE id = 5").await, "2023-01-05");
+    c.simple_query("DELETE FROM s WHERE id = 5").await.expect("delete");
+    c.simple_query("DELETE FROM s WHERE id = 6").await.expect("delete");
+    assert_eq!(ids("SELECT id FROM s WHERE id > 3").await, ["4"]);
+}

@@ -38,7 +38,7 @@ const MAX_OTHER_MESSAGE: usize = 1 << 30;
 
 /// A prepared statement (shared with its portals: the AST is never copied per execution).
 struct Prepared {
-    stmt: Arc<Stmt>,
+    stmt: Rc<Stmt>,
     /// Its plan, kept between executions (by all its portals).
     plan: Rc<PlanSlot>,
     param_types: Vec<DataType>,
@@ -47,7 +47,7 @@ struct Prepared {
 
 /// A bound portal.
 struct Portal {
-    stmt: Arc<Stmt>,
+    stmt: Rc<Stmt>,
     plan: Rc<PlanSlot>,
     params: Vec<Value>,
     columns: Option<Vec<(String, DataType)>>,
@@ -347,7 +347,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
                     let (param_types, columns) = session.describe(&stmt, &types)?;
-                    Ok(Prepared { stmt: Arc::new(stmt), plan: Rc::default(), param_types, columns })
+                    Ok(Prepared { stmt: Rc::new(stmt), plan: Rc::default(), param_types, columns })
                 })();
                 match r {
                     Ok(prep) => {
@@ -506,7 +506,7 @@ fn row_description(cols: &[(String, DataType)], binary: &[bool]) -> RowDescripti
 }
 
 fn simple_query(conn: &mut Conn, session: &mut Session, sql: &str) -> Result<()> {
-    let stmts = match session.parse(sql) {
+    let stmts = match session.parse_simple(sql) {
         Ok(s) => s,
         Err(e) => {
             // A parse error inside a transaction block aborts it, as in PostgreSQL.

@@ -95,6 +95,36 @@ pub struct Planner<'a> {
     /// Parameter types, inferred or given (None: not yet known).
     pub params: Vec<Option<DataType>>,
     outer: Vec<Scope>,
+    /// Literals to plan as parameters, when planning a statement shape (see [`Slots`]).
+    pub slots: Option<Slots>,
+}
+
+/// The literals of a statement, planned as parameters: the literal that starts at `spans[i]` (line,
+/// column) becomes parameter `i` (whose type the caller put in `params[i]`), and `used[i]` records that it
+/// was planned as a value. A literal the planner reads some other way (an ORDER BY position, a typed
+/// string) is left as it is and not marked.
+#[derive(Default)]
+pub struct Slots {
+    pub spans: Vec<(u64, u64)>,
+    pub used: Vec<bool>,
+}
+
+/// A number or string literal's value and type, as the planner makes them.
+pub fn literal_value(v: &ast::Value) -> Result<(Value, DataType)> {
+    Ok(match v {
+        ast::Value::Number(n, _) => {
+            if let Ok(i) = n.parse::<i64>() {
+                let ty = if i32::try_from(i).is_ok() { DataType::Int4 } else { DataType::Int8 };
+                (Value::Int(i), ty)
+            } else {
+                let d = types::parse_decimal(n)
+                    .ok_or_else(|| Error::new(SqlState::SYNTAX_ERROR, format!("invalid number {n}")))?;
+                (Value::Numeric(d), DataType::Numeric(None))
+            }
+        }
+        ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => (Value::text(s), DataType::Text),
+        other => return Err(Error::internal(format!("not a number or string literal: {other}"))),
+    })
 }
 
 /// The most parameters a statement may have, as many as Bind can carry.
@@ -226,7 +256,7 @@ impl<'a> Planner<'a> {
     /// A planner with the parameter types the client declared (0 or absent means "infer").
     pub fn new(state: &'a DbState, declared: &[u32]) -> Self {
         let params = declared.iter().map(|&oid| type_from_oid(oid)).collect();
-        Planner { state, params, outer: Vec::new() }
+        Planner { state, params, outer: Vec::new(), slots: None }
     }
 
     /// The final parameter types (unresolved ones are text).
@@ -1015,7 +1045,10 @@ impl<'a> Planner<'a> {
                     _ => return Err(no_column(&parts.join("."))),
                 }
             }
-            E::Value(v) => self.literal(&v.value)?,
+            E::Value(v) => match self.slot(v) {
+                Some(i) => (Expr::Param(i), self.params.get(i).cloned().flatten().unwrap_or(DataType::Text)),
+                None => self.literal(&v.value)?,
+            },
             E::TypedString(ts) => {
                 let ty = types::data_type(&ts.data_type)?;
                 let s = match &ts.value.value {
@@ -1213,20 +1246,23 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// The parameter a literal stands for, when planning a statement shape.
+    fn slot(&mut self, v: &ast::ValueWithSpan) -> Option<usize> {
+        let slots = self.slots.as_mut()?;
+        if !matches!(v.value, ast::Value::Number(..) | ast::Value::SingleQuotedString(_)) {
+            return None;
+        }
+        let start = (v.span.start.line, v.span.start.column);
+        let i = slots.spans.iter().position(|&s| s == start)?;
+        slots.used[i] = true;
+        Some(i)
+    }
+
     fn literal(&mut self, v: &ast::Value) -> Result<(Expr, DataType)> {
         Ok(match v {
-            ast::Value::Number(n, _) => {
-                if let Ok(i) = n.parse::<i64>() {
-                    let ty = if i32::try_from(i).is_ok() { DataType::Int4 } else { DataType::Int8 };
-                    (Expr::Const(Value::Int(i)), ty)
-                } else {
-                    let d = types::parse_decimal(n)
-                        .ok_or_else(|| Error::new(SqlState::SYNTAX_ERROR, format!("invalid number {n}")))?;
-                    (Expr::Const(Value::Numeric(d)), DataType::Numeric(None))
-                }
-            }
-            ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
-                (Expr::Const(Value::text(s)), DataType::Text)
+            ast::Value::Number(..) | ast::Value::SingleQuotedString(_) | ast::Value::EscapedStringLiteral(_) => {
+                let (v, ty) = literal_value(v)?;
+                (Expr::Const(v), ty)
             }
             ast::Value::DollarQuotedString(s) => (Expr::Const(Value::text(&s.value)), DataType::Text),
             ast::Value::HexStringLiteral(s) => (Expr::Const(Value::text(s)), DataType::Text),

@@ -32,9 +32,9 @@ use crate::sql::ddl;
 use crate::sql::dml;
 use crate::sql::execute::{self, Env, SessionCtx};
 use crate::sql::functions;
-use crate::sql::planner::{ident, name_parts, Planner};
+use crate::sql::planner::{self, ident, name_parts, Planner};
 use crate::sql::preparse::{self, CopySource, CopyStmt, Parsed};
-use crate::sql::shape::ShapeCache;
+use crate::sql::shape::{self, ShapeCache};
 use crate::sql::types;
 use crate::storage::state::DbState;
 use crate::storage::value::{DataType, Value};
@@ -44,6 +44,8 @@ use crate::txn::{Isolation, Savepoint, Transaction};
 #[derive(Clone, Debug)]
 pub enum Stmt {
     Sql(Box<ast::Statement>),
+    /// A statement of a known shape, from a simple Query (its tree is made only if it must be planned).
+    Shaped(Box<shape::Shaped>),
     Maintenance(&'static str),
     Checkpoint,
     Copy(CopyStmt),
@@ -54,6 +56,18 @@ pub enum Stmt {
     },
     /// An empty query string.
     Empty,
+}
+
+impl Stmt {
+    /// The statement's tree as far as its kind and names go (a shaped statement's template, whose
+    /// literals may be another statement's).
+    fn kind(&self) -> Option<&ast::Statement> {
+        match self {
+            Stmt::Sql(s) => Some(s),
+            Stmt::Shaped(s) => Some(&s.template.tree),
+            _ => None,
+        }
+    }
 }
 
 /// What running a statement produced.
@@ -176,13 +190,13 @@ fn parse_sql(piece: &str) -> std::result::Result<Vec<ast::Statement>, sqlparser:
 
 /// Parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Stmt>> {
-    parse_with(sql, parse_sql)
+    parse_with(sql, |piece| Ok(parse_sql(piece)?.into_iter().map(|s| Stmt::Sql(Box::new(s))).collect()))
 }
 
 /// Parses a query string into statements with `parse_sql` for what is SQL to sqlparser.
 fn parse_with(
     sql: &str,
-    mut parse_sql: impl FnMut(&str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError>,
+    mut parse_sql: impl FnMut(&str) -> std::result::Result<Vec<Stmt>, sqlparser::parser::ParserError>,
 ) -> Result<Vec<Stmt>> {
     if sql.len() > MAX_QUERY_BYTES {
         return Err(Error::new(SqlState::PROGRAM_LIMIT_EXCEEDED, "statement is too long"));
@@ -195,8 +209,7 @@ fn parse_with(
             Parsed::AlterSystem { name, value } => out.push(Stmt::AlterSystem { name, value }),
             Parsed::Copy(c) => out.push(Stmt::Copy(c)),
             Parsed::Sql => {
-                let stmts = parse_sql(piece).map_err(syntax_error)?;
-                out.extend(stmts.into_iter().map(|s| Stmt::Sql(Box::new(s))));
+                out.extend(parse_sql(piece).map_err(syntax_error)?);
             }
         }
     }
@@ -308,7 +321,20 @@ impl Session {
     /// Parses a query string (a simple Query's, or a Parse message's), reusing the trees of statements of
     /// the same shape this session parsed before.
     pub fn parse(&mut self, sql: &str) -> Result<Vec<Stmt>> {
-        parse_with(sql, |piece| self.shapes.parse(piece, parse_sql))
+        parse_with(sql, |piece| {
+            Ok(self.shapes.parse(piece, parse_sql)?.into_iter().map(|s| Stmt::Sql(Box::new(s))).collect())
+        })
+    }
+
+    /// Parses a simple Query's string: as [`parse`](Self::parse), but a statement of a known shape stays
+    /// its shape and literals, for [`run_shaped`](Self::run_shaped).
+    pub fn parse_simple(&mut self, sql: &str) -> Result<Vec<Stmt>> {
+        parse_with(sql, |piece| {
+            Ok(match self.shapes.parse_shaped(piece, parse_sql)? {
+                shape::Parsed::Trees(trees) => trees.into_iter().map(|s| Stmt::Sql(Box::new(s))).collect(),
+                shape::Parsed::Shaped(shaped) => vec![Stmt::Shaped(Box::new(shaped))],
+            })
+        })
     }
 
     /// The `synchronous_commit` level this session commits with.
@@ -453,8 +479,8 @@ impl Session {
         if let Stmt::AlterSystem { name, value } = stmt {
             return self.alter_system(name, value.as_deref());
         }
-        if let Stmt::Sql(s) = stmt {
-            match s.as_ref() {
+        if let Some(s) = stmt.kind() {
+            match s {
                 ast::Statement::StartTransaction { modes, .. } => return self.begin(modes),
                 ast::Statement::Commit { .. } => return self.commit(),
                 ast::Statement::Rollback { savepoint: None, .. } => {
@@ -653,7 +679,7 @@ impl Session {
         txn.begin_statement()?;
         // A statement that may read what the transaction's deferred increments change materializes them
         // first. UPDATE and INSERT decide once planned (see `fresh_state`); a savepoint reads nothing.
-        let keeps = matches!(stmt, Stmt::Sql(s) if matches!(s.as_ref(),
+        let keeps = matches!(stmt.kind(), Some(s) if matches!(s,
             ast::Statement::Update(_) | ast::Statement::Insert(_)
                 | ast::Statement::Savepoint { .. } | ast::Statement::ReleaseSavepoint { .. }));
         if !keeps {
@@ -679,6 +705,7 @@ impl Session {
             Stmt::Copy(c) => self.copy_start(c, &state, params),
             Stmt::AlterSystem { .. } => Err(Error::internal("ALTER SYSTEM runs outside a transaction")),
             Stmt::Sql(s) => self.run_sql(s, &state, params, plan),
+            Stmt::Shaped(s) => self.run_shaped(s, &state),
         }
     }
 
@@ -733,46 +760,28 @@ impl Session {
         Ok(Outcome::CopyOut { columns: cols.len(), data, tag: format!("COPY {n}") })
     }
 
-    fn run_sql(
-        &mut self,
-        s: &ast::Statement,
-        state: &DbState,
-        params: &[Value],
-        cache: Option<&PlanSlot>,
-    ) -> Result<Outcome> {
-        use ast::Statement as S;
-        let types: Vec<DataType> = params.iter().map(types::type_of_value).collect();
-        let mut planner = Planner::new(state, &[]);
-        planner.params = types.iter().cloned().map(Some).collect();
-        let cache = cache.map(|slot| (slot, state.catalog_version(), types));
-        match s {
-            S::Query(q) => {
-                let planned = plan_with(cache, || Ok(Planned::Query(planner.query(q)?)))?;
-                let Planned::Query(planned) = &*planned else {
-                    return Err(Error::internal("cached plan of another kind"));
-                };
-                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+    /// Runs a planned query, INSERT, UPDATE or DELETE.
+    fn run_planned(&mut self, plan: &Planned, state: &DbState, params: &[Value]) -> Result<Outcome> {
+        let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+        match plan {
+            Planned::Query(planned) => {
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let rows = execute::run(&planned.plan, &env)?;
                 let tag = format!("SELECT {}", rows.len());
                 Ok(Outcome::Rows { columns: planned.columns.clone(), rows, tag })
             }
-            S::Insert(i) => {
-                let plan = plan_with(cache, || Ok(Planned::Insert(dml::plan_insert(&mut planner, i)?)))?;
-                let Planned::Insert(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
-                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+            Planned::Insert(plan) => {
                 let fresh = fresh_state(txn, dml::insert_reads(plan))?;
                 let state = fresh.as_ref().unwrap_or(state);
+                let mut planner = Planner::new(state, &[]);
+                planner.params = params.iter().map(|v| Some(types::type_of_value(v))).collect();
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = dml::insert(&cell, plan, &env, &mut planner)?;
                 write_outcome(format!("INSERT 0 {}", r.count), r, plan.returning.as_ref())
             }
-            S::Update(u) => {
-                let plan = plan_with(cache, || Ok(Planned::Write(dml::plan_update(&mut planner, u)?)))?;
-                let Planned::Write(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
-                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+            Planned::Update(plan) => {
                 let deferred = match txn.isolation() {
                     Isolation::ReadCommitted => dml::increment_only(plan),
                     Isolation::RepeatableRead => None,
@@ -787,14 +796,90 @@ impl Session {
                 };
                 write_outcome(format!("UPDATE {}", r.count), r, plan.returning.as_ref())
             }
-            S::Delete(d) => {
-                let plan = plan_with(cache, || Ok(Planned::Write(dml::plan_delete(&mut planner, d)?)))?;
-                let Planned::Write(plan) = &*plan else { return Err(Error::internal("cached plan of another kind")) };
-                let txn = self.txn.as_mut().ok_or_else(|| Error::internal("no transaction"))?;
+            Planned::Delete(plan) => {
                 let cell = std::cell::RefCell::new(txn);
                 let env = Env { state, params, outer: Vec::new(), session: &self.ctx, txn: Some(&cell) };
                 let r = dml::update_or_delete(&cell, plan, &env, true)?;
                 write_outcome(format!("DELETE {}", r.count), r, plan.returning.as_ref())
+            }
+        }
+    }
+
+    /// Runs a statement of a known shape (see [`crate::sql::shape`]).
+    ///
+    /// Clients on the simple protocol send the same statements with other constants in them. Such a
+    /// query, INSERT, UPDATE or DELETE is planned once per shape, its literals standing for parameters,
+    /// and each statement of the shape runs that plan with its own literals as the parameters' values.
+    /// The shape's plan is trusted only once it proved to be the statement's own: the first statement of
+    /// the shape (for a catalog version and literal types) is planned both ways, and the shape's plan kept
+    /// only if every literal was planned as a value and binding the literals to it gives exactly the
+    /// statement's own plan. A literal that decides what the plan is rather than being a value in it (an
+    /// ORDER BY position, a regclass name, a typed string) fails that, and the shape's statements are then
+    /// planned one by one, as before.
+    fn run_shaped(&mut self, shaped: &shape::Shaped, state: &DbState) -> Result<Outcome> {
+        use ast::Statement as S;
+        if !matches!(shaped.template.tree, S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_)) {
+            return self.run_sql(&shaped.tree(), state, &[], None);
+        }
+        let (literals, types): (Vec<Value>, Vec<DataType>) =
+            shaped.literals.iter().map(planner::literal_value).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+        let catalog = state.catalog_version();
+        let slot = &shaped.template.plans;
+        match slot.get(catalog, &types) {
+            Some(Some(plan)) => return self.run_planned(&plan, state, &literals),
+            Some(None) => {
+                return self.run_planned(&plan_statement(&mut Planner::new(state, &[]), &shaped.tree())?, state, &[])
+            }
+            None => {}
+        }
+        let own = plan_statement(&mut Planner::new(state, &[]), &shaped.tree())?;
+        let mut planner = Planner::new(state, &[]);
+        planner.params = types.iter().cloned().map(Some).collect();
+        planner.slots =
+            Some(planner::Slots { spans: shaped.template.spans.clone(), used: vec![false; literals.len()] });
+        let general = plan_statement(&mut planner, &shaped.template.tree).ok().filter(|general| {
+            planner.slots.as_ref().is_some_and(|s| s.used.iter().all(|&u| u))
+                && planner.params.len() == literals.len()
+                && binds_to(general, &own, &literals)
+        });
+        match general {
+            Some(general) => {
+                let general = Rc::new(general);
+                slot.put(catalog, types, Some(general.clone()));
+                self.run_planned(&general, state, &literals)
+            }
+            None => {
+                slot.put(catalog, types, None);
+                self.run_planned(&own, state, &[])
+            }
+        }
+    }
+
+    fn run_sql(
+        &mut self,
+        s: &ast::Statement,
+        state: &DbState,
+        params: &[Value],
+        cache: Option<&PlanSlot>,
+    ) -> Result<Outcome> {
+        use ast::Statement as S;
+        let types: Vec<DataType> = params.iter().map(types::type_of_value).collect();
+        let mut planner = Planner::new(state, &[]);
+        planner.params = types.iter().cloned().map(Some).collect();
+        match s {
+            S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) => {
+                let plan = match cache {
+                    Some(slot) => match slot.get(state.catalog_version(), &types) {
+                        Some(Some(plan)) => plan,
+                        _ => {
+                            let plan = Rc::new(plan_statement(&mut planner, s)?);
+                            slot.put(state.catalog_version(), types, Some(plan.clone()));
+                            plan
+                        }
+                    },
+                    None => Rc::new(plan_statement(&mut planner, s)?),
+                };
+                self.run_planned(&plan, state, params)
             }
             S::Explain { statement, .. } => {
                 let plan = match statement.as_ref() {
@@ -1045,7 +1130,8 @@ fn write_outcome(tag: String, r: dml::WriteResult, returning: Option<&dml::Retur
     })
 }
 
-/// A prepared statement's plan, kept between its executions (see [`Session::execute_prepared`]).
+/// A statement's plan kept between executions: a prepared statement's (see
+/// [`Session::execute_prepared`]), or a statement shape's (see [`Session::run_shaped`]).
 #[derive(Default)]
 pub struct PlanSlot(RefCell<Option<CachedPlan>>);
 
@@ -1054,29 +1140,93 @@ struct CachedPlan {
     catalog: u64,
     /// The types of the parameter values it was planned with.
     params: Vec<DataType>,
-    plan: Rc<Planned>,
+    /// None: a shape whose plan cannot stand for its statements (each statement is planned itself).
+    plan: Option<Rc<Planned>>,
+}
+
+impl PlanSlot {
+    /// What the slot holds for this catalog and these parameter types, if anything.
+    fn get(&self, catalog: u64, params: &[DataType]) -> Option<Option<Rc<Planned>>> {
+        let slot = self.0.borrow();
+        let c = slot.as_ref().filter(|c| c.catalog == catalog && c.params == params)?;
+        Some(c.plan.clone())
+    }
+
+    fn put(&self, catalog: u64, params: Vec<DataType>, plan: Option<Rc<Planned>>) {
+        *self.0.borrow_mut() = Some(CachedPlan { catalog, params, plan });
+    }
 }
 
 /// A statement's plan.
+#[derive(Debug)]
 enum Planned {
     Query(crate::sql::planner::Query),
     Insert(dml::InsertPlan),
-    Write(dml::WritePlan),
+    Update(dml::WritePlan),
+    Delete(dml::WritePlan),
 }
 
-/// The plan in the slot if it was made for the same catalog and parameter types, else a new one from
-/// `make`, kept in the slot. Without a slot, always a new one.
-fn plan_with(
-    cache: Option<(&PlanSlot, u64, Vec<DataType>)>,
-    make: impl FnOnce() -> Result<Planned>,
-) -> Result<Rc<Planned>> {
-    let Some((slot, catalog, params)) = cache else { return make().map(Rc::new) };
-    if let Some(c) = slot.0.borrow().as_ref().filter(|c| c.catalog == catalog && c.params == params) {
-        return Ok(c.plan.clone());
+/// Plans a query, INSERT, UPDATE or DELETE.
+fn plan_statement(planner: &mut Planner, s: &ast::Statement) -> Result<Planned> {
+    use ast::Statement as S;
+    Ok(match s {
+        S::Query(q) => Planned::Query(planner.query(q)?),
+        S::Insert(i) => Planned::Insert(dml::plan_insert(planner, i)?),
+        S::Update(u) => Planned::Update(dml::plan_update(planner, u)?),
+        S::Delete(d) => Planned::Delete(dml::plan_delete(planner, d)?),
+        other => return Err(Error::internal(format!("no plan for {other}"))),
+    })
+}
+
+/// Whether the shape's plan, its parameters bound to a statement's literals, is the statement's own plan.
+/// Compared as printed, with each `Param(i)` printed as the constant it is bound to, and a negated integer
+/// constant folded as the planner folds a negative literal.
+fn binds_to(shape: &Planned, own: &Planned, literals: &[Value]) -> bool {
+    let shape = format!("{shape:?}");
+    let mut bound = String::with_capacity(shape.len());
+    let mut rest = shape.as_str();
+    while let Some(at) = rest.find("Param(") {
+        bound.push_str(&rest[..at]);
+        let after = &rest[at + "Param(".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match (after[..digits].parse::<usize>().ok(), after.as_bytes().get(digits)) {
+            (Some(i), Some(b')')) if i < literals.len() => {
+                bound.push_str(&format!("Const({:?})", literals[i]));
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                bound.push_str("Param(");
+                rest = after;
+            }
+        }
     }
-    let plan = Rc::new(make()?);
-    *slot.0.borrow_mut() = Some(CachedPlan { catalog, params, plan: plan.clone() });
-    Ok(plan)
+    bound.push_str(rest);
+    fold_negation(&bound) == fold_negation(&format!("{own:?}"))
+}
+
+/// `Neg(Const(Int(n)))` printed as `Const(Int(-n))`.
+fn fold_negation(printed: &str) -> String {
+    const NEG: &str = "Neg(Const(Int(";
+    let mut out = String::with_capacity(printed.len());
+    let mut rest = printed;
+    while let Some(at) = rest.find(NEG) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + NEG.len()..];
+        let digits =
+            after.bytes().enumerate().take_while(|&(k, b)| b.is_ascii_digit() || (k == 0 && b == b'-')).count();
+        match (after[..digits].parse::<i64>().ok().and_then(i64::checked_neg), after.get(digits..digits + 3)) {
+            (Some(n), Some(")))")) => {
+                out.push_str(&format!("Const(Int({n}))"));
+                rest = &after[digits + 3..];
+            }
+            _ => {
+                out.push_str(NEG);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn copy_targets(def: &crate::storage::catalog::TableDef, columns: &[String]) -> Result<Vec<usize>> {

@@ -29,8 +29,11 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::rc::Rc;
 
 use sqlparser::ast::{self, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut};
+
+use crate::sql::session::PlanSlot;
 
 /// How many shapes a session remembers before starting over.
 const MAX_SHAPES: usize = 256;
@@ -70,11 +73,49 @@ impl Literal<'_> {
     }
 }
 
+/// A known shape: the tree of the first statement seen of it, where its literals are in that tree, and
+/// the plans a session made for the shape (see [`crate::sql::session`]: a statement whose literals only
+/// ever become values is planned once per shape, its literals standing for parameters).
+pub struct Template {
+    pub tree: ast::Statement,
+    /// Where each literal of `tree` starts (line, column), in source order.
+    pub spans: Vec<(u64, u64)>,
+    pub plans: PlanSlot,
+}
+
+/// A statement of a known shape: the shape's template and this statement's literals, in source order.
+#[derive(Clone)]
+pub struct Shaped {
+    pub template: Rc<Template>,
+    pub literals: Vec<Value>,
+}
+
+impl std::fmt::Debug for Shaped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.tree())
+    }
+}
+
+impl Shaped {
+    /// The statement's tree: the template's with this statement's literals put in.
+    pub fn tree(&self) -> ast::Statement {
+        substitute(self.template.tree.clone(), &self.literals)
+    }
+}
+
+/// What parsing through the cache gives.
+pub enum Parsed {
+    /// Trees from the parser (a text that cannot be cached: several statements, an unsure literal).
+    Trees(Vec<ast::Statement>),
+    /// One statement of a known shape.
+    Shaped(Shaped),
+}
+
 /// A session's cache of statement shapes.
 #[derive(Default)]
 pub struct ShapeCache {
-    /// Shape → the statement's tree, or None if the shape cannot be cached.
-    shapes: HashMap<String, Option<ast::Statement>>,
+    /// Shape → its template, or None if the shape cannot be cached.
+    shapes: HashMap<String, Option<Rc<Template>>>,
 }
 
 impl ShapeCache {
@@ -85,23 +126,49 @@ impl ShapeCache {
         text: &str,
         parse: impl FnOnce(&str) -> Result<Vec<ast::Statement>, E>,
     ) -> Result<Vec<ast::Statement>, E> {
-        let Some((key, literals)) = scan(text) else { return parse(text) };
+        Ok(match self.parse_shaped(text, parse)? {
+            Parsed::Trees(trees) => trees,
+            Parsed::Shaped(s) => vec![s.tree()],
+        })
+    }
+
+    /// As [`parse`](Self::parse), but a statement of a known (or newly learnt) shape comes back as its
+    /// template and literals, its tree not yet made.
+    pub fn parse_shaped<E>(
+        &mut self,
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<Vec<ast::Statement>, E>,
+    ) -> Result<Parsed, E> {
+        let Some((key, literals)) = scan(text) else { return parse(text).map(Parsed::Trees) };
         if let Some(cached) = self.shapes.get(&key) {
             return match cached {
-                Some(tree) => Ok(vec![substitute(tree.clone(), &literals)]),
-                None => parse(text),
+                Some(template) => Ok(Parsed::Shaped(Shaped {
+                    template: template.clone(),
+                    literals: literals.iter().map(Literal::value).collect(),
+                })),
+                None => parse(text).map(Parsed::Trees),
             };
         }
-        let stmts = parse(text)?;
+        let mut stmts = parse(text)?;
         let template = match stmts.as_slice() {
-            [only] if accounts_for(only, &literals) => Some(only.clone()),
+            [only] if accounts_for(only, &literals) => Some(Rc::new(Template {
+                tree: only.clone(),
+                spans: literals.iter().map(|l| (l.line, l.column)).collect(),
+                plans: PlanSlot::default(),
+            })),
             _ => None,
         };
         if self.shapes.len() >= MAX_SHAPES {
             self.shapes.clear();
         }
-        self.shapes.insert(key, template);
-        Ok(stmts)
+        self.shapes.insert(key, template.clone());
+        Ok(match template {
+            Some(template) => {
+                stmts.clear();
+                Parsed::Shaped(Shaped { template, literals: literals.iter().map(Literal::value).collect() })
+            }
+            None => Parsed::Trees(stmts),
+        })
     }
 }
 
@@ -307,22 +374,22 @@ fn accounts_for(stmt: &ast::Statement, literals: &[Literal]) -> bool {
 }
 
 /// Replaces the number and string nodes of a tree, in visiting order, by the given literals.
-struct Substitute<'a, 'b>(std::slice::Iter<'a, Literal<'b>>);
+struct Substitute<'a>(std::slice::Iter<'a, Value>);
 
-impl VisitorMut for Substitute<'_, '_> {
+impl VisitorMut for Substitute<'_> {
     type Break = ();
 
     fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
         if matches!(v.value, Value::Number(..) | Value::SingleQuotedString(_)) {
             if let Some(lit) = self.0.next() {
-                v.value = lit.value();
+                v.value = lit.clone();
             }
         }
         ControlFlow::Continue(())
     }
 }
 
-fn substitute(mut stmt: ast::Statement, literals: &[Literal]) -> ast::Statement {
+fn substitute(mut stmt: ast::Statement, literals: &[Value]) -> ast::Statement {
     let _ = VisitMut::visit(&mut stmt, &mut Substitute(literals.iter()));
     stmt
 }
