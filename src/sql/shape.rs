@@ -315,6 +315,30 @@ fn scan(text: &str) -> Option<(String, Vec<Literal<'_>>)> {
 /// if it cannot be cached. For differential testing: through a cache that has seen `text`, the respelled
 /// statement must parse to the tree the parser builds from it directly.
 pub fn respell(text: &str) -> Option<String> {
+    respell_with(text, |kind, n| match (kind, n % 2) {
+        (Kind::Integer, 0) => "7",
+        (Kind::Integer, _) => "1234567890123",
+        (Kind::Decimal, 0) => "0.5",
+        (Kind::Decimal, _) => "98765.4321",
+        (Kind::String, 0) => "''",
+        (Kind::String, _) => "'it''s a\nlonger one é'",
+    })
+}
+
+/// The text with other literals of the same types (small integers, decimals, strings): a statement that
+/// can share a shape's plan with the original (for differential tests of [`crate::sql::session`]'s shape
+/// plans).
+pub fn respell_alike(text: &str) -> Option<String> {
+    respell_with(text, |kind, n| match (kind, n % 2) {
+        (Kind::Integer, 0) => "3",
+        (Kind::Integer, _) => "0",
+        (Kind::Decimal, _) => "2.25",
+        (Kind::String, 0) => "'b'",
+        (Kind::String, _) => "'2021-06-30'",
+    })
+}
+
+fn respell_with(text: &str, pick: impl Fn(Kind, usize) -> &'static str) -> Option<String> {
     let (key, literals) = scan(text)?;
     let mut out = String::with_capacity(text.len() + 8 * literals.len());
     let mut lits = literals.iter().enumerate();
@@ -322,14 +346,7 @@ pub fn respell(text: &str) -> Option<String> {
     while let Some(i) = rest.find('\0') {
         out.push_str(&rest[..i]);
         let (n, lit) = lits.next()?;
-        out.push_str(match (lit.kind, n % 2) {
-            (Kind::Integer, 0) => "7",
-            (Kind::Integer, _) => "1234567890123",
-            (Kind::Decimal, 0) => "0.5",
-            (Kind::Decimal, _) => "98765.4321",
-            (Kind::String, 0) => "''",
-            (Kind::String, _) => "'it''s a\nlonger one é'",
-        });
+        out.push_str(pick(lit.kind, n));
         rest = &rest[i + 2..];
     }
     out.push_str(rest);
