@@ -1182,45 +1182,34 @@ fn plan_statement(planner: &mut Planner, s: &ast::Statement) -> Result<Planned> 
 /// Compared as printed, with each `Param(i)` printed as the constant it is bound to, and a negated integer
 /// constant folded as the planner folds a negative literal.
 fn binds_to(shape: &Planned, own: &Planned, literals: &[Value]) -> bool {
-    let shape = format!("{shape:?}");
-    let mut bound = String::with_capacity(shape.len());
-    let mut rest = shape.as_str();
-    while let Some(at) = rest.find("Param(") {
-        bound.push_str(&rest[..at]);
-        let after = &rest[at + "Param(".len()..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        match (after[..digits].parse::<usize>().ok(), after.as_bytes().get(digits)) {
-            (Some(i), Some(b')')) if i < literals.len() => {
-                bound.push_str(&format!("Const({:?})", literals[i]));
-                rest = &after[digits + 1..];
-            }
-            _ => {
-                bound.push_str("Param(");
-                rest = after;
-            }
-        }
-    }
-    bound.push_str(rest);
+    let bound = rewrite(&format!("{shape:?}"), "Param(", ")", |i| {
+        literals.get(i.parse::<usize>().ok()?).map(|v| format!("Const({v:?})"))
+    });
     fold_negation(&bound) == fold_negation(&format!("{own:?}"))
 }
 
 /// `Neg(Const(Int(n)))` printed as `Const(Int(-n))`.
 fn fold_negation(printed: &str) -> String {
-    const NEG: &str = "Neg(Const(Int(";
+    rewrite(printed, "Neg(Const(Int(", ")))", |n| {
+        Some(format!("Const(Int({}))", n.parse::<i64>().ok()?.checked_neg()?))
+    })
+}
+
+/// `printed` with every `open`…`close` whose text between them `replace` maps replaced by what it gives;
+/// the others are left as they are.
+fn rewrite(printed: &str, open: &str, close: &str, replace: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(printed.len());
     let mut rest = printed;
-    while let Some(at) = rest.find(NEG) {
+    while let Some(at) = rest.find(open) {
         out.push_str(&rest[..at]);
-        let after = &rest[at + NEG.len()..];
-        let digits =
-            after.bytes().enumerate().take_while(|&(k, b)| b.is_ascii_digit() || (k == 0 && b == b'-')).count();
-        match (after[..digits].parse::<i64>().ok().and_then(i64::checked_neg), after.get(digits..digits + 3)) {
-            (Some(n), Some(")))")) => {
-                out.push_str(&format!("Const(Int({n}))"));
-                rest = &after[digits + 3..];
+        let after = &rest[at + open.len()..];
+        match after.find(close).and_then(|end| Some((end, replace(&after[..end])?))) {
+            Some((end, with)) => {
+                out.push_str(&with);
+                rest = &after[end + close.len()..];
             }
-            _ => {
-                out.push_str(NEG);
+            None => {
+                out.push_str(open);
                 rest = after;
             }
         }
@@ -1259,4 +1248,22 @@ fn fresh_state(txn: &mut Transaction, reads: bool) -> Result<Option<DbState>> {
     }
     txn.materialize_all()?;
     Ok(Some(txn.state().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_plans_are_bound_and_folded() {
+        let numbered = |i: &str| i.parse::<usize>().ok().map(|i| format!("<{i}>"));
+        assert_eq!(
+            rewrite("Param(1), Param(10), Param(x), Param(2", "Param(", ")", numbered),
+            "<1>, <10>, Param(x), Param(2"
+        );
+        assert_eq!(
+            fold_negation("Neg(Const(Int(5))), Neg(Const(Int(-3))), Neg(Const(Int(9)), Neg(Param(0))"),
+            "Const(Int(-5)), Const(Int(3)), Neg(Const(Int(9)), Neg(Param(0))"
+        );
+    }
 }
