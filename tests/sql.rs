@@ -283,6 +283,37 @@ async fn runaway_statements_fail_and_the_session_goes_on() {
     assert_eq!(one(&c, "SELECT 1").await, "1");
 }
 
+/// Statements nested as deeply as tandem allows run (on the session's stack, with room to spare); deeper
+/// ones get 54001, as PostgreSQL's `max_stack_depth` gives it, and the server and the session go on. Before
+/// the check, a chain of 1,200 additions overflowed a session thread's stack and aborted the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_statements_fail_cleanly() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (a int PRIMARY KEY, b int); INSERT INTO t VALUES (1, 1);").await.expect("setup");
+    let chain = |n: usize, op: &str| vec!["1"; n].join(op);
+    // At the limit (10,000 counted tokens: SELECT and 9,999 additions).
+    assert_eq!(one(&c, &format!("SELECT {}", chain(9_999, "+"))).await, "9999");
+    let ors = (0..4_990).map(|i| format!("a = {i}")).collect::<Vec<_>>().join(" OR ");
+    assert_eq!(one(&c, &format!("SELECT count(*) FROM t WHERE {ors}")).await, "1");
+    let update = format!("UPDATE t SET b = {} WHERE a = 1", vec!["b"; 9_990].join(" + "));
+    c.batch_execute(&update).await.expect("deep update");
+    assert_eq!(one(&c, "SELECT b FROM t").await, "9990");
+    let subqueries = format!("SELECT {}1{}", "(SELECT ".repeat(60), ")".repeat(60));
+    assert_eq!(one(&c, &subqueries).await, "1");
+    // Over it: refused before the tree is built, by the simple and the extended protocol alike.
+    let deep = format!("SELECT {}", chain(200_000, "+"));
+    assert_eq!(sqlstate(&c, &deep).await, "54001");
+    let err = c.prepare(&deep).await.expect_err("prepare too deep");
+    assert_eq!(err.code().map(|s| s.code()), Some("54001"));
+    assert_eq!(sqlstate(&c, &format!("SELECT {}1{}", "(".repeat(400), ")".repeat(400))).await, "54001");
+    // Long lists are not deep.
+    let list = (0..100_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    assert_eq!(one(&c, &format!("SELECT 99999 IN ({list})")).await, "t");
+    assert_eq!(one(&c, "SELECT 1").await, "1");
+    assert_eq!(one(&connect(&server).await, "SELECT b FROM t").await, "9990");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_a_lock_wait() {
     let server = TestServer::start();

@@ -186,7 +186,20 @@ fn summary(outcome: tandem::error::Result<Outcome>) -> String {
     }
 }
 
+// Each input runs on a thread with a session thread's stack, as the server runs statements.
 fuzz_target!(|data: &[u8]| {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .stack_size(tandem::sql::depth::SESSION_STACK_BYTES)
+            .spawn_scoped(scope, || one_input(data))
+            .expect("a thread for the input");
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+});
+
+fn one_input(data: &[u8]) {
     let db = database();
     let (sql, tail) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -224,4 +237,4 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = s.execute(&control[1], &[]);
-});
+}

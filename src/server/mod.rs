@@ -113,8 +113,10 @@ impl Server {
             match stream {
                 Ok(s) => {
                     let shared = self.shared.clone();
-                    let spawned =
-                        std::thread::Builder::new().name("session".into()).spawn(move || connection::serve(s, shared));
+                    let spawned = std::thread::Builder::new()
+                        .name("session".into())
+                        .stack_size(crate::sql::depth::SESSION_STACK_BYTES)
+                        .spawn(move || connection::serve(s, shared));
                     if let Err(e) = spawned {
                         tracing::error!(error = %e, "could not start a session thread");
                     }

@@ -6,7 +6,8 @@
 //!   session (transaction state, DDL, DML, COPY, SET/SHOW) ◀── execute (rows) ◀───────────┘
 //! ```
 //!
-//! Layered as toydb's SQL engine is: [`preparse`] and sqlparser read text, and [`shape`] keeps a session's
+//! Layered as toydb's SQL engine is: [`preparse`] and sqlparser read text ([`depth`] first refuses a
+//! statement nested deeper than a session's stack allows), and [`shape`] keeps a session's
 //! parsed trees by statement shape so that a statement repeated with new constants is not parsed again;
 //! [`planner`] binds names and types and builds a [`plan::Plan`] of [`expr::Expr`]s; [`execute`] runs plans
 //! against a database state; [`dml`] and [`ddl`] write through a [`crate::txn::Transaction`]; [`session`]
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod copy;
 pub mod ddl;
+pub mod depth;
 pub mod dml;
 pub mod execute;
 pub mod expr;

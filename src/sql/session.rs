@@ -29,6 +29,7 @@ use crate::engine::{Engine, SyncLevel};
 use crate::error::{Error, Result, SqlState};
 use crate::sql::copy;
 use crate::sql::ddl;
+use crate::sql::depth;
 use crate::sql::dml;
 use crate::sql::execute::{self, Env, SessionCtx};
 use crate::sql::functions;
@@ -174,6 +175,9 @@ fn is_blank(s: &str) -> bool {
 }
 
 fn syntax_error(e: sqlparser::parser::ParserError) -> Error {
+    if matches!(e, sqlparser::parser::ParserError::RecursionLimitExceeded) {
+        return depth::too_deep();
+    }
     let msg = e.to_string();
     let near = msg.split("found: ").nth(1).map(|s| s.split(" at Line").next().unwrap_or(s).trim().to_string());
     match near {
@@ -183,9 +187,12 @@ fn syntax_error(e: sqlparser::parser::ParserError) -> Error {
     }
 }
 
-/// sqlparser on one statement's text.
-fn parse_sql(piece: &str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError> {
-    Parser::parse_sql(&PostgreSqlDialect {}, piece)
+/// sqlparser on one statement's text, with tandem's recursion limit (see [`depth`]).
+pub fn parse_sql(piece: &str) -> std::result::Result<Vec<ast::Statement>, sqlparser::parser::ParserError> {
+    Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(depth::MAX_PARSER_RECURSION)
+        .try_with_sql(piece)?
+        .parse_statements()
 }
 
 /// Parses a query string into statements.
@@ -209,6 +216,7 @@ fn parse_with(
             Parsed::AlterSystem { name, value } => out.push(Stmt::AlterSystem { name, value }),
             Parsed::Copy(c) => out.push(Stmt::Copy(c)),
             Parsed::Sql => {
+                depth::check(piece)?;
                 out.extend(parse_sql(piece).map_err(syntax_error)?);
             }
         }
@@ -723,7 +731,7 @@ impl Session {
         }
         let (cols, rows) = match &c.source {
             CopySource::Query(q) => {
-                let stmts = Parser::parse_sql(&PostgreSqlDialect {}, q).map_err(syntax_error)?;
+                let stmts = parse_sql(q).map_err(syntax_error)?;
                 let [ast::Statement::Query(query)] = stmts.as_slice() else {
                     return Err(Error::new(SqlState::SYNTAX_ERROR, "COPY (query) needs a single SELECT"));
                 };
