@@ -52,7 +52,7 @@ pub enum Command {
         #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
         dir: PathBuf,
         /// The port to record in tandem.toml.
-        #[arg(long)]
+        #[arg(long, value_parser = port_number)]
         port: Option<u16>,
         /// The listen address to record in tandem.toml (loopback only).
         #[arg(long)]
@@ -70,7 +70,7 @@ pub enum Command {
         #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
         dir: PathBuf,
         /// The port to listen on (overrides tandem.toml).
-        #[arg(long)]
+        #[arg(long, value_parser = port_number)]
         port: Option<u16>,
         /// The address to listen on (overrides tandem.toml; loopback only).
         #[arg(long)]
@@ -91,14 +91,18 @@ pub enum Command {
     },
     /// Take a base backup of a running primary (like pg_basebackup).
     #[command(
+        disable_help_flag = true,
         after_help = "Examples:\n  tandem basebackup -h 127.0.0.1 -p 5433 -D ./backup --progress\n  tandem basebackup -h 127.0.0.1 -p 5433 -D ./standby --write-standby-config --max-rate 50MB"
     )]
     Basebackup {
+        /// Print help (-h is the host, as in PostgreSQL's tools).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// The primary's host.
         #[arg(short = 'h', long, default_value = "127.0.0.1")]
         host: String,
         /// The primary's port.
-        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT, value_parser = port_number)]
         port: u16,
         /// Where to write the copy (must be missing or empty).
         #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
@@ -115,20 +119,24 @@ pub enum Command {
     },
     /// Create a standby of a running primary and start it (like gpinitstandby).
     #[command(
+        disable_help_flag = true,
         after_help = "Examples:\n  tandem init-standby -h 127.0.0.1 -p 5433 -D ./standby --port 5434\n  tandem init-standby -h 127.0.0.1 -p 5433 -D ./standby --port 5434 --name mirror1 --no-start"
     )]
     InitStandby {
+        /// Print help (-h is the host, as in PostgreSQL's tools).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// The primary's host.
         #[arg(short = 'h', long, default_value = "127.0.0.1")]
         host: String,
         /// The primary's port.
-        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT, value_parser = port_number)]
         primary_port: u16,
         /// The standby's data directory (must be missing or empty).
         #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
         dir: PathBuf,
         /// The port the standby listens on.
-        #[arg(long)]
+        #[arg(long, value_parser = port_number)]
         port: u16,
         /// The standby's name (its application_name and replication slot on the primary).
         #[arg(long, default_value = "standby")]
@@ -158,9 +166,13 @@ pub enum Command {
     /// Make a stopped old primary a standby of the new primary, cutting its WAL back to where the new
     /// primary's timeline branched off (like pg_rewind).
     #[command(
+        disable_help_flag = true,
         after_help = "Examples:\n  tandem rewind -D ./old-primary -h 127.0.0.1 -p 5434\n  tandem rewind -D ./old-primary -h 10.0.0.2 -p 5433 --name mirror1\n\nWhen the old primary checkpointed after the switch point, rewinding is impossible: it says so, and what\nto run instead (a fresh tandem init-standby)."
     )]
     Rewind {
+        /// Print help (-h is the host, as in PostgreSQL's tools).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// The old primary's data directory (the server must be stopped).
         #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
         dir: PathBuf,
@@ -168,20 +180,26 @@ pub enum Command {
         #[arg(short = 'h', long, default_value = "127.0.0.1")]
         host: String,
         /// The new primary's port.
-        #[arg(short = 'p', long)]
+        #[arg(short = 'p', long, value_parser = port_number)]
         port: u16,
         /// The name the rewound server streams under (application_name and slot).
         #[arg(long, default_value = "standby")]
         name: String,
     },
     /// Show a server's role, positions and standbys (like gpstate -f).
-    #[command(after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json")]
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:\n  tandem status -h 127.0.0.1 -p 5433\n  tandem status -p 5434 --json"
+    )]
     Status {
+        /// Print help (-h is the host, as in PostgreSQL's tools).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// The server's host.
         #[arg(short = 'h', long, default_value = "127.0.0.1")]
         host: String,
         /// The server's port.
-        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+        #[arg(short = 'p', long, default_value_t = DEFAULT_PORT, value_parser = port_number)]
         port: u16,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -243,8 +261,7 @@ impl Config {
                 "primary_conninfo" => c.primary_conninfo = Some(v.to_string()),
                 "primary_slot_name" => c.primary_slot_name = Some(v.to_string()),
                 "port" => {
-                    c.port =
-                        v.parse().map_err(|_| config_error(format!("tandem.toml line {}: bad port \"{v}\"", n + 1)))?
+                    c.port = port_number(v).map_err(|e| config_error(format!("tandem.toml line {}: {e}", n + 1)))?
                 }
                 _ => {}
             }
@@ -324,21 +341,37 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .ok_or_else(|| config_error(format!("invalid size \"{s}\"")))
 }
 
+/// A TCP port from the command line: 1 to 65535 (0 would be a port the kernel picks, which no client knows).
+fn port_number(s: &str) -> std::result::Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("port 0 is not a port clients can connect to; give 1 to 65535".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("\"{s}\" is not a port number (1 to 65535)")),
+    }
+}
+
 /// Runs a command.
 pub fn run(cli: Cli) -> ExitCode {
+    if matches!(cli.command, Command::Status { .. }) {
+        // Piped into `head`, a report ends quietly when the reader goes, as other command-line tools do.
+        // SAFETY: restoring a signal's default disposition; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Init { dir, port, listen, wal_segment_size } => init(&dir, port, listen, wal_segment_size.as_deref()),
         Command::Start { dir, port, listen, detach: false } => start(&dir, port, listen, None),
         Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen, true),
         Command::Stop { dir, mode } => stop(&dir, mode),
         Command::Quickstart { dir } => quickstart(&dir),
-        Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config } => {
+        Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config, .. } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
         Command::Promote { dir, wait_seconds, force, fence } => promote(&dir, wait_seconds, force, fence),
-        Command::Rewind { dir, host, port, name } => rewind(&dir, &host, port, &name),
-        Command::Status { host, port, json } => tandem::replication::status::print(&host, port, json),
-        Command::InitStandby { host, primary_port, dir, port, name, no_start } => {
+        Command::Rewind { dir, host, port, name, .. } => rewind(&dir, &host, port, &name),
+        Command::Status { host, port, json, .. } => tandem::replication::status::print(&host, port, json),
+        Command::InitStandby { host, primary_port, dir, port, name, no_start, .. } => {
             init_standby(&host, primary_port, &dir, port, &name, no_start)
         }
     };
@@ -427,6 +460,7 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     }
     let replication = ReplicationContext::new(engine.clone(), SenderConfig::default(), settings)?;
     let server = Server::bind(addr, engine.clone(), replication.clone())?;
+    engine.announce_listening(addr)?;
     if engine.in_recovery() {
         // ALTER SYSTEM's primary_conninfo (postgresql.auto.conf) wins over tandem.toml's.
         let conninfo = Some(replication.settings.get("primary_conninfo"))
@@ -535,7 +569,13 @@ fn detach(dir: &Path, port: Option<u16>, listen: Option<String>, wait_sessions: 
                 log_tail(&log_path, 10)
             )));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        // Up means this child holds the data directory's lock and has announced its address there: a
+        // connection alone could reach another server (or any program) already on the port.
+        let announced = std::fs::read_to_string(dir.join(PID_FILE)).is_ok_and(|text| {
+            let mut lines = text.lines();
+            lines.next().is_some_and(|pid| pid.trim() == child.id().to_string()) && lines.next().is_some()
+        });
+        if announced && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             println!("server started (pid {}), listening on {addr}, logging to {}", child.id(), log_path.display());
             if wait_sessions {
                 wait_for_sessions(&addr, Some(&mut child), &log_path)?;
@@ -644,16 +684,20 @@ fn run_basebackup(
     max_rate: Option<&str>,
     write_standby_config: bool,
 ) -> Result<()> {
-    let options = FetchOptions {
-        progress,
-        max_rate: max_rate.map(parse_size).transpose()?,
-        slot: None,
-        application_name: "tandem_basebackup".into(),
-    };
-    let fetched = basebackup::fetch(host, port, dir, &options)?;
-    if write_standby_config {
-        basebackup::write_standby_config(dir, host, port, "standby", None)?;
+    let max_rate = max_rate.map(parse_size).transpose()?;
+    if let Some(rate) = max_rate.filter(|r| !(32 << 10..=1 << 30).contains(r)) {
+        return Err(config_error(format!("transfer rate {rate} bytes/s is out of range"))
+            .with_hint("--max-rate takes 32kB to 1GB (per second), as pg_basebackup's does."));
     }
+    let options = FetchOptions { progress, max_rate, slot: None, application_name: "tandem_basebackup".into() };
+    let existed = empty_target(dir)?;
+    let fetched = basebackup::fetch(host, port, dir, &options).and_then(|fetched| {
+        if write_standby_config {
+            basebackup::write_standby_config(dir, host, port, "standby", None)?;
+        }
+        Ok(fetched)
+    });
+    let fetched = fetched.inspect_err(|_| clear_target(dir, existed))?;
     println!(
         "base backup of system {} written to {}: {} bytes, WAL {} to {}",
         fetched.system_id,
@@ -663,6 +707,32 @@ fn run_basebackup(
         fetched.end
     );
     Ok(())
+}
+
+/// Checks that `dir` is absent or empty, as a base backup needs it; returns whether it exists.
+fn empty_target(dir: &Path) -> Result<bool> {
+    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+        Ok(false) => Err(config_error(format!("directory \"{}\" exists but is not empty", dir.display()))
+            .with_hint("Give a new or empty directory; nothing in this one was touched.")),
+        Ok(true) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("could not open directory \"{}\"", dir.display()), e)),
+    }
+}
+
+/// Removes what a failed command wrote into `dir`, which [`empty_target`] found absent (`existed` false: the
+/// directory goes) or empty (its contents go).
+fn clear_target(dir: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
 }
 
 /// A replication slot name made from a standby name: lower case letters, digits and underscores.
@@ -695,24 +765,21 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         ))
         .with_hint("Give the standby another --port."));
     }
+    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err(config_error(format!("invalid standby name \"{name}\"")).with_hint(
+            "A standby name (its application_name) is 1 to 63 letters, digits, underscores, dashes or dots.",
+        ));
+    }
+    // Refused before anything is done, so that undoing a failure can only remove what this command wrote.
+    let existed = empty_target(dir)?;
     let begun = Instant::now();
     let slot = slot_name(name);
-    let existed = dir.exists();
     let undo = |started: bool| {
         if started {
             let _ = stop(dir, StopMode::Immediate);
         }
         let _ = drop_slot(host, primary_port, &slot);
-        if existed {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-                }
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        clear_target(dir, existed);
     };
     let options =
         FetchOptions { progress: true, max_rate: None, slot: Some(slot.clone()), application_name: name.to_string() };

@@ -286,7 +286,7 @@ pub(crate) struct Core {
     timelines_changed: AtomicBool,
     /// Why this server was fenced (a standby was promoted in its place), if it was: writes are refused.
     pub(crate) fenced: RwLock<Option<String>>,
-    _pid_file: PidFile,
+    pid_file: PidFile,
 }
 
 /// How far a standby's startup process has replayed.
@@ -550,6 +550,13 @@ impl PidFile {
         writeln!(f, "{}", std::process::id()).map_err(|e| Error::io("could not write lock file", e))
     }
 
+    /// Adds the address the server listens on, as the lock file's second line: `tandem start --detach` waits
+    /// for it to know that its own server (not another process on the port) is up.
+    fn listening(&self, addr: &str) -> Result<()> {
+        let mut f = &self.file;
+        writeln!(f, "{addr}").map_err(|e| Error::io("could not write lock file", e))
+    }
+
     /// Gives the lock up after a failed start, removing the file if this start created it.
     fn abandon(self) {
         if self.created {
@@ -678,7 +685,7 @@ impl Engine {
             promotion_cv: Condvar::new(),
             timelines_changed: AtomicBool::new(false),
             fenced: RwLock::new(fs::read_to_string(dir.join(FENCED_FILE)).ok().map(|r| r.trim().to_string())),
-            _pid_file: pid_file,
+            pid_file,
         });
         let listener: std::sync::Weak<dyn FlushListener> = Arc::downgrade(&core) as _;
         core.wal.set_listener(listener);
@@ -964,6 +971,11 @@ impl Engine {
     }
 
     /// The system identifier.
+    /// Records in the lock file that the server listens on `addr` (see `tandem start --detach`).
+    pub fn announce_listening(&self, addr: std::net::SocketAddr) -> Result<()> {
+        self.core.pid_file.listening(&addr.to_string())
+    }
+
     pub fn system_id(&self) -> u64 {
         self.core.system_id
     }

@@ -1,5 +1,6 @@
 //! The command line: init refuses a non-empty directory and a non-loopback address, start --detach
 //! returns once connections are accepted, stop (fast and immediate) ends the server, and data survive both.
+//! Commands given a directory or port they cannot use refuse it and touch nothing.
 
 mod common;
 
@@ -17,7 +18,7 @@ struct Cleanup(std::path::PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(text) = std::fs::read_to_string(self.0.join("tandem.pid")) {
-            if let Ok(pid) = text.trim().parse::<u32>() {
+            if let Some(Ok(pid)) = text.lines().next().map(|l| l.trim().parse::<u32>()) {
                 let held =
                     std::fs::File::open(self.0.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false);
                 if held {
@@ -71,4 +72,64 @@ fn init_start_stop() {
         let help = tandem(&[sub, "--help"]);
         assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"), "no examples in {sub} --help");
     }
+}
+
+/// `start --detach` succeeds only for its own server: not when the directory's server already runs, nor
+/// when another program holds the port (a connection would succeed there). `init-standby` and
+/// `basebackup` refuse a non-empty directory without touching it (init-standby once emptied it while
+/// undoing its failure), a bad standby name or transfer rate before they start, and remove what they
+/// created when the primary cannot be reached. Port 0 is refused; `-h` is the host, never help.
+#[test]
+fn refusals_touch_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap_or_default().to_string();
+    let (a, b) = (path("a"), path("b"));
+    let port = free_port();
+    let p = port.to_string();
+    let _cleanup = Cleanup(tmp.path().join("a"));
+    let _cleanup_b = Cleanup(tmp.path().join("b"));
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
+
+    assert!(tandem(&["init", "-D", &a, "--port", &p]).status.success());
+    assert!(tandem(&["start", "-D", &a, "--detach"]).status.success());
+    let again = tandem(&["start", "-D", &a, "--detach"]);
+    assert!(!again.status.success(), "a second start of a running directory succeeded");
+    assert!(stderr(&again).contains("is held"), "{}", stderr(&again));
+    assert!(tandem(&["init", "-D", &b, "--port", &p]).status.success());
+    let taken = tandem(&["start", "-D", &b, "--detach"]);
+    assert!(!taken.status.success(), "start succeeded on a port another server holds");
+    assert!(stderr(&taken).contains("Address already in use"), "{}", stderr(&taken));
+    let zero = tandem(&["start", "-D", &b, "--port", "0", "--detach"]);
+    assert!(!zero.status.success() && stderr(&zero).contains("port 0"), "{}", stderr(&zero));
+
+    let precious = tmp.path().join("precious");
+    std::fs::create_dir_all(&precious).expect("mkdir");
+    std::fs::write(precious.join("file.txt"), "important").expect("write");
+    let pr = precious.to_str().unwrap_or_default();
+    let other = free_port().to_string();
+    for args in [
+        vec!["init-standby", "-h", "127.0.0.1", "-p", &p, "-D", pr, "--port", &other],
+        vec!["basebackup", "-h", "127.0.0.1", "-p", &p, "-D", pr],
+        // A live server's own directory.
+        vec!["init-standby", "-p", &p, "-D", &a, "--port", &other],
+    ] {
+        let out = tandem(&args);
+        assert!(!out.status.success() && stderr(&out).contains("not empty"), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(precious.join("file.txt")).unwrap_or_default(), "important");
+    assert!(tmp.path().join("a/tandem.toml").exists() && tmp.path().join("a/tandem.pid").exists());
+
+    let fresh = path("fresh");
+    let bad_name = tandem(&["init-standby", "-p", &p, "-D", &fresh, "--port", &other, "--name", "bad name'"]);
+    assert!(!bad_name.status.success() && stderr(&bad_name).contains("invalid standby name"));
+    let rate = tandem(&["basebackup", "-p", &p, "-D", &fresh, "--max-rate", "0"]);
+    assert!(!rate.status.success() && stderr(&rate).contains("out of range"), "{}", stderr(&rate));
+    let dead = tandem(&["basebackup", "-p", &free_port().to_string(), "-D", &fresh]);
+    assert!(!dead.status.success());
+    assert!(!tmp.path().join("fresh").exists(), "a failed basebackup left its directory behind");
+
+    let status = tandem(&["status", "-h", "127.0.0.1", "-p", &p]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("primary"));
+    assert!(tandem(&["stop", "-D", &a]).status.success());
 }
