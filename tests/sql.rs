@@ -211,12 +211,12 @@ async fn extended_protocol_and_copy() {
     let copied = sink.as_mut().finish().await.expect("copy finish");
     assert_eq!(copied, 2);
     let stream = c
-        .copy_out("COPY (SELECT k, v FROM kv WHERE k >= 100 ORDER BY k) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .copy_out("COPY (SELECT k, v AS value FROM kv WHERE k >= 100 ORDER BY k) TO STDOUT WITH (FORMAT csv, HEADER)")
         .await
         .expect("copy out");
     let chunks: Vec<_> = stream.collect().await;
     let data: Vec<u8> = chunks.into_iter().flat_map(|c| c.expect("chunk").to_vec()).collect();
-    assert_eq!(String::from_utf8_lossy(&data), "column1,column2\n100,hundred\n101,\n");
+    assert_eq!(String::from_utf8_lossy(&data), "k,value\n100,hundred\n101,\n");
 
     // Transactions and savepoints.
     c.batch_execute("BEGIN; INSERT INTO kv (k) VALUES (200); SAVEPOINT s; INSERT INTO kv (k) VALUES (201); ROLLBACK TO SAVEPOINT s; COMMIT").await.expect("txn");

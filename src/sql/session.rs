@@ -729,6 +729,8 @@ impl Session {
             let n = copy_targets(&def, columns)?.len();
             return Ok(Outcome::CopyIn { stmt: c.clone(), columns: n });
         }
+        // The query's column names, for a header.
+        let mut query_names = Vec::new();
         let (cols, rows) = match &c.source {
             CopySource::Query(q) => {
                 let stmts = parse_sql(q).map_err(syntax_error)?;
@@ -737,6 +739,7 @@ impl Session {
                 };
                 let planned = Planner::new(state, &[]).query(query)?;
                 let rows = execute::run(&planned.plan, &self.env(state, params))?;
+                query_names = planned.columns.iter().map(|c| Some(c.0.clone())).collect();
                 (planned.columns.into_iter().map(|c| c.1).collect::<Vec<_>>(), rows)
             }
             CopySource::Table { name, columns } => {
@@ -756,7 +759,7 @@ impl Session {
                         state.table(name).map(|t| t.def.clone()).ok_or_else(|| Error::internal("table vanished"))?;
                     copy_targets(&def, columns)?.iter().map(|&i| Some(def.columns[i].name.clone())).collect()
                 }
-                CopySource::Query(_) => (1..=cols.len()).map(|i| Some(format!("column{i}"))).collect(),
+                CopySource::Query(_) => std::mem::take(&mut query_names),
             };
             copy::encode_row(c, &names, &mut data);
         }
