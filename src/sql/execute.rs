@@ -319,7 +319,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
         Plan::Aggregate { input, group, aggs } => aggregate(run(input, env)?, group, aggs, env)?,
         Plan::Sort { input, keys } => sort(run(input, env)?, keys, env)?,
         Plan::Limit { input, limit, offset } => {
-            let count = |e: &Option<Expr>| -> Result<Option<usize>> {
+            let count = |e: &Option<Expr>, clause: &str, code: SqlState| -> Result<Option<usize>> {
                 match e {
                     None => Ok(None),
                     Some(e) => match e.eval(&[], env)? {
@@ -327,12 +327,13 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
                         Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
                         v => match types::cast(v, &crate::storage::value::DataType::Int8)? {
                             Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
-                            _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "LIMIT must not be negative")),
+                            _ => Err(Error::new(code, format!("{clause} must not be negative"))),
                         },
                     },
                 }
             };
-            let (limit, offset) = (count(limit)?, count(offset)?.unwrap_or(0));
+            let limit = count(limit, "LIMIT", SqlState::INVALID_ROW_COUNT_IN_LIMIT_CLAUSE)?;
+            let offset = count(offset, "OFFSET", SqlState::INVALID_ROW_COUNT_IN_RESULT_OFFSET_CLAUSE)?.unwrap_or(0);
             run(input, env)?.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
         }
         Plan::Distinct { input } => dedup(run(input, env)?),

@@ -279,6 +279,14 @@ pub fn text_of(v: &Value) -> String {
     }
 }
 
+/// An operand of `||` as text: its cast to text.
+fn concat_text(v: Value) -> Result<String> {
+    Ok(match v {
+        Value::Text(s) => s.to_string(),
+        v => text_of(&types::cast(v, &DataType::Text)?),
+    })
+}
+
 /// Compares two non-NULL values, coercing text to the other side's type as PostgreSQL does with
 /// literals of unknown type.
 pub fn compare(a: &Value, b: &Value) -> Result<Ordering> {
@@ -378,10 +386,13 @@ fn div_zero() -> Error {
 pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
     use BinOp::*;
     if op == Concat {
-        if a.is_null() || b.is_null() {
-            return Ok(Value::Null);
-        }
-        return Ok(Value::text(&(text_of(&a) + &text_of(&b))));
+        // bytea || bytea is bytea; any other operand is concatenated as its `::text`, as PostgreSQL's
+        // anytextcat does (so `true || 'x'` is `truex`).
+        return Ok(match (a, b) {
+            (Value::Null, _) | (_, Value::Null) => Value::Null,
+            (Value::Bytes(x), Value::Bytes(y)) => Value::Bytes(x.iter().chain(y.iter()).copied().collect()),
+            (a, b) => Value::text(&(concat_text(a)? + &concat_text(b)?)),
+        });
     }
     if a.is_null() || b.is_null() {
         return Ok(Value::Null);

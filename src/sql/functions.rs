@@ -93,7 +93,11 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
         "date_part" | "extract" => DataType::Float8,
         "abs" | "round" | "ceil" | "ceiling" | "floor" | "trunc" | "sign" | "mod" => match first {
-            DataType::Int2 | DataType::Int4 | DataType::Int8 if name != "round" || args.len() == 1 => first,
+            DataType::Int2 | DataType::Int4 | DataType::Int8
+                if !matches!(name, "round" | "trunc") || args.len() == 1 =>
+            {
+                first
+            }
             DataType::Float4 | DataType::Float8 => DataType::Float8,
             _ => DataType::Numeric(None),
         },
@@ -203,7 +207,11 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         "replace" => {
             let (v, from, to) = (s(0)?, s(1)?, s(2)?);
-            let hits = if from.is_empty() { 0 } else { v.matches(&from).count() };
+            // An empty search string matches nowhere in PostgreSQL (Rust's replace would match between every char).
+            if from.is_empty() {
+                return Ok(Value::text(&v));
+            }
+            let hits = v.matches(&from).count();
             build(env, v.len() - hits * from.len() + hits.saturating_mul(to.len()))?;
             Value::text(&v.replace(&from, &to))
         }
@@ -226,10 +234,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Some(l) => {
                     let l = int_arg(l)?;
                     if l < 0 {
-                        return Err(Error::new(
-                            SqlState::INVALID_PARAMETER_VALUE,
-                            "negative substring length not allowed",
-                        ));
+                        return Err(Error::new(SqlState::SUBSTRING_ERROR, "negative substring length not allowed"));
                     }
                     start.saturating_add(l)
                 }
@@ -323,19 +328,24 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             v => Value::Float(float_arg(&v)?.signum()),
         },
         "round" | "trunc" => {
-            let places = if args.len() > 1 { int_arg(&a(1)?)?.clamp(0, 30) as u32 } else { 0 };
+            let places = if args.len() > 1 { int_arg(&a(1)?)?.clamp(-100, 30) } else { 0 };
+            let trunc = name == "trunc";
             match a(0)? {
-                Value::Int(i) => Value::Int(i),
-                Value::Numeric(d) if name == "round" => Value::Numeric(round_decimal(d, places)),
-                Value::Numeric(d) => {
-                    let cut = d.scale.saturating_sub(places);
-                    let m = d.mantissa / 10i128.pow(cut.min(38));
-                    Value::Numeric(Decimal { mantissa: m, scale: d.scale - cut }.rescale_up(places).unwrap_or(d))
+                Value::Int(i) if args.len() == 1 => Value::Int(i),
+                // round(int, places) is round(numeric, places) in PostgreSQL.
+                Value::Int(i) => {
+                    Value::Numeric(round_places(Decimal { mantissa: i as i128, scale: 0 }, places, trunc)?)
                 }
+                Value::Numeric(d) => Value::Numeric(round_places(d, places, trunc)?),
                 v => {
                     let f = float_arg(&v)?;
                     let k = 10f64.powi(places as i32);
-                    Value::Float(if name == "round" { (f * k).round() / k } else { (f * k).trunc() / k })
+                    Value::Float(match () {
+                        _ if trunc => (f * k).trunc() / k,
+                        // round(float8) is rint(): halves go to the even neighbour.
+                        _ if args.len() == 1 => f.round_ties_even(),
+                        _ => (f * k).round() / k,
+                    })
                 }
             }
         }
@@ -352,20 +362,46 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             }
         },
         "mod" => crate::sql::expr::binary(crate::sql::expr::BinOp::Mod, a(0)?, a(1)?)?,
-        "power" | "pow" => Value::Float(float_arg(&a(0)?)?.powf(float_arg(&a(1)?)?)),
+        "power" | "pow" => {
+            let (x, y) = (float_arg(&a(0)?)?, float_arg(&a(1)?)?);
+            if x == 0.0 && y < 0.0 {
+                return Err(Error::new(
+                    SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+                    "zero raised to a negative power is undefined",
+                ));
+            }
+            if x < 0.0 && y.fract() != 0.0 {
+                return Err(Error::new(
+                    SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+                    "a negative number raised to a non-integer power yields a complex result",
+                ));
+            }
+            Value::Float(x.powf(y))
+        }
         "sqrt" => {
             let f = float_arg(&a(0)?)?;
             if f < 0.0 {
                 return Err(Error::new(
-                    SqlState::INVALID_PARAMETER_VALUE,
+                    SqlState::INVALID_ARGUMENT_FOR_POWER_FUNCTION,
                     "cannot take square root of a negative number",
                 ));
             }
             Value::Float(f.sqrt())
         }
         "exp" => Value::Float(float_arg(&a(0)?)?.exp()),
-        "ln" => Value::Float(float_arg(&a(0)?)?.ln()),
-        "log" => Value::Float(float_arg(&a(0)?)?.log10()),
+        "ln" | "log" => {
+            let f = float_arg(&a(0)?)?;
+            if f == 0.0 {
+                return Err(Error::new(SqlState::INVALID_ARGUMENT_FOR_LOGARITHM, "cannot take logarithm of zero"));
+            }
+            if f < 0.0 {
+                return Err(Error::new(
+                    SqlState::INVALID_ARGUMENT_FOR_LOGARITHM,
+                    "cannot take logarithm of a negative number",
+                ));
+            }
+            Value::Float(if name == "ln" { f.ln() } else { f.log10() })
+        }
         "pi" => Value::Float(std::f64::consts::PI),
         "degrees" => Value::Float(float_arg(&a(0)?)?.to_degrees()),
         "radians" => Value::Float(float_arg(&a(0)?)?.to_radians()),
@@ -555,6 +591,34 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         _ => return Err(Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name}() does not exist"))),
     })
+}
+
+/// Rounds (or, for trunc, cuts) a numeric to `places` fractional digits; negative places round to tens,
+/// hundreds and so on, as PostgreSQL's round(numeric, int) and trunc(numeric, int) do.
+fn round_places(d: Decimal, places: i64, trunc: bool) -> Result<Decimal> {
+    let cut = |d: Decimal, scale: u32| -> Decimal {
+        if trunc {
+            let digits = d.scale.saturating_sub(scale);
+            let m = 10i128.checked_pow(digits).map_or(0, |div| d.mantissa / div);
+            Decimal { mantissa: m, scale: d.scale.min(scale) }.rescale_up(scale).unwrap_or(d)
+        } else {
+            round_decimal(d, scale)
+        }
+    };
+    if places >= 0 {
+        return Ok(cut(d, places as u32));
+    }
+    let tens = places.unsigned_abs() as u32;
+    // Dividing by 10^tens is only a larger scale: cut that to an integer, then multiply back.
+    let q = cut(Decimal { mantissa: d.mantissa, scale: d.scale.saturating_add(tens) }, 0);
+    if q.mantissa == 0 {
+        return Ok(q);
+    }
+    10i128
+        .checked_pow(tens)
+        .and_then(|k| q.mantissa.checked_mul(k))
+        .map(|mantissa| Decimal { mantissa, scale: 0 })
+        .ok_or_else(|| Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format"))
 }
 
 /// nextval, currval and setval. The sequence is named by text (`'s'`, `'public.s'`) or by oid (`'s'::regclass`).

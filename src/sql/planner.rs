@@ -953,6 +953,16 @@ impl<'a> Planner<'a> {
             r = self.coerce_to(r, &rt, &lt)?;
             rt = lt.clone();
         }
+        // bytea || bytea is bytea, and an untyped literal beside a bytea is read as one.
+        if matches!(op, B::StringConcat) && (lt == DataType::Bytea || rt == DataType::Bytea) {
+            if self.is_untyped(&l, &lt) {
+                l = self.coerce_to(l, &lt, &DataType::Bytea)?;
+                lt = DataType::Bytea;
+            } else if self.is_untyped(&r, &rt) {
+                r = self.coerce_to(r, &rt, &DataType::Bytea)?;
+                rt = DataType::Bytea;
+            }
+        }
         let arith = |lt: &DataType, rt: &DataType| -> DataType {
             match (lt, rt) {
                 (DataType::Float4 | DataType::Float8, _) | (_, DataType::Float4 | DataType::Float8) => DataType::Float8,
@@ -970,6 +980,7 @@ impl<'a> Planner<'a> {
             B::Multiply => (BinOp::Mul, arith(&lt, &rt)),
             B::Divide => (BinOp::Div, arith(&lt, &rt)),
             B::Modulo => (BinOp::Mod, arith(&lt, &rt)),
+            B::StringConcat if lt == DataType::Bytea && rt == DataType::Bytea => (BinOp::Concat, DataType::Bytea),
             B::StringConcat => (BinOp::Concat, DataType::Text),
             B::Eq => (BinOp::Eq, DataType::Bool),
             B::NotEq => (BinOp::Ne, DataType::Bool),

@@ -507,6 +507,10 @@ pub fn cast(v: Value, ty: &DataType) -> Result<Value> {
         (Value::Timestamp(t) | Value::TimestampTz(t), DataType::Timestamp) => Value::Timestamp(t),
         (Value::Timestamp(t) | Value::TimestampTz(t), DataType::TimestampTz) => Value::TimestampTz(t),
         (Value::Bytes(b), DataType::Bytea) => Value::Bytes(b),
+        // A boolean's text cast spells the word; its output format (on the wire) stays `t`/`f`.
+        (Value::Bool(b), DataType::Text | DataType::Varchar(_) | DataType::Char(_)) => {
+            parse_value(if b { "true" } else { "false" }, ty)?
+        }
         (v, DataType::Text | DataType::Varchar(_) | DataType::Char(_)) => {
             let src = type_of_value(&v);
             let s = format_value(&v, &src).unwrap_or_default();

@@ -1,0 +1,126 @@
+//! Corners where tandem's functions, casts and operators must answer exactly as PostgreSQL 15 does: the
+//! values, result types and SQLSTATEs below were checked against a real PostgreSQL.
+
+mod common;
+
+use common::TestServer;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn connect(server: &TestServer) -> Client {
+    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The single value of a simple query, as text.
+async fn one(c: &Client, sql: &str) -> String {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    msgs.into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .flatten()
+        .unwrap_or_else(|| format!("<no value: {sql}>"))
+}
+
+/// The SQLSTATE and message a statement fails with.
+async fn error(c: &Client, sql: &str) -> (String, String) {
+    match c.simple_query(sql).await {
+        Ok(_) => ("00000".into(), String::new()),
+        Err(e) => match e.as_db_error() {
+            Some(d) => (d.code().code().to_string(), d.message().to_string()),
+            None => (format!("{e:?}"), String::new()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_with_an_empty_search_string_changes_nothing() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(one(&c, "SELECT replace('abc', '', 'X')").await, "abc");
+    assert_eq!(one(&c, "SELECT replace('abcb', 'b', 'X')").await, "aXcX");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_and_trunc_to_negative_places() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(one(&c, "SELECT round(1234.5, -2)").await, "1200");
+    assert_eq!(one(&c, "SELECT trunc(1234.5, -2)").await, "1200");
+    assert_eq!(one(&c, "SELECT round(1250, -2)").await, "1300");
+    assert_eq!(one(&c, "SELECT round(-1250, -2)").await, "-1300");
+    assert_eq!(one(&c, "SELECT trunc(-1299.5, -2)").await, "-1200");
+    assert_eq!(one(&c, "SELECT round(5, -1)").await, "10");
+    assert_eq!(one(&c, "SELECT round(1234.5678, -40)").await, "0");
+    assert_eq!(one(&c, "SELECT round(1234.567, 1)").await, "1234.6");
+    // With two arguments an integer is rounded as a numeric.
+    assert_eq!(one(&c, "SELECT trunc(1234, 2)").await, "1234.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_of_a_float_goes_half_to_even() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(one(&c, "SELECT round(0.5::float8)").await, "0");
+    assert_eq!(one(&c, "SELECT round(1.5::float8)").await, "2");
+    assert_eq!(one(&c, "SELECT round(2.5::float8)").await, "2");
+    assert_eq!(one(&c, "SELECT round(-2.5::float8)").await, "-2");
+    assert_eq!(one(&c, "SELECT round(2.5::real)").await, "2");
+    // numeric keeps rounding half away from zero.
+    assert_eq!(one(&c, "SELECT round(2.5)").await, "3");
+    assert_eq!(one(&c, "SELECT round(-2.5)").await, "-3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boolean_cast_to_text_spells_the_word() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(one(&c, "SELECT true::text").await, "true");
+    assert_eq!(one(&c, "SELECT false::text").await, "false");
+    assert_eq!(one(&c, "SELECT cast(false AS varchar)").await, "false");
+    assert_eq!(one(&c, "SELECT true || 'x'").await, "truex");
+    assert_eq!(one(&c, "SELECT 'x' || false").await, "xfalse");
+    // The boolean itself is still sent as t/f.
+    assert_eq!(one(&c, "SELECT true").await, "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytea_concatenation_is_bytea() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(one(&c, "SELECT 'ab'::bytea || 'cd'::bytea").await, "\\x61626364");
+    assert_eq!(one(&c, "SELECT length('ab'::bytea || 'cd'::bytea)").await, "4");
+    assert_eq!(one(&c, "SELECT 'ab'::bytea || 'cd'").await, "\\x61626364");
+    let row = c.query_one("SELECT 'ab'::bytea || 'cd'::bytea", &[]).await.expect("extended query");
+    assert_eq!(row.get::<_, Vec<u8>>(0), b"abcd");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn math_and_substring_errors_carry_their_sqlstates() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    let cases = [
+        ("SELECT substr('hello', 2, -1)", "22011", "negative substring length not allowed"),
+        ("SELECT sqrt(-1)", "2201F", "cannot take square root of a negative number"),
+        ("SELECT ln(0)", "2201E", "cannot take logarithm of zero"),
+        ("SELECT ln(-1)", "2201E", "cannot take logarithm of a negative number"),
+        ("SELECT log(0)", "2201E", "cannot take logarithm of zero"),
+        ("SELECT power(0, -1)", "2201F", "zero raised to a negative power is undefined"),
+    ];
+    for (sql, code, message) in cases {
+        assert_eq!(error(&c, sql).await, (code.to_string(), message.to_string()), "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_limit_and_offset_are_refused() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(error(&c, "SELECT 1 LIMIT -1").await, ("2201W".to_string(), "LIMIT must not be negative".to_string()));
+    assert_eq!(error(&c, "SELECT 1 OFFSET -1").await, ("2201X".to_string(), "OFFSET must not be negative".to_string()));
+    assert_eq!(one(&c, "SELECT 1 LIMIT 1 OFFSET 0").await, "1");
+}
