@@ -124,3 +124,30 @@ async fn negative_limit_and_offset_are_refused() {
     assert_eq!(error(&c, "SELECT 1 OFFSET -1").await, ("2201X".to_string(), "OFFSET must not be negative".to_string()));
     assert_eq!(one(&c, "SELECT 1 LIMIT 1 OFFSET 0").await, "1");
 }
+
+/// Integer arithmetic is computed in 64 bits, but an integer or smallint result must fit its type: PostgreSQL
+/// gives 22003, never a wider number (tandem returned 2147483648 for `2147483647 + 1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_results_stay_in_their_type() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    for sql in [
+        "SELECT 2147483647::int + 1",
+        "SELECT (-2147483647)::int - 2",
+        "SELECT 46341 * 46341",
+        "SELECT (-2147483648)::int / -1",
+        "SELECT 32767::smallint + 1::smallint",
+    ] {
+        assert_eq!(error(&c, sql).await.0, "22003", "{sql}");
+    }
+    assert_eq!(one(&c, "SELECT 2147483646::int + 1").await, "2147483647");
+    assert_eq!(one(&c, "SELECT 46341::bigint * 46341").await, "2147488281");
+    assert_eq!(one(&c, "SELECT (-9223372036854775807::bigint - 1) % -1").await, "0");
+    c.batch_execute("CREATE TABLE t (a int PRIMARY KEY, b int, c bigint); INSERT INTO t VALUES (1, 2147483647, 1)")
+        .await
+        .expect("setup");
+    // The same through an UPDATE's increment, and into a bigint column.
+    assert_eq!(error(&c, "UPDATE t SET b = b + 1 WHERE a = 1").await.0, "22003");
+    assert_eq!(error(&c, "INSERT INTO t VALUES (2, 0, 46341 * 46341)").await.0, "22003");
+    assert_eq!(one(&c, "SELECT b FROM t WHERE a = 1").await, "2147483647");
+}

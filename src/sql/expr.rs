@@ -436,7 +436,8 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
                     if y == 0 {
                         return Err(div_zero());
                     }
-                    x.checked_rem(y)
+                    // i64::MIN % -1 overflows in the machine; the remainder is 0, as PostgreSQL gives it.
+                    Some(x.checked_rem(y).unwrap_or(0))
                 }
                 _ => None,
             };

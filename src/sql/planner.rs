@@ -970,6 +970,7 @@ impl<'a> Planner<'a> {
                 (DataType::Int8, _) | (_, DataType::Int8) => DataType::Int8,
                 (DataType::Date, DataType::Date) => DataType::Int4,
                 (DataType::Date, _) => DataType::Date,
+                (DataType::Int2, DataType::Int2) => DataType::Int2,
                 (a, _) if is_int(a) => DataType::Int4,
                 (a, _) => a.clone(),
             }
@@ -1016,7 +1017,15 @@ impl<'a> Planner<'a> {
             }
             other => return Err(Error::new(SqlState::UNDEFINED_FUNCTION, format!("operator does not exist: {other}"))),
         };
-        Ok((Expr::Binary(op, Box::new(l), Box::new(r)), ty))
+        let e = Expr::Binary(op, Box::new(l), Box::new(r));
+        // Integers are computed in 64 bits; an integer or smallint result out of its type's range is 22003,
+        // as PostgreSQL's int4 and int2 operators give it, not a wider number.
+        if matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod)
+            && matches!(ty, DataType::Int2 | DataType::Int4)
+        {
+            return Ok((Expr::Cast(Box::new(e), ty.clone()), ty));
+        }
+        Ok((e, ty))
     }
 
     /// Binds an expression over a scope.
