@@ -165,23 +165,18 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
     let source = match &ins.source {
         None => Plan::Values(vec![vec![]]),
         Some(q) => match q.body.as_ref() {
-            ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => {
-                p.values(v, Some(&target_types))?.0
+            ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() && q.fetch.is_none() => {
+                let (plan, columns) = p.values(v, Some(&target_types))?;
+                check_width(columns.len(), targets.len(), !ins.columns.is_empty())?;
+                plan
             }
             _ => {
                 let planned = p.query(q)?;
-                if planned.columns.len() > targets.len() {
-                    return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more expressions than target columns"));
-                }
+                check_width(planned.columns.len(), targets.len(), !ins.columns.is_empty())?;
                 planned.plan
             }
         },
     };
-    if let Plan::Values(rows) = &source {
-        if rows.iter().any(|r| r.len() > targets.len()) {
-            return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more expressions than target columns"));
-        }
-    }
     let alias = ins.table_alias.as_ref().map(|a| ident(&a.alias)).unwrap_or_else(|| def.name.clone());
     let scope = Scope::of_table(&def, &alias);
     let on_conflict = match &ins.on {
@@ -203,6 +198,18 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
     };
     let returning = returning(p, &ins.returning, &scope)?;
     Ok(InsertPlan { def, targets, source, on_conflict, returning })
+}
+
+/// Checks the width of an INSERT's source against its target columns. Without a column list the
+/// source may leave trailing columns to their defaults, as in PostgreSQL.
+fn check_width(source: usize, targets: usize, listed: bool) -> Result<()> {
+    if source > targets {
+        return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more expressions than target columns"));
+    }
+    if source < targets && listed {
+        return Err(Error::new(SqlState::SYNTAX_ERROR, "INSERT has more target columns than expressions"));
+    }
+    Ok(())
 }
 
 fn from_table(tables: &[ast::TableWithJoins]) -> Result<(ast::ObjectName, Option<String>)> {

@@ -491,6 +491,11 @@ fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &En
         };
         let (_, states, seen) = &mut groups[gi];
         for (i, a) in aggs.iter().enumerate() {
+            if let Some(f) = &a.filter {
+                if truth(&f.eval(r, env)?)? != Some(true) {
+                    continue;
+                }
+            }
             let v = match &a.arg {
                 Some(e) => e.eval(r, env)?,
                 None => Value::Bool(true),

@@ -32,6 +32,8 @@ pub struct Aggregate {
     pub distinct: bool,
     /// string_agg's delimiter.
     pub delimiter: Option<Expr>,
+    /// FILTER (WHERE ...): only input rows for which it is true are aggregated.
+    pub filter: Option<Expr>,
 }
 
 /// The aggregate functions.

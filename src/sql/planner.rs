@@ -330,20 +330,36 @@ impl<'a> Planner<'a> {
                 plan = Plan::Sort { input: Box::new(plan), keys };
             }
         }
-        if let Some(lc) = &q.limit_clause {
-            let (limit, offset) = match lc {
-                ast::LimitClause::LimitOffset { limit, offset, .. } => {
+        if q.limit_clause.is_some() || q.fetch.is_some() {
+            let (limit, offset) = match &q.limit_clause {
+                Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
                     (limit.clone(), offset.as_ref().map(|o| o.value.clone()))
                 }
-                ast::LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit.clone()), Some(offset.clone())),
+                Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+                    (Some(limit.clone()), Some(offset.clone()))
+                }
+                None => (None, None),
             };
+            if let Some(fetch) = &q.fetch {
+                if fetch.with_ties {
+                    return Err(unsupported("FETCH ... WITH TIES"));
+                }
+                if fetch.percent {
+                    return Err(unsupported("FETCH ... PERCENT"));
+                }
+                if limit.is_some() {
+                    return Err(Error::new(SqlState::SYNTAX_ERROR, "multiple LIMIT clauses not allowed"));
+                }
+            }
             let empty = Scope::default();
-            let limit = match limit {
-                Some(e) => Some(self.expr(&e, &empty)?.0),
-                None => None,
+            let limit = match (limit.as_ref(), &q.fetch) {
+                (Some(e), _) | (None, Some(ast::Fetch { quantity: Some(e), .. })) => Some(self.expr(e, &empty)?.0),
+                // FETCH FIRST ROW ONLY, without a count, is one row.
+                (None, Some(_)) => Some(Expr::Const(Value::Int(1))),
+                (None, None) => None,
             };
-            let offset = match offset {
-                Some(e) => Some(self.expr(&e, &empty)?.0),
+            let offset = match &offset {
+                Some(e) => Some(self.expr(e, &empty)?.0),
                 None => None,
             };
             plan = Plan::Limit { input: Box::new(plan), limit, offset };
@@ -622,8 +638,13 @@ impl<'a> Planner<'a> {
         match e {
             ast::Expr::Function(f) if agg_func(f).is_some() => {
                 let (func, distinct) = agg_func(f).ok_or_else(|| Error::internal("aggregate"))?;
+                refuse_agg_modifiers(f)?;
                 let args = function_args(f)?;
                 let input = ctx.input.clone();
+                let filter = match &f.filter {
+                    Some(w) => Some(self.expr(w, &input)?.0),
+                    None => None,
+                };
                 let (arg, ty) = match args.first() {
                     None => (None, DataType::Int8),
                     Some(None) => (None, DataType::Int8),
@@ -661,7 +682,7 @@ impl<'a> Planner<'a> {
                     AggFunc::StringAgg => (arg, DataType::Text),
                     _ => (arg, ty),
                 };
-                ctx.aggs.push(Aggregate { func, arg, distinct, delimiter });
+                ctx.aggs.push(Aggregate { func, arg, distinct, delimiter, filter });
                 ctx.agg_types.push(out_ty.clone());
                 Ok((Expr::Column(ctx.group_text.len() + ctx.aggs.len() - 1), out_ty))
             }
@@ -1409,6 +1430,29 @@ fn agg_func(f: &ast::Function) -> Option<(AggFunc, bool)> {
     };
     let distinct = matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
     Some((func, distinct))
+}
+
+/// Refuses the parts of an aggregate call the executor does not implement, rather than ignore them.
+fn refuse_agg_modifiers(f: &ast::Function) -> Result<()> {
+    if f.over.is_some() {
+        return Err(unsupported(format!("window function {}", function_name(f))));
+    }
+    if !f.within_group.is_empty() {
+        return Err(unsupported("WITHIN GROUP"));
+    }
+    if f.null_treatment.is_some() || !matches!(f.parameters, ast::FunctionArguments::None) {
+        return Err(unsupported(format!("aggregate call {f}")));
+    }
+    if let ast::FunctionArguments::List(l) = &f.args {
+        if let Some(c) = l.clauses.first() {
+            let what = match c {
+                ast::FunctionArgumentClause::OrderBy(_) => "ORDER BY inside an aggregate call".to_string(),
+                other => format!("aggregate argument clause {other}"),
+            };
+            return Err(unsupported(what));
+        }
+    }
+    Ok(())
 }
 
 /// Whether an expression contains an aggregate call (outside subqueries).

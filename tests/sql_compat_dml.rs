@@ -1,0 +1,100 @@
+//! PostgreSQL-compatible answers for INSERT column counts, FETCH FIRST, and aggregate modifiers (FILTER,
+//! and the ones not implemented refused rather than ignored), through tokio-postgres against a real server.
+
+mod common;
+
+use common::TestServer;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn connect(server: &TestServer) -> Client {
+    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The rows of a simple query, each row's values joined with '|' (NULL as empty).
+async fn rows(c: &Client, sql: &str) -> Vec<String> {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("")).collect::<Vec<_>>().join("|"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The SQLSTATE and message of a statement's error ("00000" if it succeeds).
+async fn error(c: &Client, sql: &str) -> (String, String) {
+    match c.simple_query(sql).await {
+        Ok(_) => ("00000".into(), String::new()),
+        Err(e) => match e.as_db_error() {
+            Some(d) => (d.code().code().to_string(), d.message().to_string()),
+            None => (format!("{e:?}"), String::new()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_column_counts() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (a int, b int, c int)").await.expect("setup");
+    let more_targets = ("42601".to_string(), "INSERT has more target columns than expressions".to_string());
+    let more_exprs = ("42601".to_string(), "INSERT has more expressions than target columns".to_string());
+    assert_eq!(error(&c, "INSERT INTO t (a, b) VALUES (5)").await, more_targets);
+    assert_eq!(error(&c, "INSERT INTO t (a) VALUES (1, 2)").await, more_exprs);
+    assert_eq!(error(&c, "INSERT INTO t (a, b) SELECT 1").await, more_targets);
+    assert_eq!(error(&c, "INSERT INTO t (a) SELECT 1, 2").await, more_exprs);
+    assert_eq!(error(&c, "INSERT INTO t VALUES (1, 2, 3, 4)").await, more_exprs);
+    assert_eq!(rows(&c, "SELECT count(*) FROM t").await, vec!["0"]);
+    // Without a column list, trailing columns take their defaults.
+    c.batch_execute("INSERT INTO t VALUES (1); INSERT INTO t SELECT 2, 3").await.expect("short rows");
+    assert_eq!(rows(&c, "SELECT a, b, c FROM t ORDER BY a").await, vec!["1||", "2|3|"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_first_limits() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    let q = "SELECT x FROM generate_series(1, 5) AS x ORDER BY x";
+    assert_eq!(rows(&c, &format!("{q} FETCH FIRST 2 ROWS ONLY")).await, vec!["1", "2"]);
+    assert_eq!(rows(&c, &format!("{q} FETCH NEXT 1 ROW ONLY")).await, vec!["1"]);
+    assert_eq!(rows(&c, &format!("{q} FETCH FIRST ROW ONLY")).await, vec!["1"]);
+    assert_eq!(rows(&c, &format!("{q} OFFSET 3 ROWS FETCH FIRST 5 ROWS ONLY")).await, vec!["4", "5"]);
+    assert_eq!(rows(&c, &format!("{q} OFFSET 1 ROWS FETCH FIRST 2 ROWS ONLY")).await, vec!["2", "3"]);
+    assert!(rows(&c, &format!("{q} FETCH FIRST 0 ROWS ONLY")).await.is_empty());
+    assert_eq!(error(&c, &format!("{q} FETCH FIRST 2 ROWS WITH TIES")).await.0, "0A000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_filter_and_modifiers() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    let v = "FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c'), (3, 'd')) v(x, s)";
+    assert_eq!(rows(&c, &format!("SELECT count(*) FILTER (WHERE x > 1) {v}")).await, vec!["3"]);
+    assert_eq!(
+        rows(
+            &c,
+            &format!(
+                "SELECT count(x) FILTER (WHERE x > 1), sum(x) FILTER (WHERE x < 3), avg(x) FILTER (WHERE x = 3),
+                        min(x) FILTER (WHERE x > 1), max(x) FILTER (WHERE x < 3),
+                        string_agg(s, ',') FILTER (WHERE x <> 2), count(DISTINCT x) FILTER (WHERE x > 1),
+                        sum(x) FILTER (WHERE false), count(*) {v}"
+            )
+        )
+        .await,
+        vec!["3|3|3.0000000000000000|2|2|a,c,d|2||4"]
+    );
+    assert_eq!(
+        rows(&c, &format!("SELECT x, count(*) FILTER (WHERE s > 'c') {v} GROUP BY x ORDER BY x")).await,
+        vec!["1|0", "2|0", "3|1"]
+    );
+    assert_eq!(error(&c, &format!("SELECT string_agg(s, ',' ORDER BY s DESC) {v}")).await.0, "0A000");
+    assert_eq!(error(&c, &format!("SELECT count(*) OVER () {v}")).await.0, "0A000");
+    assert_eq!(error(&c, &format!("SELECT sum(DISTINCT x) {v}")).await, ("00000".into(), String::new()));
+    assert_eq!(rows(&c, &format!("SELECT sum(DISTINCT x), count(DISTINCT x) {v}")).await, vec!["6|3"]);
+}
