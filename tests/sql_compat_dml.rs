@@ -98,3 +98,22 @@ async fn aggregate_filter_and_modifiers() {
     assert_eq!(error(&c, &format!("SELECT sum(DISTINCT x) {v}")).await, ("00000".into(), String::new()));
     assert_eq!(rows(&c, &format!("SELECT sum(DISTINCT x), count(DISTINCT x) {v}")).await, vec!["6|3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_needs_a_unique_target() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE oc (id int PRIMARY KEY, tag text UNIQUE, n int); INSERT INTO oc VALUES (1, 'x', 0)")
+        .await
+        .expect("setup");
+    assert_eq!(
+        error(&c, "INSERT INTO oc VALUES (2, 'y', 0) ON CONFLICT (n) DO NOTHING").await,
+        ("42P10".into(), "there is no unique or exclusion constraint matching the ON CONFLICT specification".into())
+    );
+    assert_eq!(error(&c, "INSERT INTO oc VALUES (2, 'y', 0) ON CONFLICT (id, n) DO NOTHING").await.0, "42P10");
+    assert_eq!(rows(&c, "SELECT count(*) FROM oc").await, vec!["1"]);
+    assert_eq!(
+        rows(&c, "INSERT INTO oc VALUES (1, 'z', 0) ON CONFLICT (id) DO UPDATE SET n = oc.n + 1 RETURNING *").await,
+        vec!["1|x|1"]
+    );
+}

@@ -181,17 +181,35 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
     let scope = Scope::of_table(&def, &alias);
     let on_conflict = match &ins.on {
         None => None,
-        Some(ast::OnInsert::OnConflict(oc)) => Some(match &oc.action {
-            ast::OnConflictAction::DoNothing => OnConflict::Nothing,
-            ast::OnConflictAction::DoUpdate(u) => {
-                let mut both = scope.clone();
-                both.columns.extend(Scope::of_table(&def, "excluded").columns);
-                let assignments = assignments(p, &def, &u.assignments, &both)?;
-                let filter = match &u.selection {
-                    Some(w) => Some(p.expr(w, &both)?.0),
-                    None => None,
+        Some(ast::OnInsert::OnConflict(oc)) => Some({
+            if let Some(ast::ConflictTarget::Columns { columns: cols, .. }) = &oc.conflict_target {
+                let mut wanted = cols.iter().map(|c| column_of(&def, &ident(c))).collect::<Result<Vec<_>>>()?;
+                wanted.sort_unstable();
+                let matches = |columns: &[usize]| {
+                    let mut have = columns.to_vec();
+                    have.sort_unstable();
+                    have == wanted
                 };
-                OnConflict::Update { assignments, filter }
+                let pk = def.primary_key.as_ref().is_some_and(|pk| matches(&pk.columns));
+                if !pk && !def.indexes.iter().any(|i| i.unique && matches(&i.columns)) {
+                    return Err(Error::new(
+                        SqlState("42P10"),
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                    ));
+                }
+            }
+            match &oc.action {
+                ast::OnConflictAction::DoNothing => OnConflict::Nothing,
+                ast::OnConflictAction::DoUpdate(u) => {
+                    let mut both = scope.clone();
+                    both.columns.extend(Scope::of_table(&def, "excluded").columns);
+                    let assignments = assignments(p, &def, &u.assignments, &both)?;
+                    let filter = match &u.selection {
+                        Some(w) => Some(p.expr(w, &both)?.0),
+                        None => None,
+                    };
+                    OnConflict::Update { assignments, filter }
+                }
             }
         }),
         Some(_) => return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "ON DUPLICATE KEY is not supported")),
