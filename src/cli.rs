@@ -458,7 +458,10 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     if !engine.in_recovery() && engine.fenced().is_none() {
         fence_if_replaced(&engine, &settings);
     }
-    let replication = ReplicationContext::new(engine.clone(), SenderConfig::default(), settings)?;
+    let max_slot_wal_keep_size =
+        tandem::settings::parse_wal_keep(&settings.get("max_slot_wal_keep_size")).unwrap_or(None);
+    let sender = SenderConfig { max_slot_wal_keep_size, ..SenderConfig::default() };
+    let replication = ReplicationContext::new(engine.clone(), sender, settings)?;
     let server = Server::bind(addr, engine.clone(), replication.clone())?;
     engine.announce_listening(addr)?;
     if engine.in_recovery() {

@@ -34,6 +34,8 @@ pub const KNOWN: &[Known] = &[
     Known { name: "synchronous_standby_timeout", default: "0", reloadable: true },
     Known { name: "primary_conninfo", default: "", reloadable: true },
     Known { name: "primary_slot_name", default: "", reloadable: false },
+    // How much WAL a replication slot may hold before it is marked lost (-1: no limit), read at start.
+    Known { name: "max_slot_wal_keep_size", default: "-1", reloadable: false },
     // On a primary: its mirrors (`host=... port=...; ...`), recorded by init-standby, asked at start whether
     // one of them was promoted in its place.
     Known { name: "mirror_conninfo", default: "", reloadable: true },
@@ -68,9 +70,32 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
         "synchronous_standby_timeout" => {
             parse_duration(value).ok_or_else(|| bad("Valid units are \"ms\", \"s\", \"min\" and \"h\"."))?;
         }
+        "max_slot_wal_keep_size" => {
+            parse_wal_keep(value).ok_or_else(|| bad("-1, or a size: megabytes, or with a unit (kB, MB, GB, TB)."))?;
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// Parses `max_slot_wal_keep_size`: `-1` (no limit: `Some(None)`), or a size in bytes, given as megabytes or
+/// with a unit (`kB`, `MB`, `GB`, `TB`), as PostgreSQL reads it. `None` if it is neither.
+pub fn parse_wal_keep(value: &str) -> Option<Option<u64>> {
+    let v = value.trim();
+    if v == "-1" {
+        return Some(None);
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let unit: u64 = match unit.trim() {
+        "kB" => 1 << 10,
+        "" | "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(Some)
 }
 
 /// Parses a time setting: a number of milliseconds, or a number with a unit (`ms`, `s`, `min`, `h`).
@@ -242,5 +267,16 @@ mod tests {
         let m = parse_lines("# c\nsynchronous_standby_names = 'FIRST 1 (\"a b\", c)'\nx = 'it''s'\n");
         assert_eq!(m.get("synchronous_standby_names").map(String::as_str), Some("FIRST 1 (\"a b\", c)"));
         assert_eq!(m.get("x").map(String::as_str), Some("it's"));
+    }
+
+    #[test]
+    fn wal_keep_sizes() {
+        assert_eq!(parse_wal_keep("-1"), Some(None));
+        assert_eq!(parse_wal_keep("64"), Some(Some(64 << 20)));
+        assert_eq!(parse_wal_keep("10GB"), Some(Some(10 << 30)));
+        assert_eq!(parse_wal_keep("512 kB"), Some(Some(512 << 10)));
+        assert_eq!(parse_wal_keep("ten"), None);
+        assert!(validate("max_slot_wal_keep_size", "1 parsec").is_err());
+        assert!(validate("max_slot_wal_keep_size", "2GB").is_ok());
     }
 }

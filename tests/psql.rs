@@ -70,4 +70,10 @@ SELECT id, name, price, stock FROM items ORDER BY id;
     let text = String::from_utf8_lossy(&d.stdout);
     assert!(text.contains(" tag     | character(8) |"), "{text}");
     assert!(text.contains("\"tags_item_id_tag_key\" UNIQUE CONSTRAINT, btree (item_id, tag)"), "{text}");
+
+    // \l lists the database with psql 15's columns (locale provider, ICU locale).
+    let l = psql_output(server.port, &["-c", "\\l"]);
+    let text = String::from_utf8_lossy(&l.stdout);
+    assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+    assert!(text.contains(" postgres | postgres | UTF8 ") && text.contains("| libc "), "{text}");
 }

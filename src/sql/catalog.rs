@@ -132,6 +132,8 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("datctype", T),
             ("datallowconn", Bool),
             ("datacl", T),
+            ("datlocprovider", T),
+            ("daticulocale", T),
         ]),
         "pg_roles" | "pg_user" | "pg_authid" => {
             c(&[("oid", O), ("rolname", T), ("rolsuper", Bool), ("usename", T), ("usesysid", O)])
@@ -532,7 +534,18 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
             }
         }
         "pg_database" => {
-            out.push(vec![i(5), t("postgres"), i(10), i(6), t("C.UTF-8"), t("C.UTF-8"), b(true), Value::Null]);
+            out.push(vec![
+                i(5),
+                t("postgres"),
+                i(10),
+                i(6),
+                t("C.UTF-8"),
+                t("C.UTF-8"),
+                b(true),
+                Value::Null,
+                t("c"),
+                Value::Null,
+            ]);
             if env.session.database != "postgres" {
                 out.push(vec![
                     i(16384),
@@ -542,6 +555,8 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                     t("C.UTF-8"),
                     t("C.UTF-8"),
                     b(true),
+                    Value::Null,
+                    t("c"),
                     Value::Null,
                 ]);
             }
