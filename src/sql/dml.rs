@@ -13,8 +13,16 @@
 //! under READ COMMITTED: see [`increment_only`] and the transaction module. Its result is the same as
 //! the locking path's; other incrementers of the row do not wait for it.
 //!
+//! INSERT ... ON CONFLICT handles conflicts with one constraint, its arbiter: the primary key or the
+//! unique index the target names (any unique constraint for DO NOTHING without a target). The row is
+//! inserted first; if that fails with 23505, the existing row holding the arbiter's values is looked up
+//! (through the unique index for a UNIQUE column), locked, and updated; a conflict with another
+//! constraint stays the statement's error. As in PostgreSQL, DO UPDATE may not touch a row the same
+//! statement inserted or updated already (21000).
+//!
 //! Column DEFAULTs are stored as SQL text; they are parsed and bound when a statement needs them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlparser::ast;
@@ -28,7 +36,7 @@ use crate::sql::plan::{Access, Plan};
 use crate::sql::planner::{choose_access, conjuncts, ident, name_parts, table_name, Planner, Scope};
 use crate::sql::types;
 use crate::storage::catalog::{Oid, TableDef};
-use crate::storage::value::{DataType, Row, Value};
+use crate::storage::value::{DataType, Key, Row, Value};
 use crate::txn::Change;
 
 /// RETURNING: expressions over the written row, and the output columns.
@@ -38,15 +46,24 @@ pub struct Returning {
     pub columns: Vec<(String, DataType)>,
 }
 
+/// The constraint whose conflicts ON CONFLICT handles.
+#[derive(Clone, Debug)]
+pub enum Arbiter {
+    PrimaryKey,
+    /// A unique index, by oid, and its columns.
+    Unique {
+        index: Oid,
+        columns: Vec<usize>,
+    },
+}
+
 /// What to do when an inserted row collides with an existing key.
 #[derive(Clone, Debug)]
 pub enum OnConflict {
-    Nothing,
+    /// Skip the row; without an arbiter, whatever unique constraint it violates.
+    Nothing(Option<Arbiter>),
     /// Assignments over the existing row followed by the proposed (`excluded`) row.
-    Update {
-        assignments: Vec<(usize, Expr)>,
-        filter: Option<Expr>,
-    },
+    Update { arbiter: Arbiter, assignments: Vec<(usize, Expr)>, filter: Option<Expr> },
 }
 
 /// A bound INSERT.
@@ -182,24 +199,12 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
     let on_conflict = match &ins.on {
         None => None,
         Some(ast::OnInsert::OnConflict(oc)) => Some({
-            if let Some(ast::ConflictTarget::Columns { columns: cols, .. }) = &oc.conflict_target {
-                let mut wanted = cols.iter().map(|c| column_of(&def, &ident(c))).collect::<Result<Vec<_>>>()?;
-                wanted.sort_unstable();
-                let matches = |columns: &[usize]| {
-                    let mut have = columns.to_vec();
-                    have.sort_unstable();
-                    have == wanted
-                };
-                let pk = def.primary_key.as_ref().is_some_and(|pk| matches(&pk.columns));
-                if !pk && !def.indexes.iter().any(|i| i.unique && matches(&i.columns)) {
-                    return Err(Error::new(
-                        SqlState("42P10"),
-                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-                    ));
-                }
-            }
+            let arbiter = match &oc.conflict_target {
+                None => None,
+                Some(target) => Some(arbiter(&def, target)?),
+            };
             match &oc.action {
-                ast::OnConflictAction::DoNothing => OnConflict::Nothing,
+                ast::OnConflictAction::DoNothing => OnConflict::Nothing(arbiter),
                 ast::OnConflictAction::DoUpdate(u) => {
                     let mut both = scope.clone();
                     both.columns.extend(Scope::of_table(&def, "excluded").columns);
@@ -208,7 +213,7 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
                         Some(w) => Some(p.expr(w, &both)?.0),
                         None => None,
                     };
-                    OnConflict::Update { assignments, filter }
+                    OnConflict::Update { arbiter: arbiter.unwrap_or(Arbiter::PrimaryKey), assignments, filter }
                 }
             }
         }),
@@ -216,6 +221,51 @@ pub fn plan_insert(p: &mut Planner, ins: &ast::Insert) -> Result<InsertPlan> {
     };
     let returning = returning(p, &ins.returning, &scope)?;
     Ok(InsertPlan { def, targets, source, on_conflict, returning })
+}
+
+/// The arbiter an ON CONFLICT target names: the primary key or a unique index with exactly the target's
+/// columns, or a constraint by name.
+fn arbiter(def: &TableDef, target: &ast::ConflictTarget) -> Result<Arbiter> {
+    match target {
+        ast::ConflictTarget::Columns { columns: cols, .. } => {
+            let mut wanted = cols.iter().map(|c| column_of(def, &ident(c))).collect::<Result<Vec<_>>>()?;
+            wanted.sort_unstable();
+            let matches = |columns: &[usize]| {
+                let mut have = columns.to_vec();
+                have.sort_unstable();
+                have == wanted
+            };
+            if def.primary_key.as_ref().is_some_and(|pk| matches(&pk.columns)) {
+                return Ok(Arbiter::PrimaryKey);
+            }
+            def.indexes
+                .iter()
+                .find(|i| i.unique && matches(&i.columns))
+                .map(|i| Arbiter::Unique { index: i.id, columns: i.columns.clone() })
+                .ok_or_else(|| {
+                    Error::new(
+                        SqlState("42P10"),
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                    )
+                })
+        }
+        ast::ConflictTarget::OnConstraint(name) => {
+            let name = name_parts(name).pop().unwrap_or_default();
+            if def.primary_key.as_ref().is_some_and(|pk| pk.name == name) {
+                return Ok(Arbiter::PrimaryKey);
+            }
+            def.indexes
+                .iter()
+                .find(|i| i.unique && i.constraint && i.name == name)
+                .map(|i| Arbiter::Unique { index: i.id, columns: i.columns.clone() })
+                .ok_or_else(|| {
+                    Error::new(
+                        SqlState::UNDEFINED_OBJECT,
+                        format!("constraint \"{name}\" for table \"{}\" does not exist", def.name),
+                    )
+                })
+        }
+    }
 }
 
 /// Checks the width of an INSERT's source against its target columns. Without a column list the
@@ -337,6 +387,8 @@ pub fn insert(txn: &TxnCell, plan: &InsertPlan, env: &Env, planner: &mut Planner
         other => execute::run(other, env)?.into_iter().map(|r| r.into_iter().map(Some).collect()).collect(),
     };
     let mut result = WriteResult { count: 0, rows: Vec::new() };
+    // The rows this statement inserted or updated, which DO UPDATE may not update (again).
+    let mut affected: HashSet<Key> = HashSet::new();
     for src in source_rows {
         let mut row = vec![None; def.columns.len()];
         for (v, &c) in src.into_iter().zip(&plan.targets) {
@@ -350,16 +402,12 @@ pub fn insert(txn: &TxnCell, plan: &InsertPlan, env: &Env, planner: &mut Planner
             });
         }
         let row = finish_row(def, full)?;
-        let attempt = txn.borrow_mut().insert(def.id, row.clone());
-        let inserted = match attempt {
-            Ok(_) => Some(row),
-            Err(e) if e.code == SqlState::UNIQUE_VIOLATION && plan.on_conflict.is_some() => match &plan.on_conflict {
-                Some(OnConflict::Update { assignments, filter }) => {
-                    conflict_update(txn, def, &row, assignments, filter.as_ref(), env, e)?
-                }
-                _ => None,
-            },
-            Err(e) => return Err(e),
+        let inserted = match &plan.on_conflict {
+            None => {
+                txn.borrow_mut().insert(def.id, row.clone())?;
+                Some(row)
+            }
+            Some(oc) => upsert(txn, def, oc, row, &mut affected, env)?,
         };
         if let Some(row) = inserted {
             result.count += 1;
@@ -371,31 +419,89 @@ pub fn insert(txn: &TxnCell, plan: &InsertPlan, env: &Env, planner: &mut Planner
     Ok(result)
 }
 
-fn conflict_update(
+/// Inserts a row under ON CONFLICT: returns the row written (inserted or updated), or None if it was
+/// skipped.
+fn upsert(
     txn: &TxnCell,
     def: &TableDef,
-    proposed: &Row,
-    assignments: &[(usize, Expr)],
-    filter: Option<&Expr>,
+    oc: &OnConflict,
+    proposed: Row,
+    affected: &mut HashSet<Key>,
     env: &Env,
-    err: Error,
 ) -> Result<Option<Row>> {
-    let Some(pk) = &def.primary_key else { return Err(err) };
-    let key: crate::storage::value::Key = pk.columns.iter().map(|&c| proposed[c].clone()).collect::<Vec<_>>().into();
-    let Some(existing) = txn.borrow_mut().lock_row(def.id, &key)? else { return Err(err) };
-    let both: Vec<Value> = existing.iter().chain(proposed.iter()).cloned().collect();
-    if let Some(f) = filter {
-        if truth(&f.eval(&both, env)?)? != Some(true) {
-            return Ok(None);
+    loop {
+        let err = match txn.borrow_mut().insert(def.id, proposed.clone()) {
+            Ok(key) => {
+                if matches!(oc, OnConflict::Update { .. }) {
+                    affected.insert(key);
+                }
+                return Ok(Some(proposed));
+            }
+            Err(e) if e.code == SqlState::UNIQUE_VIOLATION => e,
+            Err(e) => return Err(e),
+        };
+        let (arbiter, assignments, filter) = match oc {
+            OnConflict::Nothing(None) => return Ok(None),
+            OnConflict::Nothing(Some(arbiter)) => {
+                return match conflicting_key(txn, def, arbiter, &proposed) {
+                    Some(_) => Ok(None),
+                    None => Err(err),
+                }
+            }
+            OnConflict::Update { arbiter, assignments, filter } => (arbiter, assignments, filter),
+        };
+        let Some(key) = conflicting_key(txn, def, arbiter, &proposed) else { return Err(err) };
+        // The row may have been deleted, or its unique values changed, between the look-up and the lock:
+        // then the insert is tried again.
+        let Some(existing) = txn.borrow_mut().lock_row(def.id, &key)? else { continue };
+        if let Arbiter::Unique { columns, .. } = arbiter {
+            if columns.iter().any(|&c| existing[c] != proposed[c]) {
+                continue;
+            }
+        }
+        if !affected.insert(key.clone()) {
+            return Err(Error::new(
+                SqlState::CARDINALITY_VIOLATION,
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            )
+            .with_hint(
+                "Ensure that no rows proposed for insertion within the same command have duplicate constrained values.",
+            ));
+        }
+        let both: Vec<Value> = existing.iter().chain(proposed.iter()).cloned().collect();
+        if let Some(f) = filter {
+            if truth(&f.eval(&both, env)?)? != Some(true) {
+                return Ok(None);
+            }
+        }
+        let mut new = existing.to_vec();
+        for (c, e) in assignments {
+            new[*c] = e.eval(&both, env)?;
+        }
+        let row = finish_row(def, new)?;
+        let moved_to = txn.borrow_mut().update(def.id, &key, row.clone())?;
+        affected.insert(moved_to);
+        return Ok(Some(row));
+    }
+}
+
+/// The key of the existing row `row` conflicts with on the arbiter, after inserting it failed (which
+/// left its primary key locked, and the unique value it collided with).
+fn conflicting_key(txn: &TxnCell, def: &TableDef, arbiter: &Arbiter, row: &Row) -> Option<Key> {
+    match arbiter {
+        Arbiter::PrimaryKey => {
+            let pk = def.primary_key.as_ref()?;
+            let key: Key = pk.columns.iter().map(|&c| row[c].clone()).collect::<Vec<_>>().into();
+            txn.borrow_mut().exists(def.id, &key).then_some(key)
+        }
+        Arbiter::Unique { index, columns } => {
+            let values: Vec<Value> = columns.iter().map(|&c| row[c].clone()).collect();
+            if values.iter().any(Value::is_null) {
+                return None;
+            }
+            txn.borrow().unique_holder(def.id, *index, &values)
         }
     }
-    let mut new = existing.to_vec();
-    for (c, e) in assignments {
-        new[*c] = e.eval(&both, env)?;
-    }
-    let row = finish_row(def, new)?;
-    txn.borrow_mut().update(def.id, &key, row.clone())?;
-    Ok(Some(row))
 }
 
 /// Runs an UPDATE (with assignments) or a DELETE (without).

@@ -399,6 +399,37 @@ impl Transaction {
         Ok(())
     }
 
+    /// Whether a row exists, seen by this transaction or committed by another (call with the row locked).
+    pub fn exists(&mut self, table: Oid, key: &Key) -> bool {
+        if self.owns(table, key) {
+            self.state.row(table, key).is_some()
+        } else {
+            self.state.row(table, key).is_some() || self.newest(table, key).is_some()
+        }
+    }
+
+    /// The key of the row holding `values` in a unique index, judged as [`check_unique`](Self::check_unique)
+    /// judges conflicts: rows this transaction wrote by its own state, others by the newest committed
+    /// state. The holder can change until the caller locks the row, so it checks the locked version.
+    pub fn unique_holder(&self, table: Oid, index: Oid, values: &[Value]) -> Option<Key> {
+        let holders = |state: &DbState| -> Vec<Key> {
+            let Some(map) = state.table_by_id(table).and_then(|t| t.indexes.get(&index)) else { return vec![] };
+            let from: Key = values.to_vec().into();
+            map.range(from..)
+                .take_while(|(e, _)| e[..values.len()] == values[..])
+                .map(|(e, _)| e[values.len()..].to_vec().into())
+                .collect()
+        };
+        if self.exclusive.contains(&table) {
+            return holders(&self.state).into_iter().next();
+        }
+        let own = holders(&self.state).into_iter().find(|k| self.written.contains(&(table, k.clone())));
+        own.or_else(|| {
+            let latest = lock_mutex(&self.core.latest).clone();
+            holders(&latest).into_iter().find(|k| !self.written.contains(&(table, k.clone())))
+        })
+    }
+
     /// Inserts a row. The key is the primary key's values (or a hidden row id). Fails with 23505 if the
     /// key or a unique value exists, seen by this transaction or committed by another.
     pub fn insert(&mut self, table: Oid, row: Row) -> Result<Key> {
@@ -416,12 +447,7 @@ impl Transaction {
                 let key: Key = key.into();
                 self.materialize(table, &key)?;
                 self.lock(LockKey::Row(table, key.clone()), LockMode::Exclusive)?;
-                let exists = if self.owns(table, &key) {
-                    self.state.row(table, &key).is_some()
-                } else {
-                    self.state.row(table, &key).is_some() || self.newest(table, &key).is_some()
-                };
-                if exists {
+                if self.exists(table, &key) {
                     let cols: Vec<&str> = pk.columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
                     let vals: Vec<String> = key.iter().map(display_value).collect();
                     return Err(Error::new(
