@@ -534,22 +534,15 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
             }
         }
         "pg_database" => {
-            out.push(vec![
-                i(5),
-                t("postgres"),
-                i(10),
-                i(6),
-                t("C.UTF-8"),
-                t("C.UTF-8"),
-                b(true),
-                Value::Null,
-                t("c"),
-                Value::Null,
-            ]);
+            // The postgres database, and the session's own if it named another.
+            let mut dbs = vec![(5, "postgres")];
             if env.session.database != "postgres" {
+                dbs.push((16384, env.session.database.as_str()));
+            }
+            for (oid, name) in dbs {
                 out.push(vec![
-                    i(16384),
-                    t(&env.session.database),
+                    i(oid),
+                    t(name),
                     i(10),
                     i(6),
                     t("C.UTF-8"),
