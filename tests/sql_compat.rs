@@ -3,39 +3,8 @@
 
 mod common;
 
+use common::sql::{connect, error, one};
 use common::TestServer;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-async fn connect(server: &TestServer) -> Client {
-    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// The single value of a simple query, as text.
-async fn one(c: &Client, sql: &str) -> String {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.into_iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_string)),
-            _ => None,
-        })
-        .flatten()
-        .unwrap_or_else(|| format!("<no value: {sql}>"))
-}
-
-/// The SQLSTATE and message a statement fails with.
-async fn error(c: &Client, sql: &str) -> (String, String) {
-    match c.simple_query(sql).await {
-        Ok(_) => ("00000".into(), String::new()),
-        Err(e) => match e.as_db_error() {
-            Some(d) => (d.code().code().to_string(), d.message().to_string()),
-            None => (format!("{e:?}"), String::new()),
-        },
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_with_an_empty_search_string_changes_nothing() {

@@ -4,53 +4,10 @@
 
 mod common;
 
+use common::sql::{connect, count, error, rows};
 use common::TestServer;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-async fn connect(server: &TestServer) -> Client {
-    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// The rows of a simple query, each row's values joined with '|' (NULL as empty).
-async fn rows(c: &Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("")).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// The row count a statement reports.
-async fn count(c: &Client, sql: &str) -> u64 {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.into_iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::CommandComplete(n) => Some(n),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no command tag"))
-}
-
-/// The SQLSTATE and message of a statement's error ("00000" if it succeeds).
-async fn error(c: &Client, sql: &str) -> (String, String) {
-    match c.simple_query(sql).await {
-        Ok(_) => ("00000".into(), String::new()),
-        Err(e) => match e.as_db_error() {
-            Some(d) => (d.code().code().to_string(), d.message().to_string()),
-            None => (format!("{e:?}"), String::new()),
-        },
-    }
-}
-
-async fn setup(c: &Client) {
+async fn setup(c: &tokio_postgres::Client) {
     c.batch_execute("CREATE TABLE oc (id int PRIMARY KEY, tag text UNIQUE, n int); INSERT INTO oc VALUES (1, 'x', 0)")
         .await
         .expect("setup");

@@ -3,40 +3,8 @@
 
 mod common;
 
+use common::sql::{connect, error, rows};
 use common::TestServer;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-async fn connect(server: &TestServer) -> Client {
-    let (client, conn) = tokio_postgres::connect(&server.conninfo(), NoTls).await.expect("connect");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// The rows of a simple query, each row's values joined with '|' (NULL as empty).
-async fn rows(c: &Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("")).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// The SQLSTATE and message of a statement's error ("00000" if it succeeds).
-async fn error(c: &Client, sql: &str) -> (String, String) {
-    match c.simple_query(sql).await {
-        Ok(_) => ("00000".into(), String::new()),
-        Err(e) => match e.as_db_error() {
-            Some(d) => (d.code().code().to_string(), d.message().to_string()),
-            None => (format!("{e:?}"), String::new()),
-        },
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_column_counts() {

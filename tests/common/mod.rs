@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: temporary directories, in-process primaries with WAL
 //! senders, a TCP proxy that cuts connections, and real `tandem` server processes on ephemeral loopback
-//! ports, stopped by their pid when the test ends.
+//! ports, stopped by their pid when the test ends; [`sql`] has tokio-postgres helpers for the SQL tests.
 #![allow(dead_code)]
+
+pub mod sql;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
