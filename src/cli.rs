@@ -31,6 +31,8 @@ use tandem::settings::ServerSettings;
 const CONFIG_FILE: &str = "tandem.toml";
 const DEFAULT_PORT: u16 = 5433;
 const DEFAULT_LISTEN: &str = "127.0.0.1";
+/// Where the Unix-domain socket goes by default: PostgreSQL's compiled-in default.
+const DEFAULT_SOCKET_DIRS: &str = "/tmp";
 
 /// tandem: a PostgreSQL-wire database server with WAL streaming to a standby.
 #[derive(Parser, Debug)]
@@ -227,6 +229,8 @@ pub enum StopMode {
 pub struct Config {
     pub listen: String,
     pub port: u16,
+    /// Comma-separated directories for the Unix-domain socket `.s.PGSQL.PORT`; empty for TCP only.
+    pub unix_socket_directories: String,
     /// On a standby: how to reach the primary (`host=... port=... application_name=...`).
     pub primary_conninfo: Option<String>,
     /// On a standby: the primary's replication slot for it.
@@ -235,7 +239,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { listen: DEFAULT_LISTEN.into(), port: DEFAULT_PORT, primary_conninfo: None, primary_slot_name: None }
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            port: DEFAULT_PORT,
+            unix_socket_directories: DEFAULT_SOCKET_DIRS.into(),
+            primary_conninfo: None,
+            primary_slot_name: None,
+        }
     }
 }
 
@@ -258,6 +268,7 @@ impl Config {
             let v = v.trim().trim_matches('"').trim_matches('\'');
             match k.trim() {
                 "listen" => c.listen = v.to_string(),
+                "unix_socket_directories" => c.unix_socket_directories = v.to_string(),
                 "primary_conninfo" => c.primary_conninfo = Some(v.to_string()),
                 "primary_slot_name" => c.primary_slot_name = Some(v.to_string()),
                 "port" => {
@@ -272,6 +283,9 @@ impl Config {
     /// The file's text.
     pub fn render(&self) -> String {
         let mut text = format!("# tandem settings\nlisten = \"{}\"\nport = {}\n", self.listen, self.port);
+        if self.unix_socket_directories != DEFAULT_SOCKET_DIRS {
+            text.push_str(&format!("unix_socket_directories = '{}'\n", self.unix_socket_directories));
+        }
         if let Some(c) = &self.primary_conninfo {
             text.push_str(&format!("primary_conninfo = '{c}'\n"));
         }
@@ -305,6 +319,11 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The directories of `unix_socket_directories`.
+    fn socket_dirs(&self) -> Vec<PathBuf> {
+        self.unix_socket_directories.split(',').map(str::trim).filter(|d| !d.is_empty()).map(PathBuf::from).collect()
     }
 
     fn address(&self) -> Result<SocketAddr> {
@@ -462,7 +481,8 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
         tandem::settings::parse_wal_keep(&settings.get("max_slot_wal_keep_size")).unwrap_or(None);
     let sender = SenderConfig { max_slot_wal_keep_size, ..SenderConfig::default() };
     let replication = ReplicationContext::new(engine.clone(), sender, settings)?;
-    let server = Server::bind(addr, engine.clone(), replication.clone())?;
+    let mut server = Server::bind(addr, engine.clone(), replication.clone())?;
+    server.listen_unix(&config.socket_dirs())?;
     engine.announce_listening(addr)?;
     if engine.in_recovery() {
         // ALTER SYSTEM's primary_conninfo (postgresql.auto.conf) wins over tandem.toml's.
@@ -497,6 +517,9 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
             }
         })
         .map_err(|e| Error::io("could not start the signal thread", e))?;
+    for path in server.socket_paths() {
+        tracing::info!(socket = %path.display(), "listening on a Unix-domain socket");
+    }
     if engine.consistent() {
         tracing::info!(%addr, dir = %dir.display(), "database system is ready to accept connections");
     } else {
@@ -799,6 +822,7 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         port,
         primary_conninfo: Some(format!("host={host} port={primary_port} application_name={name}")),
         primary_slot_name: Some(slot.clone()),
+        ..Config::default()
     };
     let written = std::fs::write(dir.join(CONFIG_FILE), config.render())
         .map_err(|e| Error::io("could not write the standby's tandem.toml", e))
@@ -1143,6 +1167,7 @@ mod tests {
         let c = Config {
             listen: "127.0.0.1".into(),
             port: 6000,
+            unix_socket_directories: "/var/run/tandem, /tmp".into(),
             primary_conninfo: Some("host=127.0.0.1 port=5433 application_name=s1".into()),
             primary_slot_name: Some("s1".into()),
         };

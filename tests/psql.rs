@@ -1,9 +1,108 @@
 //! psql 15 against a real server: a script with DDL, DML and `\copy` under ON_ERROR_STOP, and the
-//! catalog queries behind `\dt` and `\d TABLE`.
+//! catalog queries behind `\dt` and `\d TABLE`; psql, pgbench and a replication connection through the
+//! Unix-domain socket.
 
 mod common;
 
-use common::{psql_output, TestServer};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::process::Command;
+
+use common::{pgbench_number, psql_output, tandem_bin, TestServer};
+
+/// psql against a socket directory, tuples only.
+fn psql_socket(sock: &std::path::Path, port: u16, conn_extra: &str, sql: &str) -> std::process::Output {
+    let conninfo = format!("host={} port={port} user=postgres dbname=postgres {conn_extra}", sock.display());
+    Command::new("psql")
+        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", &conninfo, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql")
+}
+
+#[test]
+fn unix_socket_sessions() {
+    let mut server = TestServer::start();
+    server.stop();
+    let sock = server.dir.path().join("sock");
+    std::fs::create_dir(&sock).unwrap();
+    let toml = server.data().join("tandem.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("unix_socket_directories = '{}'\n", sock.display()));
+    std::fs::write(&toml, text).unwrap();
+    server.launch();
+    let file = sock.join(format!(".s.PGSQL.{}", server.port));
+    let meta = std::fs::symlink_metadata(&file).expect("the socket file exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o777, "every local user may connect, as in PostgreSQL");
+    assert!(server.log().contains("listening on a Unix-domain socket"), "{}", server.log());
+
+    let out = psql_socket(
+        &sock,
+        server.port,
+        "",
+        "CREATE TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1), (2); SELECT sum(k) FROM t",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CREATE TABLE\nINSERT 0 2\n3");
+
+    // pgbench through the socket, as it connects by default on one machine.
+    let host = sock.to_str().unwrap();
+    let port = server.port.to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new("pgbench")
+            .args(["-h", host, "-p", &port, "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pgbench {args:?}: {text}");
+        text
+    };
+    run(&["-i", "-q", "-s", "1"]);
+    let out = run(&["-c", "4", "-j", "2", "-t", "50"]);
+    assert!(out.contains("number of transactions actually processed: 200/200"), "{out}");
+    assert_eq!(pgbench_number(&out, "number of failed transactions: "), 0.0, "{out}");
+
+    // A replication connection through the socket, and a cancel request through it (a new connection).
+    let out = psql_socket(&sock, server.port, "replication=true", "IDENTIFY_SYSTEM");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("|1|"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A fast stop removes the socket file; a crash leaves it, and the next start replaces it.
+    server.stop();
+    assert!(!file.exists(), "a fast stop removes the socket");
+    server.launch();
+    server.kill();
+    assert!(file.exists(), "SIGKILL leaves the socket file behind");
+    server.launch();
+    let out = psql_socket(&sock, server.port, "", "SELECT count(*) FROM t");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A second server cannot take a live server's socket (same directory, same port, another address).
+    let other = server.dir.path().join("other");
+    let out = Command::new(tandem_bin())
+        .args(["init", "-D"])
+        .arg(&other)
+        .args(["--port", &port, "--listen", "127.0.0.2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml = other.join("tandem.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("unix_socket_directories = '{}'\n", sock.display()));
+    std::fs::write(&toml, text).unwrap();
+    let out = Command::new(tandem_bin()).args(["start", "-D"]).arg(&other).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second server must not start: {err}");
+    assert!(err.contains("another server is listening"), "{err}");
+    let out = psql_socket(&sock, server.port, "", "SELECT 1");
+    assert!(
+        out.status.success(),
+        "the first server still answers on its socket: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn psql_script_and_describe() {

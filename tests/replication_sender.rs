@@ -37,7 +37,8 @@ fn primary(tmp: &common::TempDir) -> (Arc<Engine>, u16) {
             let ctx = ctx.clone();
             std::thread::spawn(move || {
                 if let Some(params) = common::startup(&mut stream) {
-                    let _ = walsender::serve(stream, &params, 1000 + pid as i32, ctx);
+                    let _ =
+                        walsender::serve(tandem::server::stream::Stream::Tcp(stream), &params, 1000 + pid as i32, ctx);
                 }
             });
         }

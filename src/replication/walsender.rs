@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +30,7 @@ use crate::replication::protocol::{
 use crate::replication::slot::Slots;
 use crate::replication::syncrep::SyncRep;
 use crate::replication::walreceiver::{ReceiverConfig, ReceiverStatus, WalReceiver};
+use crate::server::stream::Stream;
 use crate::settings::ServerSettings;
 use crate::wal::reader::WalReader;
 use crate::wal::segment;
@@ -325,24 +325,19 @@ impl Drop for Registration {
 
 /// Serves a replication connection whose startup packet has been read. Its slots are released (and its
 /// temporary slots dropped) when it ends, however it ends.
-pub fn serve(
-    stream: TcpStream,
-    params: &HashMap<String, String>,
-    pid: i32,
-    ctx: Arc<ReplicationContext>,
-) -> Result<()> {
+pub fn serve(stream: Stream, params: &HashMap<String, String>, pid: i32, ctx: Arc<ReplicationContext>) -> Result<()> {
     let result = serve_connection(stream, params, pid, ctx.clone());
     ctx.slots.release_all(pid);
     result
 }
 
 fn serve_connection(
-    stream: TcpStream,
+    stream: Stream,
     params: &HashMap<String, String>,
     pid: i32,
     ctx: Arc<ReplicationContext>,
 ) -> Result<()> {
-    let peer = stream.peer_addr().ok();
+    let peer = stream.peer();
     let info = Arc::new(SenderInfo {
         pid,
         application_name: params.get("application_name").cloned().unwrap_or_default(),
@@ -521,9 +516,9 @@ struct StartRequest {
 fn stream_wal(
     ctx: &Arc<ReplicationContext>,
     reg: &Registration,
-    stream: &TcpStream,
-    out: &mut BufWriter<TcpStream>,
-    input: &mut BufReader<TcpStream>,
+    stream: &Stream,
+    out: &mut BufWriter<Stream>,
+    input: &mut BufReader<Stream>,
     request: &StartRequest,
 ) -> Result<()> {
     let StartRequest { start, timeline, slot } = request;
@@ -691,7 +686,7 @@ fn stream_wal(
     result
 }
 
-fn read_replies(input: &mut BufReader<TcpStream>, replies: &Replies, info: &SenderInfo, engine: &Engine) {
+fn read_replies(input: &mut BufReader<Stream>, replies: &Replies, info: &SenderInfo, engine: &Engine) {
     loop {
         let msg = read_message(input, 1 << 20);
         let outcome = match msg {

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -29,6 +28,7 @@ use pgwire::messages::Message;
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
 use crate::server::frontend::{self, Frontend, Startup};
+use crate::server::stream::Stream;
 use crate::server::Shared;
 use crate::sql::session::{self, Outcome, PlanSlot, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
 use crate::storage::value::{DataType, Value};
@@ -55,8 +55,8 @@ struct Portal {
 }
 
 struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<Stream>,
+    writer: BufWriter<Stream>,
     out: BytesMut,
 }
 
@@ -180,9 +180,9 @@ fn status_of(s: TxnStatus) -> TransactionStatus {
 }
 
 /// Serves one connection until it ends.
-pub fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = stream.set_nodelay(true);
+pub fn serve(stream: Stream, shared: Arc<Shared>) {
+    let peer = stream.describe();
+    stream.set_nodelay();
     let (Ok(r), Ok(w)) = (stream.try_clone(), stream.try_clone()) else { return };
     let mut conn = Conn {
         reader: BufReader::with_capacity(64 * 1024, r),
@@ -234,7 +234,7 @@ fn startup(conn: &mut Conn, shared: &Shared) -> Result<Option<HashMap<String, St
     }
 }
 
-fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: TcpStream) -> Result<()> {
+fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
     let Some(params) = startup(conn, shared)? else { return Ok(()) };
     let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
     let database = params.get("database").cloned().unwrap_or_else(|| user.clone());

@@ -8,22 +8,26 @@
 pub mod connection;
 pub mod format;
 pub mod frontend;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::replication::walsender::ReplicationContext;
+use stream::{Stream, UnixSocket};
 
 /// The cancel flag a session publishes for its running transaction.
 type CancelFlag = Arc<Mutex<Option<Arc<AtomicBool>>>>;
 
 struct Registered {
     secret: i32,
-    stream: TcpStream,
+    stream: Stream,
     cancel: Arc<Mutex<Option<CancelFlag>>>,
 }
 
@@ -42,7 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     /// Registers a session: its pid, cancel secret, and the slot where it will publish its cancel flag.
-    fn register(&self, stream: TcpStream) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
+    fn register(&self, stream: Stream) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
@@ -72,6 +76,8 @@ impl Shared {
 /// A listening server.
 pub struct Server {
     listener: TcpListener,
+    /// The Unix-domain sockets, one per directory of `unix_socket_directories`.
+    unix: Vec<UnixSocket>,
     shared: Arc<Shared>,
     stopping: Arc<AtomicBool>,
 }
@@ -86,7 +92,35 @@ impl Server {
             next_pid: AtomicI32::new(std::process::id() as i32 * 10 % 1_000_000 + 1000),
             sessions: Mutex::new(HashMap::new()),
         });
-        Ok(Server { listener, shared, stopping: Arc::new(AtomicBool::new(false)) })
+        Ok(Server { listener, unix: Vec::new(), shared, stopping: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Also listens on `DIR/.s.PGSQL.PORT` in each directory, as PostgreSQL's `unix_socket_directories`
+    /// (call after [`Server::bind`], so the port is already this server's). Like PostgreSQL, a directory
+    /// where the socket cannot be made is logged and skipped; none at all is an error.
+    pub fn listen_unix(&mut self, dirs: &[PathBuf]) -> Result<()> {
+        let port = self.local_addr()?.port();
+        let mut first_error = None;
+        for dir in dirs {
+            match UnixSocket::bind(dir, port) {
+                Ok(s) => self.unix.push(s),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "could not listen on a Unix-domain socket");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if self.unix.is_empty() => Err(e.with_hint(
+                "Set unix_socket_directories in tandem.toml to a writable directory, or to '' for TCP only.",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The Unix-domain socket files the server listens on.
+    pub fn socket_paths(&self) -> Vec<PathBuf> {
+        self.unix.iter().map(|u| u.path.clone()).collect()
     }
 
     /// What the connections share.
@@ -104,28 +138,45 @@ impl Server {
         Ok(Stopper { stopping: self.stopping.clone(), addr: self.local_addr()? })
     }
 
-    /// Accepts connections until stopped, then closes the sessions.
+    /// Accepts connections (TCP on this thread, each Unix socket on one of its own) until stopped, then
+    /// closes the sessions.
     pub fn run(&self) {
-        for stream in self.listener.incoming() {
+        std::thread::scope(|scope| {
+            for socket in &self.unix {
+                scope.spawn(move || self.accept(socket.listener.incoming(), Stream::Unix));
+            }
+            self.accept(self.listener.incoming(), Stream::Tcp);
+            // Stopped: wake the Unix accept loops the way the stopper woke this one.
+            for socket in &self.unix {
+                let _ = UnixStream::connect(&socket.path);
+            }
+        });
+        for r in lock(&self.shared.sessions).values() {
+            let _ = r.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Starts a session for each connection until the server is stopped.
+    fn accept<S>(&self, incoming: impl Iterator<Item = std::io::Result<S>>, wrap: fn(S) -> Stream) {
+        for stream in incoming {
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
             match stream {
-                Ok(s) => {
-                    let shared = self.shared.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("session".into())
-                        .stack_size(crate::sql::depth::SESSION_STACK_BYTES)
-                        .spawn(move || connection::serve(s, shared));
-                    if let Err(e) = spawned {
-                        tracing::error!(error = %e, "could not start a session thread");
-                    }
-                }
+                Ok(s) => self.spawn_session(wrap(s)),
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             }
         }
-        for r in lock(&self.shared.sessions).values() {
-            let _ = r.stream.shutdown(Shutdown::Both);
+    }
+
+    fn spawn_session(&self, stream: Stream) {
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("session".into())
+            .stack_size(crate::sql::depth::SESSION_STACK_BYTES)
+            .spawn(move || connection::serve(stream, shared));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a session thread");
         }
     }
 }

@@ -645,7 +645,8 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                     i(10),
                     t("postgres"),
                     t(&sender.application_name),
-                    t(&sender.client_addr),
+                    // Empty for a standby on a Unix-domain socket: NULL, as PostgreSQL shows it.
+                    if sender.client_addr.is_empty() { Value::Null } else { t(&sender.client_addr) },
                     Value::Null,
                     i(sender.client_port as i64),
                     Value::TimestampTz(sender.backend_start),

@@ -108,7 +108,12 @@ impl TestPrimary {
                             pid += 1;
                             std::thread::spawn(move || {
                                 if let Some(params) = startup(&mut stream) {
-                                    let _ = walsender::serve(stream, &params, pid, ctx);
+                                    let _ = walsender::serve(
+                                        tandem::server::stream::Stream::Tcp(stream),
+                                        &params,
+                                        pid,
+                                        ctx,
+                                    );
                                 }
                             });
                         }
