@@ -430,6 +430,40 @@ async fn prepared_plans_follow_the_catalog() {
     assert_eq!(ids(105).await, vec![1]);
 }
 
+/// The same text parsed again (each `query` with a string prepares it anew, as drivers' one-shot queries
+/// and `pgbench -M extended` do) is described and planned against the catalog of its own moment: after
+/// DDL, inside a transaction that changed the table, and after that transaction rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reparsed_statements_follow_the_catalog() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE r (id int PRIMARY KEY, v int); INSERT INTO r VALUES (1, 10);").await.expect("setup");
+    let q = "SELECT * FROM r WHERE id = $1";
+    async fn shape(c: &Client, q: &str) -> (Vec<String>, usize) {
+        let stmt = c.prepare(q).await.expect("prepare");
+        let row = c.query_one(&stmt, &[&1i32]).await.expect("query");
+        (stmt.columns().iter().map(|col| col.name().to_string()).collect(), row.len())
+    }
+    let width = |c| shape(c, q);
+    for _ in 0..3 {
+        assert_eq!(width(&c).await, (vec!["id".to_string(), "v".to_string()], 2));
+    }
+    c.batch_execute("ALTER TABLE r ADD COLUMN w text DEFAULT 'x'").await.expect("add column");
+    assert_eq!(width(&c).await, (vec!["id".to_string(), "v".to_string(), "w".to_string()], 3));
+    c.batch_execute("BEGIN; ALTER TABLE r DROP COLUMN v;").await.expect("drop column in a transaction");
+    assert_eq!(width(&c).await, (vec!["id".to_string(), "w".to_string()], 2));
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(width(&c).await, (vec!["id".to_string(), "v".to_string(), "w".to_string()], 3));
+    c.batch_execute("DROP TABLE r").await.expect("drop");
+    let err = c.prepare(q).await.expect_err("the table is gone");
+    assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("42P01"), "{err:?}");
+    // Another parameter type declared for the same text is its own entry.
+    c.batch_execute("CREATE TABLE r (id bigint PRIMARY KEY); INSERT INTO r VALUES (7);").await.expect("recreate");
+    let typed = c.prepare_typed("SELECT id FROM r WHERE id = $1", &[tokio_postgres::types::Type::INT8]).await;
+    let row = c.query_one(&typed.expect("prepare typed"), &[&7i64]).await.expect("typed query");
+    assert_eq!(row.get::<_, i64>(0), 7);
+}
+
 /// Statements of one shape sent with other literals on the simple protocol each get their own answer,
 /// whether the shape's plan serves them (literals that are only values) or they are planned one by one
 /// (literals that decide the plan: ORDER BY and GROUP BY positions, typed strings, regclass names).

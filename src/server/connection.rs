@@ -37,12 +37,43 @@ use crate::storage::value::{DataType, Value};
 const MAX_OTHER_MESSAGE: usize = 1 << 30;
 
 /// A prepared statement (shared with its portals: the AST is never copied per execution).
+#[derive(Clone)]
 struct Prepared {
     stmt: Rc<Stmt>,
     /// Its plan, kept between executions (by all its portals).
     plan: Rc<PlanSlot>,
     param_types: Vec<DataType>,
     columns: Option<Vec<(String, DataType)>>,
+}
+
+/// Statements a session has parsed with the Parse message, by text and declared parameter types, with the
+/// catalog version they were described against. Drivers that do not name their statements send Parse,
+/// Bind, Execute for every statement (`pgbench -M extended`, most drivers' one-shot queries): a Parse of a
+/// text seen before under the same catalog reuses its tree, description and plan instead of planning twice
+/// more (once to describe, once to execute).
+#[derive(Default)]
+struct ParseCache {
+    /// By text: (declared parameter types, catalog version, the statement).
+    entries: HashMap<String, Vec<(Vec<u32>, u64, Prepared)>>,
+}
+
+/// How many statement texts a session's [`ParseCache`] keeps before starting over.
+const MAX_PARSED: usize = 256;
+
+impl ParseCache {
+    fn get(&self, query: &str, types: &[u32], catalog: u64) -> Option<Prepared> {
+        let found = self.entries.get(query)?.iter().find(|(t, v, _)| t == types && *v == catalog);
+        found.map(|(_, _, p)| p.clone())
+    }
+
+    fn put(&mut self, query: String, types: Vec<u32>, catalog: u64, prep: &Prepared) {
+        if self.entries.len() >= MAX_PARSED {
+            self.entries.clear();
+        }
+        let variants = self.entries.entry(query).or_default();
+        variants.retain(|(t, _, _)| *t != types);
+        variants.push((types, catalog, prep.clone()));
+    }
 }
 
 /// A bound portal.
@@ -300,6 +331,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
     conn.flush()?;
     let mut prepared: HashMap<String, Prepared> = HashMap::new();
     let mut portals: HashMap<String, Portal> = HashMap::new();
+    let mut parsed = ParseCache::default();
     let mut skip_to_sync = false;
     loop {
         let Some((kind, frame)) = conn.read_message()? else { return Ok(()) };
@@ -337,6 +369,12 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                 conn.flush()?;
             }
             Frontend::Parse { name: pname, query, types } => {
+                let catalog = session.catalog_version();
+                if let Some(prep) = parsed.get(&query, &types, catalog) {
+                    prepared.insert(pname, prep);
+                    conn.send(ParseComplete::new())?;
+                    continue;
+                }
                 let r = (|| -> Result<Prepared> {
                     let mut stmts = session.parse(&query)?;
                     if stmts.len() > 1 {
@@ -351,6 +389,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                 })();
                 match r {
                     Ok(prep) => {
+                        parsed.put(query, types, catalog, &prep);
                         prepared.insert(pname, prep);
                         conn.send(ParseComplete::new())?;
                     }

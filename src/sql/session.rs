@@ -445,6 +445,15 @@ impl Session {
         }
     }
 
+    /// The catalog version of the state [`describe`](Self::describe) would read: the transaction's, or
+    /// the newest visible one outside a transaction. Equal versions describe a statement alike.
+    pub fn catalog_version(&self) -> u64 {
+        match &self.txn {
+            Some(t) => t.state().catalog_version(),
+            None => self.engine.snapshot().state.catalog_version(),
+        }
+    }
+
     /// Reports the parameter types and result columns of a statement without running it.
     pub fn describe(&self, stmt: &Stmt, declared: &[u32]) -> Result<Description> {
         let visible;
