@@ -531,7 +531,10 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     server.run();
     tracing::info!("shutting down");
     replication.stop_receiver();
-    engine.shutdown()?;
+    let result = engine.shutdown();
+    // The standbys get everything, the shutdown checkpoint included, before their connections close.
+    server.close_replication(engine.wal().flushed(), SHUTDOWN_DRAIN);
+    result?;
     tracing::info!("database system is shut down");
     Ok(())
 }
@@ -555,6 +558,9 @@ fn takes_sessions(addr: &SocketAddr) -> std::io::Result<bool> {
         Err(_) => TcpStream::connect_timeout(addr, Duration::from_secs(5)).map(|_| true),
     }
 }
+
+/// How long a fast shutdown waits for streaming standbys to flush the shutdown checkpoint.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long `tandem start --detach` and `init-standby` wait for a standby to load its snapshot.
 const LOAD_WAIT: Duration = Duration::from_secs(600);
@@ -772,10 +778,14 @@ fn slot_name(name: &str) -> String {
     }
 }
 
-/// Whether two host names are the same machine (for the same-host-and-port check).
+/// Whether two host names are the same machine (for the same-host-and-port check). A socket directory
+/// (a host starting with `/`) is this machine, as loopback is.
 fn same_host(a: &str, b: &str) -> bool {
     use std::net::ToSocketAddrs;
     let ips = |h: &str| -> Vec<IpAddr> {
+        if h.starts_with('/') {
+            return vec![IpAddr::from([127, 0, 0, 1])];
+        }
         (h, 0).to_socket_addrs().map(|it| it.map(|s| s.ip()).collect()).unwrap_or_default()
     };
     let (x, y) = (ips(a), ips(b));

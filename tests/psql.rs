@@ -64,7 +64,37 @@ fn unix_socket_sessions() {
     assert!(out.contains("number of transactions actually processed: 200/200"), "{out}");
     assert_eq!(pgbench_number(&out, "number of failed transactions: "), 0.0, "{out}");
 
-    // A replication connection through the socket, and a cancel request through it (a new connection).
+    // tandem's own tools take a socket directory as host, as libpq does: status, and a standby whose base
+    // backup and WAL receiver go through the primary's socket.
+    let out = Command::new(tandem_bin()).args(["status", "-h", host, "-p", &port]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains("primary"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let standby = server.dir.path().join("standby");
+    let standby_port = common::free_port().to_string();
+    let out = Command::new(tandem_bin())
+        .args(["init-standby", "-h", host, "-p", &port, "-D"])
+        .arg(&standby)
+        .args(["--port", &standby_port, "--name", "viasocket"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init-standby through the socket: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(standby.join("tandem.toml")).unwrap().contains(&format!("host={host} ")));
+    let out = psql_socket(
+        &sock,
+        server.port,
+        "",
+        "SELECT state, client_addr IS NULL, client_port FROM pg_stat_replication WHERE application_name = 'viasocket'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "streaming|t|-1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped = Command::new(tandem_bin()).args(["stop", "-D"]).arg(&standby).output().unwrap();
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+
+    // A replication connection through the socket.
     let out = psql_socket(&sock, server.port, "replication=true", "IDENTIFY_SYSTEM");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("|1|"), "{}", String::from_utf8_lossy(&out.stdout));

@@ -128,3 +128,33 @@ fn promote_with_fence_stops_the_old_primary_first() {
     standby.sql("insert into t values (2)");
     assert_eq!(standby.sql("select count(*) from t"), "2");
 }
+
+/// A planned switchover, as an operator runs it: a fast stop of the primary hands its standby everything,
+/// the shutdown checkpoint included, before the replication connection closes. The promoted standby then
+/// branches off exactly where the old primary's WAL ends, so `tandem rewind` has nothing to cut and the old
+/// primary follows the new one with every row.
+#[test]
+fn a_planned_switchover_leaves_nothing_to_rewind() {
+    let tmp = TempDir::new("switchover");
+    let primary = Node::primary(tmp.path().join("primary"), &[]);
+    let standby = Node::standby(&primary, tmp.path().join("standby"), "mirror", &[]);
+    primary.sql("create table s (k int primary key)");
+    primary.sql("insert into s select g from generate_series(1, 1000) g");
+    assert!(primary.stop("fast"));
+    let stopped = primary.log();
+    assert!(!stopped.contains("have not flushed the shutdown checkpoint"), "{stopped}");
+
+    let out = Command::new(tandem_bin()).args(["promote", "-D"]).arg(&standby.dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    standby.sql("insert into s values (1001)");
+    let out = Command::new(tandem_bin())
+        .args(["rewind", "-h", "127.0.0.1", "-p", &standby.port.to_string(), "--name", "old", "-D"])
+        .arg(&primary.dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "rewind: {said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("nothing to cut"), "{said}");
+    primary.start(&[]);
+    assert_eq!(primary.wait_for("select count(*), max(k) from s", "1001|1001", 20), "1001|1001");
+}

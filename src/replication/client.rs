@@ -5,11 +5,11 @@
 //! field a server sends is bounds-checked: a misbehaving server gives an error, never a panic.
 
 use std::io::{BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::error::{Error, Result, SqlState};
 use crate::replication::protocol::{io, read_message, Msg};
+use crate::server::stream::Stream;
 
 /// A result row as text (None is NULL).
 pub type TextRow = Vec<Option<String>>;
@@ -90,7 +90,7 @@ pub fn server_error(body: &[u8]) -> Error {
 }
 
 /// Reads results until ReadyForQuery (or, with `stop_at_copy`, a CopyOutResponse): column names and rows.
-pub fn read_results(input: &mut BufReader<TcpStream>, stop_at_copy: bool) -> Result<(Vec<String>, Vec<TextRow>)> {
+pub fn read_results(input: &mut BufReader<Stream>, stop_at_copy: bool) -> Result<(Vec<String>, Vec<TextRow>)> {
     let mut names = Vec::new();
     let mut rows = Vec::new();
     let mut error = None;
@@ -117,8 +117,8 @@ pub fn literal(s: &str) -> String {
 
 /// A connection to a PostgreSQL-protocol server.
 pub struct Conn {
-    pub out: TcpStream,
-    pub input: BufReader<TcpStream>,
+    pub out: Stream,
+    pub input: BufReader<Stream>,
 }
 
 impl Conn {
@@ -130,14 +130,7 @@ impl Conn {
     /// Connects like [`connect`](Self::connect), giving up after `timeout` (for connecting and for each
     /// read of the handshake).
     pub fn connect_timeout(host: &str, port: u16, params: &[(&str, &str)], timeout: Duration) -> Result<Conn> {
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
-            .next()
-            .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
-        let mut out = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| Error::io(format!("could not connect to the server at {host}:{port}"), e))?;
-        let _ = out.set_nodelay(true);
+        let mut out = Stream::connect(host, port, timeout, "the server")?;
         let _ = out.set_read_timeout(Some(timeout));
         out.write_all(&startup_packet(params)).map_err(io)?;
         let mut input = BufReader::with_capacity(1 << 20, out.try_clone().map_err(io)?);

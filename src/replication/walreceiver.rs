@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use crate::engine::{Engine, WAL_DIR};
 use crate::error::{Error, Result, SqlState};
 use crate::replication::client::{data_row, server_error, startup_packet, TextRow};
 use crate::replication::protocol::{self, io, CopyMessage, Msg, StandbyStatus};
+use crate::server::stream::Stream;
 use crate::wal::segment;
 use crate::wal::writer::lock;
 use crate::wal::Lsn;
@@ -116,7 +116,7 @@ pub struct WalReceiver {
     stop: Arc<AtomicBool>,
     /// The current connection, shut down by [`stop`](WalReceiver::stop) so that a blocked read returns at
     /// once (promotion waits for the receiver to be gone).
-    socket: Arc<Mutex<Option<TcpStream>>>,
+    socket: Arc<Mutex<Option<Stream>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -180,7 +180,7 @@ fn run(
     config: &ReceiverConfig,
     status: &Mutex<ReceiverStatus>,
     stop: &AtomicBool,
-    socket: &Mutex<Option<TcpStream>>,
+    socket: &Mutex<Option<Stream>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Acquire) {
@@ -268,18 +268,18 @@ impl SegmentWriter {
     }
 }
 
-fn send(out: &mut TcpStream, bytes: &[u8]) -> Result<()> {
+fn send(out: &mut Stream, bytes: &[u8]) -> Result<()> {
     out.write_all(bytes).map_err(io)
 }
 
 /// Sends a standby status update with the write, flush and apply positions.
-fn send_status(out: &mut TcpStream, write: Lsn, flush: Lsn, apply: Lsn) -> Result<()> {
+fn send_status(out: &mut Stream, write: Lsn, flush: Lsn, apply: Lsn) -> Result<()> {
     let st = StandbyStatus { write, flush, apply, time: protocol::now(), reply_requested: false };
     send(out, &Msg::new(b'd').bytes(&st.encode()).finish())
 }
 
 /// Runs a simple query on the replication connection; returns its first row.
-fn query(input: &mut BufReader<TcpStream>, out: &mut TcpStream, q: &str) -> Result<TextRow> {
+fn query(input: &mut BufReader<Stream>, out: &mut Stream, q: &str) -> Result<TextRow> {
     send(out, &Msg::new(b'Q').cstr(q).finish())?;
     let mut row = Vec::new();
     let mut error = None;
@@ -302,17 +302,9 @@ fn stream_once(
     config: &ReceiverConfig,
     status: &Mutex<ReceiverStatus>,
     stop: &AtomicBool,
-    socket: &Mutex<Option<TcpStream>>,
+    socket: &Mutex<Option<Stream>>,
 ) -> Result<()> {
-    let addr = (config.host.as_str(), config.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::io(format!("could not resolve \"{}\"", config.host), e))?
-        .next()
-        .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{}\"", config.host)))?;
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
-        Error::io(format!("could not connect to the primary server at {}:{}", config.host, config.port), e)
-    })?;
-    let _ = stream.set_nodelay(true);
+    let stream = Stream::connect(&config.host, config.port, Duration::from_secs(5), "the primary server")?;
     *lock(socket) = stream.try_clone().ok();
     if stop.load(Ordering::Acquire) {
         return Ok(());
@@ -544,7 +536,7 @@ fn timed_out(e: &std::io::Error) -> bool {
 
 /// Reads one message if one starts within the socket's read timeout. Once a message has started, the rest
 /// of it is awaited for up to `patience`, so a read timeout never leaves the stream mid-message.
-fn read_polled(input: &mut BufReader<TcpStream>, patience: Duration) -> Result<Polled> {
+fn read_polled(input: &mut BufReader<Stream>, patience: Duration) -> Result<Polled> {
     match input.fill_buf() {
         Ok([]) => return Ok(Polled::Closed),
         Ok(_) => {}
@@ -577,7 +569,7 @@ fn read_polled(input: &mut BufReader<TcpStream>, patience: Duration) -> Result<P
 }
 
 /// Reads a message during the command phase, waiting up to 30 seconds (less if the receiver is stopped).
-fn read_blocking(input: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Result<Option<(u8, Vec<u8>)>> {
+fn read_blocking(input: &mut BufReader<Stream>, stop: &AtomicBool) -> Result<Option<(u8, Vec<u8>)>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match read_polled(input, Duration::from_secs(30))? {

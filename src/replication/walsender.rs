@@ -305,6 +305,33 @@ impl ReplicationContext {
     pub fn senders(&self) -> Vec<Arc<SenderInfo>> {
         lock(&self.senders).clone()
     }
+
+    /// At a clean shutdown, after the shutdown checkpoint: waits (at most `patience`) until every standby
+    /// that streams has flushed the WAL up to `end`, as PostgreSQL's WAL senders do before they exit. The
+    /// standby then holds the primary's whole history, so a planned switchover (stop the primary, promote
+    /// the standby) leaves the old primary nothing to rewind. A client that reports no flush position
+    /// (pg_receivewal without --synchronous) counts once it has written `end`. Returns the application
+    /// names of the standbys still behind when the patience ran out.
+    pub fn drain_senders(&self, end: Lsn, patience: Duration) -> Vec<String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let behind: Vec<String> = self
+                .senders()
+                .iter()
+                .filter(|s| matches!(*lock(&s.state), "streaming" | "catchup"))
+                .filter(|s| {
+                    let (write, flush) = (s.write.load(Ordering::Relaxed), s.flush.load(Ordering::Relaxed));
+                    let done = if flush == 0 { write } else { flush };
+                    Lsn(done) < end
+                })
+                .map(|s| s.application_name.clone())
+                .collect();
+            if behind.is_empty() || Instant::now() >= deadline {
+                return behind;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Removes a sender from the registry and releases its WAL when the connection ends.

@@ -283,7 +283,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
             return conn.flush();
         }
         let walsender_stream = stream.try_clone().map_err(io_err)?;
-        let (pid, _, _) = shared.register(stream);
+        let (pid, _, _) = shared.register(stream, true);
         let _registered = Registration { shared, pid };
         return crate::replication::walsender::serve(walsender_stream, &params, pid, shared.replication.clone());
     }
@@ -293,7 +293,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
         conn.error_with("FATAL", &e)?;
         return conn.flush();
     }
-    let (pid, secret, registration) = shared.register(stream);
+    let (pid, secret, registration) = shared.register(stream, false);
     let _registered = Registration { shared, pid };
     let mut settings = session::default_settings(&shared.engine, &user, &app, &encoding);
     for (k, v) in &params {

@@ -28,6 +28,9 @@ type CancelFlag = Arc<Mutex<Option<Arc<AtomicBool>>>>;
 struct Registered {
     secret: i32,
     stream: Stream,
+    /// A replication connection: closed after the shutdown checkpoint has been sent (see
+    /// [`Server::close_replication`]), not with the sessions.
+    replication: bool,
     cancel: Arc<Mutex<Option<CancelFlag>>>,
 }
 
@@ -46,13 +49,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     /// Registers a session: its pid, cancel secret, and the slot where it will publish its cancel flag.
-    fn register(&self, stream: Stream) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
+    fn register(&self, stream: Stream, replication: bool) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let secret = (nanos as i32) ^ pid.wrapping_mul(0x2545_f491);
         let cancel = Arc::new(Mutex::new(None));
-        lock(&self.sessions).insert(pid, Registered { secret, stream, cancel: cancel.clone() });
+        lock(&self.sessions).insert(pid, Registered { secret, stream, replication, cancel: cancel.clone() });
         (pid, secret, cancel)
     }
 
@@ -139,7 +142,7 @@ impl Server {
     }
 
     /// Accepts connections (TCP on this thread, each Unix socket on one of its own) until stopped, then
-    /// closes the sessions.
+    /// closes the sessions. Replication connections stay open, for [`Server::close_replication`].
     pub fn run(&self) {
         std::thread::scope(|scope| {
             for socket in &self.unix {
@@ -151,6 +154,18 @@ impl Server {
                 let _ = UnixStream::connect(&socket.path);
             }
         });
+        for r in lock(&self.shared.sessions).values().filter(|r| !r.replication) {
+            let _ = r.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Closes the replication connections once the standbys have the WAL up to `end` (the shutdown
+    /// checkpoint's), waiting at most `patience`; logs the standbys that did not get it in time.
+    pub fn close_replication(&self, end: crate::wal::Lsn, patience: std::time::Duration) {
+        let behind = self.shared.replication.drain_senders(end, patience);
+        if !behind.is_empty() {
+            tracing::warn!(standbys = ?behind, %end, "closing replication connections of standbys that have not flushed the shutdown checkpoint");
+        }
         for r in lock(&self.shared.sessions).values() {
             let _ = r.stream.shutdown(Shutdown::Both);
         }

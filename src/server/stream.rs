@@ -7,16 +7,20 @@
 //! the two apart except by [`Stream::peer`] (None on a Unix socket, where pg_stat_replication's
 //! client_addr is NULL and client_port is -1, as in PostgreSQL).
 //!
+//! [`Stream::connect`] is the client side, for tandem's own tools and the WAL receiver: as in libpq, a host
+//! that starts with `/` is a socket directory.
+//!
 //! [`UnixSocket`] owns the socket file: it refuses a path where another server answers, replaces a file
 //! left behind by a server that died (nothing answers there), makes the socket connectable by every local
 //! user (PostgreSQL's default `unix_socket_permissions = 0777`: authentication, not the file mode, decides
 //! who gets in), and removes the file when dropped.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{Error, Result, SqlState};
 
@@ -28,6 +32,35 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Connects to a server: through `HOST/.s.PGSQL.PORT` when the host is a directory (starts with `/`),
+    /// else over TCP, giving up after `timeout`. Small messages go out at once (TCP_NODELAY). `what` names
+    /// the server in errors ("the server", "the primary server").
+    pub fn connect(host: &str, port: u16, timeout: Duration, what: &str) -> Result<Stream> {
+        if host.starts_with('/') {
+            let path = socket_path(Path::new(host), port);
+            let s = UnixStream::connect(&path)
+                .map_err(|e| Error::io(format!("could not connect to {what} on socket \"{}\"", path.display()), e))?;
+            return Ok(Stream::Unix(s));
+        }
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("could not resolve \"{host}\""), e))?
+            .next()
+            .ok_or_else(|| Error::new(SqlState("08001"), format!("could not resolve \"{host}\"")))?;
+        let s = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| Error::io(format!("could not connect to {what} at {host}:{port}"), e))?;
+        let _ = s.set_nodelay(true);
+        Ok(Stream::Tcp(s))
+    }
+
+    /// How long a read may block (None: forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     /// Another handle on the same connection (one reads while another writes).
     pub fn try_clone(&self) -> std::io::Result<Stream> {
         Ok(match self {
