@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sql::{connect, error, one};
+use common::sql::{connect, count, error, one, rows};
 use common::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,4 +119,34 @@ async fn integer_results_stay_in_their_type() {
     assert_eq!(error(&c, "UPDATE t SET b = b + 1 WHERE a = 1").await.0, "22003");
     assert_eq!(error(&c, "INSERT INTO t VALUES (2, 0, 46341 * 46341)").await.0, "22003");
     assert_eq!(one(&c, "SELECT b FROM t WHERE a = 1").await, "2147483647");
+}
+
+/// generate_series as a whole select-list item, as PostgreSQL runs it: once per row the WHERE keeps, its
+/// arguments free to use that row, the column named after the function (or the item's alias).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_series_in_the_select_list() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(rows(&c, "SELECT generate_series(1, 3)").await, ["1", "2", "3"]);
+    assert_eq!(rows(&c, "SELECT generate_series(10, 1, -4) AS g, 'x'").await, ["10|x", "6|x", "2|x"]);
+    c.simple_query("CREATE TABLE s (k int PRIMARY KEY, n int)").await.unwrap();
+    assert_eq!(count(&c, "INSERT INTO s SELECT generate_series(1, 1000), 2").await, 1000);
+    assert_eq!(one(&c, "SELECT sum(k) FROM s").await, "500500");
+    assert_eq!(
+        rows(&c, "SELECT k, generate_series(1, k) FROM s WHERE k < 4 ORDER BY 1, 2").await,
+        ["1|1", "2|1", "2|2", "3|1", "3|2", "3|3"]
+    );
+    assert_eq!(rows(&c, "SELECT k, generate_series(1, n) AS i FROM s WHERE k = 7").await, ["7|1", "7|2"]);
+    assert_eq!(one(&c, "SELECT count(*) FROM (SELECT generate_series(1, 5) AS v) q WHERE v > 2").await, "3");
+    // An empty series yields no row for that input row.
+    assert_eq!(rows(&c, "SELECT k, generate_series(1, 0) FROM s WHERE k = 1").await, Vec::<String>::new());
+    // What tandem does not run is refused, never answered differently from PostgreSQL.
+    for sql in [
+        "SELECT generate_series(1, 2), generate_series(1, 3)",
+        "SELECT count(*), generate_series(1, 2) FROM s",
+        "SELECT generate_series(1, 3) * 2",
+    ] {
+        assert_eq!(error(&c, sql).await.0, "0A000", "{sql}");
+    }
+    assert_eq!(error(&c, "SELECT generate_series(1)").await.0, "42883");
 }

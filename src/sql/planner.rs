@@ -480,7 +480,9 @@ impl<'a> Planner<'a> {
         if s.into.is_some() {
             return Err(unsupported("SELECT INTO"));
         }
-        let (mut plan, scope) = self.from(&s.from)?;
+        let srf = srf_item(s)?;
+        let s = srf.as_ref().map_or(s, |(_, rewritten)| rewritten);
+        let (mut plan, mut scope) = self.from(&s.from)?;
         if let Some(w) = &s.selection {
             let (pred, _) = self.expr(w, &scope)?;
             plan = match plan {
@@ -491,6 +493,22 @@ impl<'a> Planner<'a> {
                 }
                 p => Plan::Filter { input: Box::new(p), predicate: pred },
             };
+        }
+        if let Some((args, _)) = &srf {
+            // Each row the WHERE kept, once per value of the series; the arguments may use its columns.
+            self.outer.push(scope.clone());
+            let args = self.series_args(args);
+            self.outer.pop();
+            let series = Plan::Series { args: args? };
+            plan = Plan::Join {
+                left: Box::new(plan),
+                right: Box::new(series),
+                kind: JoinKind::Inner,
+                on: None,
+                lateral: true,
+                right_width: 1,
+            };
+            scope.columns.push(Column { table: None, name: SRF_COLUMN.into(), ty: DataType::Int4 });
         }
         let group_exprs: Vec<ast::Expr> = match &s.group_by {
             ast::GroupByExpr::Expressions(e, _) => e.clone(),
@@ -826,6 +844,27 @@ impl<'a> Planner<'a> {
         acc.ok_or_else(|| Error::internal("empty FROM"))
     }
 
+    /// generate_series's arguments (start, stop[, step]) as bigint expressions.
+    fn series_args(&mut self, args: &[ast::FunctionArg]) -> Result<Vec<Expr>> {
+        let empty = Scope::default();
+        let mut bound = Vec::new();
+        for a in args {
+            let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
+                return Err(unsupported("named argument"));
+            };
+            let (x, t) = self.expr(e, &empty)?;
+            bound.push(self.coerce_to(x, &t, &DataType::Int8)?);
+        }
+        if !(2..=3).contains(&bound.len()) {
+            return Err(Error::new(
+                SqlState::UNDEFINED_FUNCTION,
+                format!("function generate_series with {} arguments does not exist", bound.len()),
+            )
+            .with_hint("generate_series takes start, stop and an optional step."));
+        }
+        Ok(bound)
+    }
+
     fn factor(&mut self, f: &ast::TableFactor, left: Option<&Scope>) -> Result<(Plan, Scope)> {
         match f {
             ast::TableFactor::Table { name, alias, args, .. } => {
@@ -835,18 +874,7 @@ impl<'a> Planner<'a> {
                     if fname != "generate_series" {
                         return Err(no_function(&fname));
                     }
-                    let empty = Scope::default();
-                    let mut bound = Vec::new();
-                    for a in &args.args {
-                        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
-                            return Err(unsupported("named argument"));
-                        };
-                        let (x, t) = self.expr(e, &empty)?;
-                        bound.push(self.coerce_to(x, &t, &DataType::Int8)?);
-                    }
-                    if !(2..=3).contains(&bound.len()) {
-                        return Err(no_function("generate_series"));
-                    }
+                    let bound = self.series_args(&args.args)?;
                     let alias_name = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_else(|| "generate_series".into());
                     let col = alias
                         .as_ref()
@@ -1390,6 +1418,12 @@ fn no_column(name: &str) -> Error {
 }
 
 fn no_function(name: &str) -> Error {
+    if name == "generate_series" {
+        return Error::new(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            "set-returning function generate_series is supported in FROM or as a whole select-list item only",
+        );
+    }
     Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name} does not exist"))
         .with_hint("No function matches the given name and argument types. You might need to add explicit type casts.")
 }
@@ -1453,6 +1487,55 @@ fn refuse_agg_modifiers(f: &ast::Function) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The column a set-returning select-list item becomes (a name no unquoted identifier can spell).
+const SRF_COLUMN: &str = "?generate_series?";
+
+/// A set-returning function as a whole select-list item (`SELECT generate_series(1, 3)`, `SELECT k,
+/// generate_series(1, k) FROM t`): its arguments, and the select with that item reading the series column
+/// instead, under PostgreSQL's name for it (the function's name, or the item's alias). It is planned as a
+/// lateral join of each row the WHERE keeps with the series, which is what PostgreSQL computes. One such
+/// item per select list, and none beside aggregates or GROUP BY.
+fn srf_item(s: &ast::Select) -> Result<Option<(Vec<ast::FunctionArg>, ast::Select)>> {
+    let is_srf = |e: &ast::Expr| matches!(e, ast::Expr::Function(f) if function_name(f) == "generate_series");
+    let any = s.projection.iter().any(|p| match p {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => is_srf(e),
+        _ => false,
+    });
+    if !any {
+        return Ok(None);
+    }
+    let mut found = None;
+    let mut projection = s.projection.clone();
+    for item in projection.iter_mut() {
+        let (expr, alias) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (e, None),
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+            _ => continue,
+        };
+        let ast::Expr::Function(f) = &*expr else { continue };
+        if function_name(f) != "generate_series" {
+            continue;
+        }
+        let ast::FunctionArguments::List(list) = &f.args else { continue };
+        if found.is_some() {
+            return Err(unsupported("more than one set-returning function in a select list"));
+        }
+        found = Some(list.args.clone());
+        let alias = alias.unwrap_or_else(|| ast::Ident::new("generate_series"));
+        *item = ast::SelectItem::ExprWithAlias { expr: ast::Expr::Identifier(ast::Ident::new(SRF_COLUMN)), alias };
+    }
+    let Some(args) = found else { return Ok(None) };
+    let grouped = !matches!(&s.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+    let aggregated = s.projection.iter().any(|p| match p {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => has_aggregate(e),
+        _ => false,
+    }) || s.having.is_some();
+    if grouped || aggregated {
+        return Err(unsupported("a set-returning function in a select list with aggregates or GROUP BY"));
+    }
+    Ok(Some((args, ast::Select { projection, ..s.clone() })))
 }
 
 /// Whether an expression contains an aggregate call (outside subqueries).
