@@ -6,6 +6,8 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     tandem::failpoint::init_from_env();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    // Colors only on a terminal: a detached server's stderr is its log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
     cli::run(cli::Cli::parse())
 }

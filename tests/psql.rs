@@ -35,6 +35,7 @@ fn unix_socket_sessions() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o777, "every local user may connect, as in PostgreSQL");
     assert!(server.log().contains("listening on a Unix-domain socket"), "{}", server.log());
+    assert!(!server.log().contains('\u{1b}'), "no terminal colors in a log file: {}", server.log());
 
     let out = psql_socket(
         &sock,

@@ -74,6 +74,19 @@ fn a_cut_off_primary_acknowledges_nothing_is_fenced_and_rewinds() {
     primary.start(&[]);
     let err = primary.try_sql("insert into t values (401, 'too late')").unwrap_err();
     assert!(err.contains("fenced"), "{err}");
+    // tandem status says so (text and JSON).
+    let status = |json: bool| {
+        let mut cmd = Command::new(tandem_bin());
+        cmd.args(["status", "-h", "127.0.0.1", "-p", &primary.port.to_string()]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(status(false).contains("primary, FENCED"), "{}", status(false));
+    assert!(status(true).contains("\"fenced\": true"), "{}", status(true));
     assert!(primary.stop("fast"));
 
     // tandem rewind makes it a standby of the new primary; the data converges.

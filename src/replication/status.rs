@@ -30,11 +30,12 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let (_, info) = c.query(
-        "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version(), current_setting('synchronous_standby_names'), tandem_sync_fallback()",
+        "select pg_is_in_recovery(), pg_current_wal_lsn(), pg_current_wal_flush_lsn(), pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), version(), current_setting('synchronous_standby_names'), tandem_sync_fallback(), tandem_fenced()",
     )?;
     let info = info.into_iter().next().unwrap_or_default();
     let get = |i: usize| info.get(i).cloned().flatten();
     let standby = get(0).as_deref() == Some("t");
+    let fenced = get(8).as_deref() == Some("t");
     let view = if standby {
         "select status, receive_start_lsn, written_lsn, flushed_lsn, latest_end_lsn, last_msg_send_time, last_msg_receipt_time, sender_host, sender_port, slot_name, last_error from pg_stat_wal_receiver"
     } else {
@@ -51,7 +52,7 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
             })
             .collect();
         println!(
-            "{{ \"role\": \"{}\", \"host\": \"{host}\", \"port\": {port}, \"synchronous_standby_names\": {}, \"sync_fallback\": {}, \"current_lsn\": {}, \"flush_lsn\": {}, \"receive_lsn\": {}, \"replay_lsn\": {}, \"{}\": [{}] }}",
+            "{{ \"role\": \"{}\", \"host\": \"{host}\", \"port\": {port}, \"fenced\": {fenced}, \"synchronous_standby_names\": {}, \"sync_fallback\": {}, \"current_lsn\": {}, \"flush_lsn\": {}, \"receive_lsn\": {}, \"replay_lsn\": {}, \"{}\": [{}] }}",
             if standby { "standby" } else { "primary" },
             json_string(&get(6)),
             get(7).as_deref() == Some("t"),
@@ -64,7 +65,12 @@ pub fn print(host: &str, port: u16, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!("{host}:{port}: {}", if standby { "standby (in recovery)" } else { "primary" });
+    let role = match (standby, fenced) {
+        (true, _) => "standby (in recovery)",
+        (false, true) => "primary, FENCED: a standby was promoted in its place; writes are refused (tandem rewind makes it a standby)",
+        (false, false) => "primary",
+    };
+    println!("{host}:{port}: {role}");
     if standby {
         println!("  last received LSN: {}", get(3).unwrap_or_else(|| "-".into()));
         println!("  last applied LSN:  {}", get(4).unwrap_or_else(|| "-".into()));
