@@ -150,6 +150,11 @@ impl UnixSocket {
         let path = socket_path(dir, port);
         let shown = path.display().to_string();
         let refuse = |msg: String| Error::new(SqlState::CONFIG_FILE_ERROR, msg);
+        if !dir.is_absolute() {
+            // Clients take a host that starts with `/` as a socket directory; a relative one would also
+            // depend on the server's working directory.
+            return Err(refuse(format!("unix_socket_directories entry \"{}\" is not an absolute path", dir.display())));
+        }
         if path.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(refuse(format!(
                 "Unix-domain socket path \"{shown}\" is too long (maximum {MAX_SOCKET_PATH} bytes)"
@@ -209,6 +214,10 @@ mod tests {
         assert!(path.exists());
         let again = UnixSocket::bind(dir.path(), 5999).unwrap();
         assert!(UnixStream::connect(&again.path).is_ok());
+
+        // A relative directory is refused.
+        let e = UnixSocket::bind(Path::new("sock"), 6001).err().expect("a relative directory is refused");
+        assert!(e.message.contains("not an absolute path"), "{}", e.message);
 
         // Something that is not a socket is never removed.
         let other = socket_path(dir.path(), 6000);
