@@ -254,7 +254,7 @@ fn decode_chunk(
         }
         let row: Row = Arc::from(&cur[..]);
         let key: Key = match key {
-            Some(k) => k,
+            Some(k) => k.into(),
             None => match &def.primary_key {
                 Some(pk) => pk.columns.iter().map(|&c| cur[c].clone()).collect(),
                 None => return Err(d.malformed(format!("table {} has neither keys nor a primary key", def.name))),

@@ -141,7 +141,7 @@ fn table_def(txn: &mut Transaction, t: u8) -> TableDef {
 }
 
 fn key(k: i64) -> Key {
-    Arc::from(vec![Value::Int(k)])
+    Key::One(Value::Int(k))
 }
 
 fn row(k: i64, v: i64, extra: usize) -> Row {

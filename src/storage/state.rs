@@ -500,8 +500,8 @@ impl Op {
 
     pub(crate) fn decode(d: &mut Decoder) -> Result<Op> {
         Ok(match d.u8()? {
-            1 => Op::Put { table: d.u32()?, key: decode_values(d)?, row: decode_values(d)? },
-            2 => Op::Delete { table: d.u32()?, key: decode_values(d)? },
+            1 => Op::Put { table: d.u32()?, key: decode_values(d)?.into(), row: decode_values(d)? },
+            2 => Op::Delete { table: d.u32()?, key: decode_values(d)?.into() },
             3 => Op::CreateTable(Arc::new(TableDef::decode(d)?)),
             4 => Op::DropTable(d.u32()?),
             5 => Op::Truncate(d.u32()?),

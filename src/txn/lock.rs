@@ -259,7 +259,7 @@ mod tests {
     use crate::storage::value::Value;
 
     fn row(k: i64) -> LockKey {
-        LockKey::Row(1, Arc::from(vec![Value::Int(k)]))
+        LockKey::Row(1, Key::One(Value::Int(k)))
     }
 
     #[test]
