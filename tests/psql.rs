@@ -206,4 +206,58 @@ SELECT id, name, price, stock FROM items ORDER BY id;
     let text = String::from_utf8_lossy(&l.stdout);
     assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
     assert!(text.contains(" postgres | postgres | UTF8 ") && text.contains("| libc "), "{text}");
+
+    // The verbose forms and the other listings a user tries first run without an error.
+    let ok = |meta: &str| {
+        let o = psql_output(server.port, &["-c", meta]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && err.is_empty(), "{meta}: {err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let text = ok("\\d+ items");
+    for line in [
+        " id     | integer               |           | not null |         | plain    |",
+        " name   | character varying(40) |           | not null |         | extended |",
+        " price  | numeric(10,2)         |           |          | 0       | main     |",
+        "\"items_name_idx\" btree (name)",
+        "Access method: heap",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let text = ok("\\du");
+    assert!(text.contains(" postgres  | Superuser, Create role, Create DB, Replication, Bypass RLS | {}"), "{text}");
+    assert!(ok("\\dt+").contains(" public | items | table | postgres | permanent   | heap "));
+    assert!(ok("\\l+").contains("| pg_default |"));
+    assert!(ok("\\db").contains(" pg_default | postgres | "));
+    assert!(ok("\\df").contains("(0 rows)"));
+    for meta in ["\\di+", "\\dn+", "\\dp", "\\dx", "\\dT", "\\dD", "\\dS+ tags"] {
+        ok(meta);
+    }
+
+    // What those listings are built from: ARRAY(subquery) (correlated, too), unnest in FROM, and
+    // pg_size_pretty's units.
+    let q = |sql: &str| {
+        let o = psql_output(server.port, &["-At", "-c", sql]);
+        assert!(o.status.success(), "{sql}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    };
+    assert_eq!(q("SELECT array(SELECT name FROM items WHERE id < 4 ORDER BY id)"), "{apple,plum}");
+    assert_eq!(q("SELECT array(SELECT NULL::text UNION ALL SELECT 'a b,c')"), "{NULL,\"a b,c\"}");
+    assert_eq!(q("SELECT array(SELECT 1 WHERE false)"), "{}");
+    assert_eq!(
+        q("SELECT relname, (SELECT count(*) FROM unnest(array(SELECT attname FROM pg_attribute a \
+           WHERE a.attrelid = c.oid)) u) FROM pg_class c WHERE relkind = 'r' ORDER BY 1"),
+        "items|5\ntags|2"
+    );
+    assert_eq!(q("SELECT coalesce(x, 'null') FROM unnest('{a,\"b c\",NULL}') x"), "a\nb c\nnull");
+    assert_eq!(q("SELECT count(*) FROM unnest(NULL::text)"), "0");
+    assert_eq!(
+        q("SELECT pg_size_pretty(123) || '|' || pg_size_pretty(10240) || '|' || pg_size_pretty(1048576) || '|' \
+           || pg_size_pretty(10485760) || '|' || pg_size_pretty(-20000)"),
+        "123 bytes|10 kB|1024 kB|10 MB|-20 kB"
+    );
+    let size: i64 = q("SELECT pg_database_size('postgres')").parse().unwrap_or(-1);
+    assert!(size > 0, "pg_database_size is the latest snapshot's size: {size}");
+    let bad = psql_output(server.port, &["-c", "SELECT * FROM unnest('abc')"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("malformed array literal: \"abc\""));
 }

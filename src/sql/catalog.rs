@@ -29,7 +29,7 @@ use DataType::{Bool, Int2, Int4, Int8, Oid as O, Text as T};
 pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
     let c = |cols: &[(&'static str, DataType)]| Some(cols.to_vec());
     match name {
-        "pg_namespace" => c(&[("oid", O), ("nspname", T), ("nspowner", O)]),
+        "pg_namespace" => c(&[("oid", O), ("nspname", T), ("nspowner", O), ("nspacl", T)]),
         "pg_class" => c(&[
             ("oid", O),
             ("relname", T),
@@ -76,6 +76,8 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("attstattarget", Int4),
             ("attfdwoptions", T),
             ("attoptions", T),
+            ("attcompression", T),
+            ("attacl", T),
         ]),
         "pg_attrdef" => c(&[("oid", O), ("adrelid", O), ("adnum", Int2), ("adbin", T)]),
         "pg_type" => c(&[
@@ -90,6 +92,9 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("typbasetype", O),
             ("typnotnull", Bool),
             ("typarray", O),
+            ("typtypmod", Int4),
+            ("typdefault", T),
+            ("typacl", T),
         ]),
         "pg_collation" => c(&[("oid", O), ("collname", T), ("collnamespace", O)]),
         "pg_index" => c(&[
@@ -122,6 +127,7 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("conkey", T),
             ("confkey", T),
             ("conbin", T),
+            ("contypid", O),
         ]),
         "pg_database" => c(&[
             ("oid", O),
@@ -134,10 +140,33 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("datacl", T),
             ("datlocprovider", T),
             ("daticulocale", T),
+            ("dattablespace", O),
+            ("datconnlimit", Int4),
+            ("datistemplate", Bool),
         ]),
-        "pg_roles" | "pg_user" | "pg_authid" => {
-            c(&[("oid", O), ("rolname", T), ("rolsuper", Bool), ("usename", T), ("usesysid", O)])
-        }
+        "pg_roles" | "pg_user" | "pg_authid" => c(&[
+            ("oid", O),
+            ("rolname", T),
+            ("rolsuper", Bool),
+            ("usename", T),
+            ("usesysid", O),
+            ("rolinherit", Bool),
+            ("rolcreaterole", Bool),
+            ("rolcreatedb", Bool),
+            ("rolcanlogin", Bool),
+            ("rolreplication", Bool),
+            ("rolbypassrls", Bool),
+            ("rolconnlimit", Int4),
+            ("rolvaliduntil", DataType::TimestampTz),
+            ("rolpassword", T),
+            ("usecreatedb", Bool),
+            ("usesuper", Bool),
+            ("userepl", Bool),
+            ("usebypassrls", Bool),
+            ("passwd", T),
+            ("valuntil", DataType::TimestampTz),
+        ]),
+        "pg_auth_members" => c(&[("roleid", O), ("member", O), ("grantor", O), ("admin_option", Bool)]),
         "pg_settings" => {
             c(&[("name", T), ("setting", T), ("unit", T), ("category", T), ("short_desc", T), ("source", T)])
         }
@@ -195,8 +224,17 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             c(&[("oid", O), ("rulename", T), ("ev_class", O), ("ev_type", T), ("ev_enabled", T), ("is_instead", Bool)])
         }
         "pg_foreign_table" => c(&[("ftrelid", O), ("ftserver", O), ("ftoptions", T)]),
-        "pg_tablespace" => c(&[("oid", O), ("spcname", T), ("spcowner", O)]),
-        "pg_extension" => c(&[("oid", O), ("extname", T), ("extversion", T)]),
+        "pg_tablespace" => c(&[("oid", O), ("spcname", T), ("spcowner", O), ("spcacl", T), ("spcoptions", T)]),
+        "pg_extension" => c(&[
+            ("oid", O),
+            ("extname", T),
+            ("extversion", T),
+            ("extowner", O),
+            ("extnamespace", O),
+            ("extrelocatable", Bool),
+            ("extconfig", T),
+            ("extcondition", T),
+        ]),
         "pg_proc" => c(&[("oid", O), ("proname", T), ("pronamespace", O), ("prokind", T)]),
         "pg_stat_replication" | "gp_stat_replication" => {
             let mut cols = vec![
@@ -429,9 +467,9 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
     let mut out = Vec::new();
     match name {
         "pg_namespace" => {
-            out.push(vec![i(NS_CATALOG), t("pg_catalog"), i(10)]);
-            out.push(vec![i(NS_PUBLIC), t("public"), i(10)]);
-            out.push(vec![i(NS_INFORMATION_SCHEMA), t("information_schema"), i(10)]);
+            out.push(vec![i(NS_CATALOG), t("pg_catalog"), i(10), Value::Null]);
+            out.push(vec![i(NS_PUBLIC), t("public"), i(10), Value::Null]);
+            out.push(vec![i(NS_INFORMATION_SCHEMA), t("information_schema"), i(10), Value::Null]);
         }
         "pg_am" => {
             out.push(vec![i(2), t("heap"), t("t")]);
@@ -470,9 +508,11 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                         i(coll),
                         t(""),
                         t(""),
-                        t("p"),
+                        t(storage(&col.ty)),
                         i(-1),
                         Value::Null,
+                        Value::Null,
+                        t(""),
                         Value::Null,
                     ]);
                 }
@@ -502,6 +542,9 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                     i(0),
                     b(false),
                     i(0),
+                    i(-1),
+                    Value::Null,
+                    Value::Null,
                 ]);
             }
         }
@@ -551,11 +594,23 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
                     Value::Null,
                     t("c"),
                     Value::Null,
+                    i(TABLESPACE_DEFAULT),
+                    i(-1),
+                    b(false),
                 ]);
             }
         }
         "pg_roles" | "pg_user" | "pg_authid" => {
-            out.push(vec![i(10), t(&env.session.user), b(true), t(&env.session.user), i(10)]);
+            // One role, the session's user, which may do everything (authentication is trust).
+            let user = &env.session.user;
+            let mut row = vec![i(10), t(user), b(true), t(user), i(10)];
+            row.extend([b(true), b(true), b(true), b(true), b(true), b(true), i(-1), Value::Null, Value::Null]);
+            row.extend([b(true), b(true), b(true), b(true), Value::Null, Value::Null]);
+            out.push(row);
+        }
+        "pg_tablespace" => {
+            out.push(vec![i(TABLESPACE_DEFAULT), t("pg_default"), i(10), Value::Null, Value::Null]);
+            out.push(vec![i(1664), t("pg_global"), i(10), Value::Null, Value::Null]);
         }
         "pg_settings" => {
             for (k, v) in &env.session.settings {
@@ -728,6 +783,43 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
     Ok(out)
 }
 
+/// The oid of a system catalog, for `'pg_catalog.pg_class'::regclass` (the oids PostgreSQL gives them, which
+/// clients compare with pg_description.classoid and the like).
+pub fn catalog_oid(name: &str) -> Option<u32> {
+    Some(match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => 1259,
+        "pg_authid" => 1260,
+        "pg_database" => 1262,
+        "pg_tablespace" => 1213,
+        "pg_am" => 2601,
+        "pg_attrdef" => 2604,
+        "pg_constraint" => 2606,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_namespace" => 2615,
+        "pg_trigger" => 2620,
+        "pg_extension" => 3079,
+        "pg_collation" => 3456,
+        _ => return None,
+    })
+}
+
+/// attstorage as PostgreSQL sets it for a type: plain for fixed-size types, main for numeric, extended for
+/// the other variable-length ones.
+fn storage(ty: &DataType) -> &'static str {
+    match ty {
+        DataType::Numeric(_) => "m",
+        DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Bytea => "x",
+        _ => "p",
+    }
+}
+
+/// pg_default's oid, the tablespace every database and relation is in.
+const TABLESPACE_DEFAULT: i64 = 1663;
+
 fn class_row(oid: u32, name: &str, kind: &str, am: i64, natts: i64, has_index: bool) -> Vec<Value> {
     vec![
         i(oid as i64),
@@ -793,5 +885,6 @@ fn constraint_row(index: u32, name: &str, kind: &str, table: u32, key: &str) -> 
         t(key),
         Value::Null,
         Value::Null,
+        i(0),
     ]
 }

@@ -260,6 +260,17 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             let vals = args.iter().map(|e| e.eval(&[], env)).collect::<Result<Vec<_>>>()?;
             series(&vals, env.session)?
         }
+        Plan::Unnest { arg } => match arg.eval(&[], env)? {
+            Value::Null => Vec::new(),
+            v => {
+                let text = crate::sql::expr::text_of(&v);
+                let items = crate::sql::expr::array_items(&text).ok_or_else(|| {
+                    Error::new(SqlState::INVALID_TEXT_REPRESENTATION, format!("malformed array literal: \"{text}\""))
+                        .with_detail("Array value must start with \"{\" and end with \"}\".")
+                })?;
+                items.into_iter().map(|i| vec![i.map_or(Value::Null, |t| Value::text(&t))]).collect()
+            }
+        },
         Plan::Filter { input, predicate } => {
             let mut out = Vec::new();
             for r in run(input, env)? {

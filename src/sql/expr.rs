@@ -59,6 +59,8 @@ pub enum Expr {
     InSubquery(Box<Expr>, Box<Plan>, bool),
     Exists(Box<Plan>, bool),
     Subquery(Box<Plan>),
+    /// `ARRAY(subquery)`: the first column of every row, as an array in its text form (`{a,b}`).
+    ArraySubquery(Box<Plan>),
     Case {
         operand: Option<Box<Expr>>,
         whens: Vec<(Expr, Expr)>,
@@ -174,6 +176,10 @@ impl Expr {
                 }
                 rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null)
             }
+            Expr::ArraySubquery(plan) => {
+                let rows = execute::run_subquery(plan, row, env)?;
+                Value::text(&array_text(rows.iter().map(|r| r.first().unwrap_or(&Value::Null))))
+            }
             Expr::Case { operand, whens, otherwise } => {
                 let op = match operand {
                     Some(o) => Some(o.eval(row, env)?),
@@ -210,7 +216,7 @@ impl Expr {
     pub fn has_subquery(&self) -> bool {
         match self {
             Expr::Const(_) | Expr::Column(_) | Expr::Outer(..) | Expr::Param(_) => false,
-            Expr::InSubquery(..) | Expr::Exists(..) | Expr::Subquery(_) => true,
+            Expr::InSubquery(..) | Expr::Exists(..) | Expr::Subquery(_) | Expr::ArraySubquery(_) => true,
             Expr::Binary(_, a, b) | Expr::IsDistinct(a, b, _) | Expr::Like(a, b, ..) | Expr::Regex(a, b, ..) => {
                 a.has_subquery() || b.has_subquery()
             }
@@ -228,7 +234,9 @@ impl Expr {
     pub fn is_row_independent(&self) -> bool {
         match self {
             Expr::Const(_) | Expr::Param(_) | Expr::Outer(..) => true,
-            Expr::Column(_) | Expr::InSubquery(..) | Expr::Exists(..) | Expr::Subquery(_) => false,
+            Expr::Column(_) | Expr::InSubquery(..) | Expr::Exists(..) | Expr::Subquery(_) | Expr::ArraySubquery(_) => {
+                false
+            }
             Expr::Binary(_, a, b) | Expr::IsDistinct(a, b, _) | Expr::Like(a, b, ..) | Expr::Regex(a, b, ..) => {
                 a.is_row_independent() && b.is_row_independent()
             }
@@ -272,6 +280,90 @@ pub fn truth(v: &Value) -> Result<Option<bool>> {
 }
 
 /// A value as text (for string operators applied to other types).
+/// An array's text form, as PostgreSQL prints it: `{a,b}`, an element quoted when it is empty, holds a
+/// delimiter, brace, quote, backslash or space, or spells NULL; a null element as NULL.
+pub fn array_text<'a>(items: impl Iterator<Item = &'a Value>) -> String {
+    let mut out = String::from("{");
+    for (i, v) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if v.is_null() {
+            out.push_str("NULL");
+            continue;
+        }
+        let t = text_of(v);
+        let quote = t.is_empty()
+            || t.eq_ignore_ascii_case("null")
+            || t.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        if quote {
+            out.push('"');
+            for c in t.chars() {
+                if matches!(c, '"' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&t);
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// The elements of an array in its text form (the inverse of [`array_text`]); None for text that is not
+/// an array.
+pub fn array_items(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.peek() == Some(&'"') {
+            quoted = true;
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if c == ',' {
+                break;
+            }
+            chars.next();
+            if quoted {
+                if !c.is_ascii_whitespace() {
+                    return None;
+                }
+            } else if c == '\\' {
+                item.push(chars.next()?);
+            } else if matches!(c, '{' | '}' | '"') {
+                return None;
+            } else {
+                item.push(c);
+            }
+        }
+        let item = if quoted { item } else { item.trim_end().to_string() };
+        items.push(if !quoted && item.eq_ignore_ascii_case("null") { None } else { Some(item) });
+        if chars.next().is_none() {
+            return Some(items);
+        }
+    }
+}
+
 pub fn text_of(v: &Value) -> String {
     match v {
         Value::Text(s) => s.to_string(),

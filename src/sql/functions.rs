@@ -67,6 +67,10 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "array_to_string"
         | "convert_from"
         | "pg_size_pretty"
+        | "pg_get_function_result"
+        | "pg_get_function_arguments"
+        | "shobj_description"
+        | "pg_tablespace_location"
         | "set_config"
         | "pg_drop_replication_slot"
         | "translate" => DataType::Text,
@@ -82,8 +86,19 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "pg_relation_is_publishable"
         | "starts_with"
         | "pg_has_role"
-        | "has_table_privilege" => DataType::Bool,
-        "nextval" | "currval" | "setval" | "pg_relation_size" | "pg_total_relation_size" => DataType::Int8,
+        | "has_table_privilege"
+        | "has_database_privilege"
+        | "has_schema_privilege"
+        | "pg_function_is_visible"
+        | "pg_type_is_visible" => DataType::Bool,
+        "nextval"
+        | "currval"
+        | "setval"
+        | "pg_relation_size"
+        | "pg_total_relation_size"
+        | "pg_table_size"
+        | "pg_indexes_size"
+        | "pg_database_size" => DataType::Int8,
         "pg_wal_lsn_diff" => DataType::Numeric(None),
         "pg_last_xact_replay_timestamp" => DataType::TimestampTz,
         "now" | "current_timestamp" | "statement_timestamp" | "transaction_timestamp" | "clock_timestamp" => {
@@ -527,9 +542,14 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "current_user" | "session_user" | "user" | "pg_get_userbyid" => Value::text(&env.session.user),
         "current_database" => Value::text(&env.session.database),
         "pg_encoding_to_char" => Value::text("UTF8"),
-        "pg_table_is_visible" | "pg_relation_is_publishable" | "pg_has_role" | "has_table_privilege" => {
-            Value::Bool(name != "pg_relation_is_publishable")
-        }
+        "pg_table_is_visible"
+        | "pg_relation_is_publishable"
+        | "pg_has_role"
+        | "has_table_privilege"
+        | "has_database_privilege"
+        | "has_schema_privilege"
+        | "pg_function_is_visible"
+        | "pg_type_is_visible" => Value::Bool(name != "pg_relation_is_publishable"),
         "array_position" => {
             // Arrays are carried in their text form, `{a,b,c}`.
             let arr = s(0)?;
@@ -547,9 +567,20 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Value::Int(inner.split(',').count() as i64)
             }
         }
-        "obj_description" | "col_description" | "inet_server_addr" => Value::Null,
+        // pg_proc is empty (tandem has no user-defined functions), so these never describe one.
+        "obj_description"
+        | "col_description"
+        | "shobj_description"
+        | "inet_server_addr"
+        | "pg_get_function_result"
+        | "pg_get_function_arguments" => Value::Null,
+        "pg_tablespace_location" => Value::text(""),
         "pg_relation_size" | "pg_total_relation_size" => Value::Int(0),
-        "pg_size_pretty" => Value::text(&format!("{} bytes", int_arg(&a(0)?)?)),
+        // Tables live in memory, in trees shared between versions: no file holds one table, so there is
+        // no size to report for it (NULL, which psql's \dt+ shows as blank).
+        "pg_table_size" | "pg_indexes_size" => Value::Null,
+        "pg_database_size" => database_size(&a(0)?, env)?,
+        "pg_size_pretty" => Value::text(&size_pretty(int_arg(&a(0)?)?)),
         "format_type" => {
             let oid = int_arg(&a(0)?)?;
             let typmod = match args.get(1) {
@@ -591,6 +622,46 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         _ => return Err(Error::new(SqlState::UNDEFINED_FUNCTION, format!("function {name}() does not exist"))),
     })
+}
+
+/// pg_size_pretty: bytes below 10 kB, then the largest unit (kB, MB, GB, TB, PB) that keeps the number
+/// under 20,480 (before rounding), rounded half away from zero.
+fn size_pretty(size: i64) -> String {
+    if size.unsigned_abs() < 10 * 1024 {
+        return format!("{size} bytes");
+    }
+    // Keep one more bit than the unit needs, for rounding (dividing, so negative sizes mirror positive).
+    let mut v = size / 512;
+    for (i, unit) in ["kB", "MB", "GB", "TB", "PB"].iter().enumerate() {
+        if v.unsigned_abs() < 20 * 1024 - 1 || i == 4 {
+            let rounded = (v + if v < 0 { -1 } else { 1 }) / 2;
+            return format!("{rounded} {unit}");
+        }
+        v /= 1024;
+    }
+    unreachable!("the last unit returns")
+}
+
+/// pg_database_size: the size of the database's image on disk, the latest checkpoint's snapshot (a
+/// tandem database is that file plus the WAL after it). By name or by oid, of the one database there is.
+fn database_size(db: &Value, env: &Env) -> Result<Value> {
+    let named = match db {
+        Value::Int(oid) => matches!(*oid, 5 | 16384),
+        v => {
+            let n = text_of(v);
+            n == "postgres" || n == env.session.database
+        }
+    };
+    if !named {
+        return Err(Error::new(SqlState("3D000"), format!("database \"{}\" does not exist", text_of(db))));
+    }
+    let dir = env.session.engine.dir().join(crate::snapshot::SNAPSHOT_DIR);
+    let newest = std::fs::read_dir(&dir)
+        .map_err(|e| Error::io(format!("could not read \"{}\"", dir.display()), e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        .max_by_key(|e| e.file_name());
+    Ok(Value::Int(newest.and_then(|e| e.metadata().ok()).map_or(0, |m| m.len() as i64)))
 }
 
 /// Rounds (or, for trunc, cuts) a numeric to `places` fractional digits; negative places round to tens,

@@ -84,6 +84,10 @@ pub enum Plan {
     Series {
         args: Vec<Expr>,
     },
+    /// unnest(array): one row per element (arrays are carried in their text form).
+    Unnest {
+        arg: Expr,
+    },
     Filter {
         input: Box<Plan>,
         predicate: Expr,
@@ -178,6 +182,10 @@ impl Plan {
             }
             Plan::Series { .. } => {
                 line.push_str("Function Scan on generate_series");
+                vec![]
+            }
+            Plan::Unnest { .. } => {
+                line.push_str("Function Scan on unnest");
                 vec![]
             }
             Plan::Filter { input, .. } => {

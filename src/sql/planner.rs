@@ -865,12 +865,44 @@ impl<'a> Planner<'a> {
         Ok(bound)
     }
 
+    /// unnest(array) in FROM: a text column, one row per element. Its argument may name columns of the
+    /// query around it (psql's `\d+` unnests a joined table's reloptions).
+    fn unnest(&mut self, args: &[&ast::Expr], alias: Option<&ast::TableAlias>) -> Result<(Plan, Scope)> {
+        let [e] = args else {
+            return Err(Error::new(
+                SqlState::UNDEFINED_FUNCTION,
+                format!("function unnest with {} arguments does not exist", args.len()),
+            )
+            .with_hint("unnest takes one array."));
+        };
+        let (x, t) = self.expr(e, &Scope::default())?;
+        let arg = self.coerce_to(x, &t, &DataType::Text)?;
+        let alias_name = alias.map(|a| ident(&a.name)).unwrap_or_else(|| "unnest".into());
+        let col = alias.and_then(|a| a.columns.first()).map(|c| ident(&c.name)).unwrap_or_else(|| alias_name.clone());
+        let scope = Scope { columns: vec![Column { table: Some(alias_name), name: col, ty: DataType::Text }] };
+        Ok((Plan::Unnest { arg }, scope))
+    }
+
     fn factor(&mut self, f: &ast::TableFactor, left: Option<&Scope>) -> Result<(Plan, Scope)> {
         match f {
+            ast::TableFactor::UNNEST { alias, array_exprs, with_offset: false, with_ordinality: false, .. } => {
+                self.unnest(&array_exprs.iter().collect::<Vec<_>>(), alias.as_ref())
+            }
             ast::TableFactor::Table { name, alias, args, .. } => {
                 let parts = name_parts(name);
                 if let Some(args) = args {
                     let fname = parts.last().cloned().unwrap_or_default();
+                    if fname == "unnest" {
+                        let exprs = args
+                            .args
+                            .iter()
+                            .map(|a| match a {
+                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                                _ => Err(unsupported("named argument")),
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        return self.unnest(&exprs, alias.as_ref());
+                    }
                     if fname != "generate_series" {
                         return Err(no_function(&fname));
                     }
@@ -1220,7 +1252,8 @@ impl<'a> Planner<'a> {
                     if let Expr::Const(Value::Text(name)) = &x {
                         let n = name.rsplit('.').next().unwrap_or("");
                         let seq = self.state.sequence(n).map(|s| s.id);
-                        let oid = self.state.table(n).map(|t| t.def.id).or(seq).ok_or_else(|| {
+                        let oid = self.state.table(n).map(|t| t.def.id).or(seq).or_else(|| catalog::catalog_oid(n));
+                        let oid = oid.ok_or_else(|| {
                             Error::new(SqlState::UNDEFINED_TABLE, format!("relation \"{name}\" does not exist"))
                         })?;
                         return Ok((Expr::Const(Value::Int(oid as i64)), DataType::Oid));
@@ -1359,8 +1392,14 @@ impl<'a> Planner<'a> {
 
     fn function(&mut self, f: &ast::Function, scope: &Scope) -> Result<(Expr, DataType)> {
         let name = function_name(f);
-        if let ast::FunctionArguments::Subquery(_) = &f.args {
-            // ARRAY(subquery) appears only in catalog queries over views that are empty in tandem.
+        if let ast::FunctionArguments::Subquery(q) = &f.args {
+            if name == "array" {
+                let q = self.subquery(q, scope)?;
+                if q.columns.len() != 1 {
+                    return Err(Error::new(SqlState::SYNTAX_ERROR, "subquery must return only one column"));
+                }
+                return Ok((Expr::ArraySubquery(Box::new(q.plan)), DataType::Text));
+            }
             return Ok((
                 Expr::Call(Arc::from("__unsupported"), vec![Expr::Const(Value::text(&f.to_string()))]),
                 DataType::Text,
