@@ -150,3 +150,45 @@ async fn generate_series_in_the_select_list() {
     }
     assert_eq!(error(&c, "SELECT generate_series(1)").await.0, "42883");
 }
+
+#[tokio::test]
+async fn common_table_expressions() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)")
+        .await
+        .unwrap();
+    assert_eq!(one(&c, "WITH x AS (SELECT 1 AS a) SELECT a FROM x").await, "1");
+    // A later CTE reads an earlier one; a CTE referenced twice; column names given in WITH.
+    assert_eq!(
+        rows(
+            &c,
+            "WITH big AS (SELECT id, v FROM t WHERE v > 10), s(total) AS (SELECT sum(v) FROM big) \
+             SELECT b.id, s.total, (SELECT count(*) FROM big) FROM big b, s ORDER BY b.id"
+        )
+        .await,
+        ["2|50|2", "3|50|2"]
+    );
+    // A CTE's name hides a table's; an inner WITH hides an outer one; an alias renames columns.
+    assert_eq!(one(&c, "WITH t AS (SELECT 42 AS id) SELECT id FROM t").await, "42");
+    assert_eq!(
+        one(&c, "WITH x AS (SELECT 1 AS y) SELECT y FROM (WITH x AS (SELECT 2 AS y) SELECT y FROM x) q").await,
+        "2"
+    );
+    assert_eq!(one(&c, "WITH x AS (SELECT 5, 6) SELECT q FROM x AS z(p, q)").await, "6");
+    // Through the extended protocol, with a parameter inside the CTE.
+    let r = c.query("WITH x AS (SELECT v FROM t WHERE id = $1) SELECT v FROM x", &[&2i32]).await.unwrap();
+    assert_eq!(r[0].get::<_, i32>(0), 20);
+    // A CTE sees only the ones before it; the rest is refused with PostgreSQL's SQLSTATEs.
+    assert_eq!(error(&c, "WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a").await.0, "42P01");
+    assert_eq!(error(&c, "WITH a AS (SELECT 1), a AS (SELECT 2) SELECT 1").await.0, "42712");
+    assert_eq!(error(&c, "WITH x(p, q) AS (SELECT 1) SELECT * FROM x").await.0, "42P10");
+    for sql in [
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+        "WITH x AS (SELECT id FROM t) INSERT INTO t SELECT id + 10, 0 FROM x",
+    ] {
+        assert_eq!(error(&c, sql).await.0, "0A000", "{sql}");
+    }
+    assert_eq!(one(&c, "SELECT count(*) FROM t").await, "3", "nothing refused changed anything");
+}

@@ -90,11 +90,22 @@ struct AggCtx {
 }
 
 /// Binds and plans statements against one database state.
+/// A common table expression: its name, column names (if given) and query. Each reference plans the query
+/// as a subquery in FROM, as PostgreSQL inlines a non-recursive CTE.
+#[derive(Clone)]
+struct Cte {
+    name: String,
+    columns: Vec<String>,
+    query: ast::Query,
+}
+
 pub struct Planner<'a> {
     pub state: &'a DbState,
     /// Parameter types, inferred or given (None: not yet known).
     pub params: Vec<Option<DataType>>,
     outer: Vec<Scope>,
+    /// The common table expressions in scope (`WITH name AS (...)`), innermost last.
+    ctes: Vec<Cte>,
     /// Literals to plan as parameters, when planning a statement shape (see [`Slots`]).
     pub slots: Option<Slots>,
 }
@@ -256,7 +267,7 @@ impl<'a> Planner<'a> {
     /// A planner with the parameter types the client declared (0 or absent means "infer").
     pub fn new(state: &'a DbState, declared: &[u32]) -> Self {
         let params = declared.iter().map(|&oid| type_from_oid(oid)).collect();
-        Planner { state, params, outer: Vec::new(), slots: None }
+        Planner { state, params, outer: Vec::new(), ctes: Vec::new(), slots: None }
     }
 
     /// The final parameter types (unresolved ones are text).
@@ -297,9 +308,40 @@ impl<'a> Planner<'a> {
 
     /// Plans a query.
     pub fn query(&mut self, q: &ast::Query) -> Result<Query> {
-        if q.with.is_some() {
-            return Err(unsupported("WITH"));
+        let Some(with) = &q.with else { return self.query_body(q) };
+        if with.recursive {
+            return Err(unsupported("WITH RECURSIVE"));
         }
+        let depth = self.ctes.len();
+        for cte in &with.cte_tables {
+            if !matches!(
+                *cte.query.body,
+                ast::SetExpr::Select(_)
+                    | ast::SetExpr::SetOperation { .. }
+                    | ast::SetExpr::Values(_)
+                    | ast::SetExpr::Query(_)
+            ) {
+                self.ctes.truncate(depth);
+                return Err(unsupported("data-modifying statement in WITH"));
+            }
+            let name = ident(&cte.alias.name);
+            if self.ctes[depth..].iter().any(|c| c.name == name) {
+                self.ctes.truncate(depth);
+                return Err(Error::new(
+                    SqlState("42712"),
+                    format!("WITH query name \"{name}\" specified more than once"),
+                ));
+            }
+            let columns = cte.alias.columns.iter().map(|c| ident(&c.name)).collect();
+            self.ctes.push(Cte { name, columns, query: (*cte.query).clone() });
+        }
+        let r = self.query_body(q);
+        self.ctes.truncate(depth);
+        r
+    }
+
+    /// A query's body, ORDER BY, LIMIT and OFFSET (its WITH is in scope).
+    fn query_body(&mut self, q: &ast::Query) -> Result<Query> {
         let (mut plan, columns, order_scope) = self.set_expr(&q.body)?;
         if let Some(ob) = &q.order_by {
             let ast::OrderByKind::Expressions(items) = &ob.kind else { return Err(unsupported("ORDER BY ALL")) };
@@ -431,6 +473,9 @@ impl<'a> Planner<'a> {
                     .map(|((n, t), (_, rt))| (n, if t == DataType::Text { rt } else { t }))
                     .collect();
                 Ok((Plan::SetOp { left: Box::new(l), right: Box::new(r), op, all }, columns, None))
+            }
+            ast::SetExpr::Insert(_) | ast::SetExpr::Update(_) | ast::SetExpr::Delete(_) => {
+                Err(unsupported("WITH before INSERT, UPDATE or DELETE"))
             }
             other => Err(unsupported(other)),
         }
@@ -883,6 +928,41 @@ impl<'a> Planner<'a> {
         Ok((Plan::Unnest { arg }, scope))
     }
 
+    /// A reference to the CTE at `k`: its query planned as a subquery, seeing only the CTEs before it.
+    fn cte_reference(&mut self, k: usize, alias: Option<&ast::TableAlias>) -> Result<(Plan, Scope)> {
+        let later = self.ctes.split_off(k);
+        let cte = later[0].clone();
+        let q = self.query(&cte.query);
+        self.ctes.extend(later);
+        let q = q?;
+        if cte.columns.len() > q.columns.len() {
+            return Err(Error::new(
+                SqlState("42P10"),
+                format!(
+                    "WITH query \"{}\" has {} columns available but {} columns specified",
+                    cte.name,
+                    q.columns.len(),
+                    cte.columns.len()
+                ),
+            ));
+        }
+        let table = alias.map(|a| ident(&a.name)).unwrap_or_else(|| cte.name.clone());
+        let mut scope = Scope {
+            columns: q
+                .columns
+                .iter()
+                .map(|(n, t)| Column { table: Some(table.clone()), name: n.clone(), ty: t.clone() })
+                .collect(),
+        };
+        for (c, n) in scope.columns.iter_mut().zip(cte.columns) {
+            c.name = n;
+        }
+        for (c, n) in scope.columns.iter_mut().zip(alias.iter().flat_map(|a| &a.columns)) {
+            c.name = ident(&n.name);
+        }
+        Ok((q.plan, scope))
+    }
+
     fn factor(&mut self, f: &ast::TableFactor, left: Option<&Scope>) -> Result<(Plan, Scope)> {
         match f {
             ast::TableFactor::UNNEST { alias, array_exprs, with_offset: false, with_ordinality: false, .. } => {
@@ -916,6 +996,11 @@ impl<'a> Planner<'a> {
                     let scope =
                         Scope { columns: vec![Column { table: Some(alias_name), name: col, ty: DataType::Int4 }] };
                     return Ok((Plan::Series { args: bound }, scope));
+                }
+                if let [t] = parts.as_slice() {
+                    if let Some(k) = self.ctes.iter().rposition(|c| &c.name == t) {
+                        return self.cte_reference(k, alias.as_ref());
+                    }
                 }
                 let (schema, tname) = match parts.as_slice() {
                     [t] => (None, t.clone()),
