@@ -90,6 +90,22 @@ struct AggCtx {
 }
 
 /// Binds and plans statements against one database state.
+/// The scope of a subquery in FROM: its output columns under `table`, renamed by the alias's column list.
+fn derived_scope(columns: &[(String, DataType)], table: Option<String>, alias: Option<&ast::TableAlias>) -> Scope {
+    let mut scope = Scope {
+        columns: columns.iter().map(|(n, t)| Column { table: table.clone(), name: n.clone(), ty: t.clone() }).collect(),
+    };
+    rename_columns(&mut scope, alias);
+    scope
+}
+
+/// Renames the first columns of `scope` after an alias's column list (`AS q(a, b)`).
+fn rename_columns(scope: &mut Scope, alias: Option<&ast::TableAlias>) {
+    for (c, n) in scope.columns.iter_mut().zip(alias.iter().flat_map(|a| &a.columns)) {
+        c.name = ident(&n.name);
+    }
+}
+
 /// A common table expression: its name, column names (if given) and query. Each reference plans the query
 /// as a subquery in FROM, as PostgreSQL inlines a non-recursive CTE.
 #[derive(Clone)]
@@ -947,19 +963,11 @@ impl<'a> Planner<'a> {
             ));
         }
         let table = alias.map(|a| ident(&a.name)).unwrap_or_else(|| cte.name.clone());
-        let mut scope = Scope {
-            columns: q
-                .columns
-                .iter()
-                .map(|(n, t)| Column { table: Some(table.clone()), name: n.clone(), ty: t.clone() })
-                .collect(),
-        };
+        let mut scope = derived_scope(&q.columns, Some(table), None);
         for (c, n) in scope.columns.iter_mut().zip(cte.columns) {
             c.name = n;
         }
-        for (c, n) in scope.columns.iter_mut().zip(alias.iter().flat_map(|a| &a.columns)) {
-            c.name = ident(&n.name);
-        }
+        rename_columns(&mut scope, alias);
         Ok((q.plan, scope))
     }
 
@@ -1052,19 +1060,7 @@ impl<'a> Planner<'a> {
                 }
                 let q = q?;
                 let alias_name = alias.as_ref().map(|a| ident(&a.name));
-                let mut scope = Scope {
-                    columns: q
-                        .columns
-                        .iter()
-                        .map(|(n, t)| Column { table: alias_name.clone(), name: n.clone(), ty: t.clone() })
-                        .collect(),
-                };
-                if let Some(a) = alias {
-                    for (c, n) in scope.columns.iter_mut().zip(&a.columns) {
-                        c.name = ident(&n.name);
-                    }
-                }
-                Ok((q.plan, scope))
+                Ok((q.plan, derived_scope(&q.columns, alias_name, alias.as_ref())))
             }
             ast::TableFactor::NestedJoin { table_with_joins, .. } => self.from(std::slice::from_ref(table_with_joins)),
             other => Err(unsupported(other)),
