@@ -34,6 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::activity;
 use crate::control::{new_system_id, ClusterState, ControlFile};
 use crate::error::{Error, Result, SqlState};
 use crate::recovery::Replay;
@@ -344,9 +345,22 @@ impl CommitTicket {
     /// commit: it is in the WAL and becomes visible once acknowledged.
     pub fn wait_cancelable(&self, cancel: &AtomicBool) -> Result<()> {
         let Some(core) = &self.core else { return Ok(()) };
+        // pg_stat_activity shows the wait: for the WAL flush, then (once flushed here) for the standby.
+        let wait_event = || {
+            if self.level > SyncLevel::Local && core.wal.flushed() >= self.lsn {
+                activity::Wait::SyncRep
+            } else {
+                activity::Wait::WalWrite
+            }
+        };
+        let mut waiting: Option<activity::Waiting> = None;
         if let Some(slot) = &self.slot {
             *lock(&slot.waiter) = Some(std::thread::current());
             while slot.status.load(Ordering::Acquire) == PENDING && !cancel.load(Ordering::Relaxed) {
+                match &waiting {
+                    None => waiting = Some(activity::waiting(activity::Wait::WalWrite)),
+                    Some(w) => w.set(wait_event()),
+                }
                 std::thread::park_timeout(Duration::from_millis(100));
             }
             // Pass the wake-up on to committers of the same group.
@@ -386,6 +400,9 @@ impl CommitTicket {
                     "canceling wait for commit acknowledgement due to user request",
                 )
                 .with_detail("The transaction is in the WAL and becomes visible once it is acknowledged."));
+            }
+            if waiting.is_none() {
+                waiting = Some(activity::waiting(activity::Wait::WalWrite));
             }
             p = core.pipeline_cv.wait_timeout(p, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }

@@ -6,6 +6,7 @@
 //! [`engine`] (the commit pipeline, checkpoints and recovery that tie them together), [`sql`] (parse, plan,
 //! execute, sessions) and [`server`] (the PostgreSQL wire protocol).
 
+pub mod activity;
 pub mod control;
 pub mod encoding;
 pub mod engine;

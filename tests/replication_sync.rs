@@ -136,6 +136,21 @@ fn commits_wait_for_the_standby_at_each_level() {
     assert!(waiting.try_wait().unwrap().is_none(), "commit under `on` returned while the standby was stopped");
     // Visibility follows acknowledgement: no other session sees the waiting commit.
     assert_eq!(primary.sql("select count(*) from t where id = 101"), "0");
+    // pg_stat_activity shows why: the commit waits for the synchronous standby; the WAL sender is listed.
+    let want = "IPC|SyncRep|active";
+    let got = primary.wait_for(
+        "select wait_event_type, wait_event, state from pg_stat_activity where query = 'insert into t values (101)'",
+        want,
+        10,
+    );
+    assert_eq!(got, want);
+    assert_eq!(
+        primary.sql(
+            "select usename, application_name, datname is null, query like 'START_REPLICATION%' \
+             from pg_stat_activity where backend_type = 'walsender'"
+        ),
+        "tandem|mirror|t|t"
+    );
 
     // A cancelled wait says the transaction is in the WAL and becomes visible once the standby confirms.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

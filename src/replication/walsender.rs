@@ -399,6 +399,7 @@ fn serve_connection(
         match kind {
             b'Q' => {
                 let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).into_owned();
+                crate::activity::set_query(&text);
                 let result = Command::parse(&text).and_then(|cmd| match cmd {
                     Command::StartReplication { slot, start, timeline } => {
                         let reg = registration.get_or_insert_with(|| {

@@ -25,6 +25,7 @@ use pgwire::messages::response::{
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::Message;
 
+use crate::activity::{self, Backend, Kind, State};
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
 use crate::server::frontend::{self, Frontend, Startup};
@@ -40,6 +41,8 @@ const MAX_OTHER_MESSAGE: usize = 1 << 30;
 #[derive(Clone)]
 struct Prepared {
     stmt: Rc<Stmt>,
+    /// Its text, as pg_stat_activity shows it while it runs.
+    text: Arc<str>,
     /// Its plan, kept between executions (by all its portals).
     plan: Rc<PlanSlot>,
     param_types: Vec<DataType>,
@@ -79,6 +82,7 @@ impl ParseCache {
 /// A bound portal.
 struct Portal {
     stmt: Rc<Stmt>,
+    text: Arc<str>,
     plan: Rc<PlanSlot>,
     params: Vec<Value>,
     columns: Option<Vec<(String, DataType)>>,
@@ -89,6 +93,8 @@ struct Conn {
     reader: BufReader<Stream>,
     writer: BufWriter<Stream>,
     out: BytesMut,
+    /// FATAL 57P01 has been sent.
+    told_terminated: bool,
 }
 
 fn io_err(e: std::io::Error) -> Error {
@@ -97,6 +103,10 @@ fn io_err(e: std::io::Error) -> Error {
 
 impl Conn {
     fn send(&mut self, m: impl Message) -> Result<()> {
+        // Nothing follows a FATAL.
+        if self.told_terminated {
+            return Ok(());
+        }
         m.encode(&mut self.out).map_err(|e| Error::internal(format!("encoding a message: {e}")))?;
         if self.out.len() > 64 * 1024 {
             self.push()?;
@@ -130,7 +140,19 @@ impl Conn {
     }
 
     fn error(&mut self, e: &Error) -> Result<()> {
+        // A statement pg_terminate_backend stopped ends the session: FATAL instead of its error.
+        if activity::terminating() {
+            return self.terminated();
+        }
         self.error_with("ERROR", e)
+    }
+
+    /// Tells the client its session was ended by pg_terminate_backend (once).
+    fn terminated(&mut self) -> Result<()> {
+        let e = Error::new(SqlState("57P01"), "terminating connection due to administrator command");
+        self.error_with("FATAL", &e)?;
+        self.told_terminated = true;
+        Ok(())
     }
 
     fn error_with(&mut self, severity: &str, e: &Error) -> Result<()> {
@@ -168,7 +190,8 @@ impl Conn {
         for n in std::mem::take(&mut session.notices) {
             self.notice(&n)?;
         }
-        for w in std::mem::take(&mut session.warnings) {
+        let raised = std::mem::take(&mut *session.ctx.warnings.borrow_mut());
+        for w in std::mem::take(&mut session.warnings).into_iter().chain(raised) {
             self.notice_with("WARNING", "01000", &w)?;
         }
         Ok(())
@@ -219,6 +242,7 @@ pub fn serve(stream: Stream, shared: Arc<Shared>) {
         reader: BufReader::with_capacity(64 * 1024, r),
         writer: BufWriter::with_capacity(64 * 1024, w),
         out: BytesMut::new(),
+        told_terminated: false,
     };
     // A bug that panics ends this session only; the registration guard closes it properly.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut conn, &shared, stream)));
@@ -283,8 +307,13 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
             return conn.flush();
         }
         let walsender_stream = stream.try_clone().map_err(io_err)?;
-        let (pid, _, _) = shared.register(stream, true);
+        let closer = read_closer(&stream)?;
+        let peer = stream.peer();
+        let (pid, _) = shared.register(stream, true);
         let _registered = Registration { shared, pid };
+        let backend = Arc::new(Backend::new(pid, Kind::WalSender, peer, &user, "", &app, Arc::default(), closer));
+        shared.activity.add(backend.clone());
+        let _entered = activity::enter(backend);
         return crate::replication::walsender::serve(walsender_stream, &params, pid, shared.replication.clone());
     }
     if !shared.engine.consistent() {
@@ -293,7 +322,9 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
         conn.error_with("FATAL", &e)?;
         return conn.flush();
     }
-    let (pid, secret, registration) = shared.register(stream, false);
+    let closer = read_closer(&stream)?;
+    let peer = stream.peer();
+    let (pid, secret) = shared.register(stream, false);
     let _registered = Registration { shared, pid };
     let mut settings = session::default_settings(&shared.engine, &user, &app, &encoding);
     for (k, v) in &params {
@@ -304,8 +335,36 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
     }
     let mut session = Session::new(shared.engine.clone(), pid, &user, &database, settings);
     session.set_replication(shared.replication.clone());
-    *registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.cancel.clone());
-    serve_session(conn, &mut session, pid, secret)
+    session.set_activity(shared.activity.clone());
+    let backend =
+        Arc::new(Backend::new(pid, Kind::Client, peer, &user, &database, &app, session.cancel.clone(), closer));
+    shared.activity.add(backend.clone());
+    let _entered = activity::enter(backend.clone());
+    match serve_session(conn, &mut session, pid, secret, &backend) {
+        // pg_terminate_backend: the session was woken from its read, or ended the statement it ran.
+        _ if backend.terminated() => {
+            conn.terminated()?;
+            conn.flush()
+        }
+        r => r,
+    }
+}
+
+/// Shuts the read side of a connection's socket, for pg_terminate_backend.
+fn read_closer(stream: &Stream) -> Result<Box<dyn Fn() + Send + Sync>> {
+    let s = stream.try_clone().map_err(io_err)?;
+    Ok(Box::new(move || {
+        let _ = s.shutdown(std::net::Shutdown::Read);
+    }))
+}
+
+/// What pg_stat_activity shows of a session ready for its next statement.
+fn activity_state(s: TxnStatus) -> State {
+    match s {
+        TxnStatus::Idle => State::Idle,
+        TxnStatus::InBlock => State::IdleInTransaction,
+        TxnStatus::Failed => State::IdleInTransactionAborted,
+    }
 }
 
 /// Removes a session from the registry when it ends, however it ends.
@@ -320,7 +379,7 @@ impl Drop for Registration<'_> {
     }
 }
 
-fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) -> Result<()> {
+fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, backend: &Backend) -> Result<()> {
     conn.send(Authentication::Ok)?;
     for name in session::REPORTED {
         let value = session.ctx.setting(name).unwrap_or("").to_string();
@@ -334,6 +393,9 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
     let mut parsed = ParseCache::default();
     let mut skip_to_sync = false;
     loop {
+        if backend.terminated() {
+            return Ok(());
+        }
         let Some((kind, frame)) = conn.read_message()? else { return Ok(()) };
         if kind == 0 {
             conn.error(&Error::new(
@@ -364,7 +426,9 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
         }
         match msg {
             Frontend::Query(q) => {
+                backend.start(Arc::from(q.as_str()));
                 simple_query(conn, session, &q)?;
+                backend.ready(activity_state(session.status()));
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }
@@ -385,7 +449,13 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     }
                     let stmt = stmts.pop().unwrap_or(Stmt::Empty);
                     let (param_types, columns) = session.describe(&stmt, &types)?;
-                    Ok(Prepared { stmt: Rc::new(stmt), plan: Rc::default(), param_types, columns })
+                    Ok(Prepared {
+                        stmt: Rc::new(stmt),
+                        text: Arc::from(query.as_str()),
+                        plan: Rc::default(),
+                        param_types,
+                        columns,
+                    })
                 })();
                 match r {
                     Ok(prep) => {
@@ -434,6 +504,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                         .collect();
                     Ok(Portal {
                         stmt: prep.stmt.clone(),
+                        text: prep.text.clone(),
                         plan: prep.plan.clone(),
                         params,
                         columns: prep.columns.clone(),
@@ -482,6 +553,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
                     skip_to_sync = true;
                     continue;
                 };
+                backend.start(portal.text.clone());
                 let (stmt, plan, params, binary) = (
                     portal.stmt.clone(),
                     portal.plan.clone(),
@@ -507,6 +579,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32) 
             Frontend::Sync => {
                 skip_to_sync = false;
                 portals.remove("");
+                backend.ready(activity_state(session.status()));
                 conn.send(ReadyForQuery::new(status_of(session.status())))?;
                 conn.flush()?;
             }

@@ -17,13 +17,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::activity;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::replication::walsender::ReplicationContext;
 use stream::{Stream, UnixSocket};
-
-/// The cancel flag a session publishes for its running transaction.
-type CancelFlag = Arc<Mutex<Option<Arc<AtomicBool>>>>;
 
 struct Registered {
     secret: i32,
@@ -31,7 +29,6 @@ struct Registered {
     /// A replication connection: closed after the shutdown checkpoint has been sent (see
     /// [`Server::close_replication`]), not with the sessions.
     replication: bool,
-    cancel: Arc<Mutex<Option<CancelFlag>>>,
 }
 
 /// State shared by all connections.
@@ -41,6 +38,8 @@ pub struct Shared {
     pub replication: Arc<ReplicationContext>,
     next_pid: AtomicI32,
     sessions: Mutex<HashMap<i32, Registered>>,
+    /// What each backend is doing (pg_stat_activity), and how to cancel or end it.
+    pub activity: Arc<activity::Registry>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -48,30 +47,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Registers a session: its pid, cancel secret, and the slot where it will publish its cancel flag.
-    fn register(&self, stream: Stream, replication: bool) -> (i32, i32, Arc<Mutex<Option<CancelFlag>>>) {
+    /// Registers a connection: its pid and cancel secret. Its activity is registered once it is known
+    /// who connected ([`activity::Registry::add`]).
+    fn register(&self, stream: Stream, replication: bool) -> (i32, i32) {
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let secret = (nanos as i32) ^ pid.wrapping_mul(0x2545_f491);
-        let cancel = Arc::new(Mutex::new(None));
-        lock(&self.sessions).insert(pid, Registered { secret, stream, replication, cancel: cancel.clone() });
-        (pid, secret, cancel)
+        lock(&self.sessions).insert(pid, Registered { secret, stream, replication });
+        (pid, secret)
     }
 
     fn deregister(&self, pid: i32) {
         lock(&self.sessions).remove(&pid);
+        self.activity.remove(pid);
     }
 
-    /// Handles a CancelRequest: sets the session's cancel flag if the key matches.
+    /// Handles a CancelRequest: cancels the session's running statement if the key matches.
     fn cancel(&self, pid: i32, secret: i32) {
-        let sessions = lock(&self.sessions);
-        if let Some(r) = sessions.get(&pid).filter(|r| r.secret == secret) {
-            if let Some(slot) = lock(&r.cancel).as_ref() {
-                if let Some(flag) = lock(slot).as_ref() {
-                    flag.store(true, Ordering::Relaxed);
-                }
-            }
+        let matches = lock(&self.sessions).get(&pid).is_some_and(|r| r.secret == secret);
+        if let Some(backend) = self.activity.get(pid).filter(|_| matches) {
+            backend.cancel();
         }
     }
 }
@@ -94,6 +90,7 @@ impl Server {
             replication,
             next_pid: AtomicI32::new(std::process::id() as i32 * 10 % 1_000_000 + 1000),
             sessions: Mutex::new(HashMap::new()),
+            activity: Arc::default(),
         });
         Ok(Server { listener, unix: Vec::new(), shared, stopping: Arc::new(AtomicBool::new(false)) })
     }

@@ -24,6 +24,17 @@ const NS_INFORMATION_SCHEMA: i64 = 13_000;
 
 use DataType::{Bool, Int2, Int4, Int8, Oid as O, Text as T};
 
+/// Who is connected, as pg_stat_activity and pg_stat_replication both show it (after `pid`).
+const BACKEND_COLUMNS: [(&str, DataType); 7] = [
+    ("usesysid", O),
+    ("usename", T),
+    ("application_name", T),
+    ("client_addr", T),
+    ("client_hostname", T),
+    ("client_port", Int4),
+    ("backend_start", DataType::TimestampTz),
+];
+
 /// The columns of a system view, or None if there is no such view. Names may carry a `pg_catalog.` or
 /// `information_schema.` prefix.
 pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
@@ -237,15 +248,9 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
         ]),
         "pg_proc" => c(&[("oid", O), ("proname", T), ("pronamespace", O), ("prokind", T)]),
         "pg_stat_replication" | "gp_stat_replication" => {
-            let mut cols = vec![
-                ("pid", Int4),
-                ("usesysid", O),
-                ("usename", T),
-                ("application_name", T),
-                ("client_addr", T),
-                ("client_hostname", T),
-                ("client_port", Int4),
-                ("backend_start", DataType::TimestampTz),
+            let mut cols = vec![("pid", Int4)];
+            cols.extend_from_slice(&BACKEND_COLUMNS);
+            cols.extend_from_slice(&[
                 ("backend_xmin", T),
                 ("state", T),
                 ("sent_lsn", T),
@@ -258,7 +263,7 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
                 ("sync_priority", Int4),
                 ("sync_state", T),
                 ("reply_time", DataType::TimestampTz),
-            ];
+            ]);
             if name == "gp_stat_replication" {
                 cols.insert(0, ("gp_segment_id", Int2));
                 cols.push(("sync_error", T));
@@ -304,7 +309,22 @@ pub fn columns(name: &str) -> Option<Vec<(&'static str, DataType)>> {
             ("two_phase", Bool),
         ]),
         "pg_stat_activity" => {
-            c(&[("datname", T), ("pid", Int4), ("usename", T), ("application_name", T), ("state", T), ("query", T)])
+            let mut cols = vec![("datid", O), ("datname", T), ("pid", Int4), ("leader_pid", Int4)];
+            cols.extend_from_slice(&BACKEND_COLUMNS);
+            cols.extend_from_slice(&[
+                ("xact_start", DataType::TimestampTz),
+                ("query_start", DataType::TimestampTz),
+                ("state_change", DataType::TimestampTz),
+                ("wait_event_type", T),
+                ("wait_event", T),
+                ("state", T),
+                ("backend_xid", T),
+                ("backend_xmin", T),
+                ("query_id", Int8),
+                ("query", T),
+                ("backend_type", T),
+            ]);
+            c(&cols)
         }
         "tables" => c(&[("table_catalog", T), ("table_schema", T), ("table_name", T), ("table_type", T)]),
         "columns" => c(&[
@@ -642,14 +662,55 @@ pub fn rows(name: &str, env: &Env) -> Result<Vec<Vec<Value>>> {
             }
         }
         "pg_stat_activity" => {
-            out.push(vec![
-                t(&env.session.database),
-                i(env.session.pid as i64),
-                t(&env.session.user),
-                Value::Null,
-                t("active"),
-                Value::Null,
-            ]);
+            let Some(registry) = &env.session.activity else { return Ok(out) };
+            let ts = |v: Option<i64>| v.map_or(Value::Null, Value::TimestampTz);
+            for b in registry.list() {
+                let now = b.snapshot();
+                let client = b.kind == crate::activity::Kind::Client;
+                // PostgreSQL shows the database of a client backend (a physical WAL sender has none), and a
+                // Unix-domain client with no address and port -1.
+                let (datid, datname) = if client {
+                    (i(if b.database == "postgres" { 5 } else { 16384 }), t(&b.database))
+                } else {
+                    (Value::Null, Value::Null)
+                };
+                let (addr, port) = match b.client {
+                    Some(a) => (t(&a.ip().to_string()), i(a.port() as i64)),
+                    None => (Value::Null, i(-1)),
+                };
+                // An idle client backend waits for its client, as PostgreSQL's shows.
+                let wait = match now.wait.names() {
+                    Some(w) => Some(w),
+                    None if client && now.info.state != crate::activity::State::Active => {
+                        Some(("Client", "ClientRead"))
+                    }
+                    None => None,
+                };
+                out.push(vec![
+                    datid,
+                    datname,
+                    i(b.pid as i64),
+                    Value::Null,
+                    i(10),
+                    t(&b.user),
+                    t(&b.application_name),
+                    addr,
+                    Value::Null,
+                    port,
+                    Value::TimestampTz(b.started),
+                    ts(now.info.xact_start),
+                    ts(now.info.query_start),
+                    Value::TimestampTz(now.info.state_change),
+                    wait.map_or(Value::Null, |w| t(w.0)),
+                    wait.map_or(Value::Null, |w| t(w.1)),
+                    t(now.info.state.name()),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    t(&now.info.query),
+                    t(b.kind.name()),
+                ]);
+            }
         }
         "tables" => {
             for def in tables() {

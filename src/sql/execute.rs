@@ -45,6 +45,11 @@ pub struct SessionCtx {
     pub currvals: std::cell::RefCell<HashMap<u32, i64>>,
     /// The server's replication state, for the monitoring views (None outside a server).
     pub replication: Option<Arc<crate::replication::walsender::ReplicationContext>>,
+    /// The server's backends, for pg_stat_activity, pg_cancel_backend and pg_terminate_backend (None
+    /// outside a server).
+    pub activity: Option<Arc<crate::activity::Registry>>,
+    /// Warnings raised by functions the running statement called, for the wire layer to send.
+    pub warnings: std::cell::RefCell<Vec<String>>,
     /// The work the running statement has done, in bytes (see [`SessionCtx::charge`]).
     pub work: Cell<u64>,
     /// The most work a statement may do: [`default_work_limit`] unless changed.

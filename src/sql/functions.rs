@@ -73,10 +73,13 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "pg_tablespace_location"
         | "set_config"
         | "pg_drop_replication_slot"
+        | "pg_sleep"
         | "translate" => DataType::Text,
         "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "position" | "pg_backend_pid"
         | "array_position" | "array_upper" | "ascii" => DataType::Int4,
         "pg_is_in_recovery"
+        | "pg_cancel_backend"
+        | "pg_terminate_backend"
         | "pg_reload_conf"
         | "pg_promote"
         | "tandem_fence"
@@ -127,7 +130,17 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
 
 /// Whether a function's result changes from call to call (so it cannot be computed once per statement).
 pub fn is_volatile(name: &str) -> bool {
-    matches!(name, "random" | "nextval" | "setval" | "clock_timestamp" | "pg_drop_replication_slot")
+    matches!(
+        name,
+        "random"
+            | "nextval"
+            | "setval"
+            | "clock_timestamp"
+            | "pg_drop_replication_slot"
+            | "pg_sleep"
+            | "pg_cancel_backend"
+            | "pg_terminate_backend"
+    )
 }
 
 fn not_strict(name: &str) -> bool {
@@ -465,6 +478,66 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             Value::Bool(true)
         }
         "tandem_fenced" => Value::Bool(env.session.engine.fenced().is_some()),
+        "pg_sleep" => {
+            let secs = match args.as_slice() {
+                [Value::Null] => return Ok(Value::Null),
+                [v] => float_arg(v)?,
+                _ => return Err(arg_error(name)),
+            };
+            let _waiting = crate::activity::waiting(crate::activity::Wait::PgSleep);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9));
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                if crate::activity::cancel_requested() {
+                    return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
+            }
+            Value::text("")
+        }
+        "pg_cancel_backend" | "pg_terminate_backend" => {
+            let terminate = name == "pg_terminate_backend";
+            if args.is_empty() || args.len() > 1 + terminate as usize {
+                return Err(arg_error(name));
+            }
+            if matches!(args[0], Value::Null) {
+                return Ok(Value::Null);
+            }
+            let pid = int_arg(&args[0])?;
+            let timeout_ms = match args.get(1) {
+                Some(v) if terminate && !matches!(v, Value::Null) => int_arg(v)?,
+                _ => 0,
+            };
+            if timeout_ms < 0 {
+                return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "\"timeout\" must not be negative"));
+            }
+            let registry = env.session.activity.as_ref();
+            let Some(backend) = registry.and_then(|r| r.get(pid as i32)) else {
+                env.session.warnings.borrow_mut().push(format!("PID {pid} is not a PostgreSQL backend process"));
+                return Ok(Value::Bool(false));
+            };
+            if terminate {
+                backend.terminate();
+            } else if pid == env.session.pid as i64 {
+                return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
+            } else {
+                backend.cancel();
+            }
+            if terminate && timeout_ms > 0 && pid != env.session.pid as i64 {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+                let registry = registry.expect("the backend was found in it");
+                while registry.get(pid as i32).is_some() {
+                    if std::time::Instant::now() >= deadline {
+                        env.session
+                            .warnings
+                            .borrow_mut()
+                            .push(format!("backend with PID {pid} did not terminate within {timeout_ms} milliseconds"));
+                        return Ok(Value::Bool(false));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            Value::Bool(true)
+        }
         "pg_promote" => {
             let wait = !matches!(args.first(), Some(Value::Bool(false)));
             let secs = match args.get(1) {

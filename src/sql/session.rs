@@ -326,6 +326,11 @@ impl Session {
         self.put_setting("synchronous_commit", default.name().into());
     }
 
+    /// Gives the session the server's registry of backends, for pg_stat_activity and friends.
+    pub fn set_activity(&mut self, activity: Arc<crate::activity::Registry>) {
+        self.ctx.activity = Some(activity);
+    }
+
     /// Parses a query string (a simple Query's, or a Parse message's), reusing the trees of statements of
     /// the same shape this session parsed before.
     pub fn parse(&mut self, sql: &str) -> Result<Vec<Stmt>> {
@@ -363,6 +368,8 @@ impl Session {
             settings,
             currvals: Default::default(),
             replication: None,
+            activity: None,
+            warnings: Default::default(),
             work: Default::default(),
             work_limit: execute::default_work_limit(),
         };

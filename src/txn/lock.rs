@@ -205,6 +205,7 @@ impl LockManager {
                 )));
             }
             // Wake up now and then to notice a cancel request.
+            let _waiting = crate::activity::waiting(crate::activity::Wait::Lock);
             t = c.wait_timeout(t, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
