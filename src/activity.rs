@@ -13,16 +13,24 @@
 //! blocking points publish them through a thread-local handle ([`waiting`]), so the lock manager and the
 //! commit pipeline need not know about sessions; on a thread that is not a backend it does nothing.
 //!
+//! The same thread-local carries the running statement's time limits ([`Limits`]): `statement_timeout` as
+//! a deadline, and `lock_timeout`. Row-lock waits end at either ([`lock_timeout_error`],
+//! [`statement_timeout_error`]); long loops (scans, joins, pg_sleep) call [`check_interrupts`], which also
+//! sees a cancel, now and then.
+//!
 //! Cancel and terminate act on the flags the session already checks: cancel sets its running
 //! transaction's cancel flag (as a CancelRequest does); terminate also marks the backend and shuts the
 //! read side of its socket, so an idle session wakes from its read, and the session ends with FATAL 57P01
 //! as PostgreSQL's does.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, SqlState};
 
 /// The running transaction's cancel flag, as a session publishes it (None between transactions).
 pub type CancelSlot = Arc<Mutex<Option<Arc<AtomicBool>>>>;
@@ -271,6 +279,43 @@ impl Backend {
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Backend>>> = const { RefCell::new(None) };
+    static LIMITS: Cell<Limits> = const { Cell::new(Limits { deadline: None, lock_timeout: None }) };
+}
+
+/// The running statement's time limits: `statement_timeout` as a deadline, and `lock_timeout`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub deadline: Option<Instant>,
+    pub lock_timeout: Option<Duration>,
+}
+
+/// Sets this thread's statement limits (a session does at each statement, and clears them after).
+pub fn set_limits(limits: Limits) {
+    LIMITS.with(|l| l.set(limits));
+}
+
+pub fn limits() -> Limits {
+    LIMITS.with(Cell::get)
+}
+
+pub fn statement_timeout_error() -> Error {
+    Error::new(SqlState::QUERY_CANCELED, "canceling statement due to statement timeout")
+}
+
+pub fn lock_timeout_error() -> Error {
+    Error::new(SqlState("55P03"), "canceling statement due to lock timeout")
+}
+
+/// Fails if the running statement has been cancelled or terminated, or has run past `statement_timeout`.
+/// Long loops (scans, joins, pg_sleep) call it now and then; blocking waits watch the same conditions.
+pub fn check_interrupts() -> Result<()> {
+    if limits().deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(statement_timeout_error());
+    }
+    if cancel_requested() {
+        return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
+    }
+    Ok(())
 }
 
 /// Makes `backend` the one this thread's wait events are published on (until the guard drops).

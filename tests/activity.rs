@@ -2,7 +2,8 @@
 //! and tokio-postgres as the clients: a session holding a row lock shows `idle in transaction`, the one
 //! waiting for it shows the Lock wait event with its statement; cancelling the waiter ends its statement,
 //! terminating a session ends it with FATAL 57P01 (idle or in the middle of pg_sleep) and releases its
-//! locks.
+//! locks. statement_timeout, lock_timeout and idle_in_transaction_session_timeout end what they should, with
+//! PostgreSQL's errors.
 
 mod common;
 
@@ -33,6 +34,16 @@ fn finish(child: Child) -> String {
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).to_string()
 }
 
+/// A tokio-postgres session with an application_name (its connection runs on `rt`).
+fn connect(rt: &tokio::runtime::Runtime, node: &Node, app: &str) -> tokio_postgres::Client {
+    let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname=postgres application_name={app}", node.port);
+    rt.block_on(async move {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    })
+}
+
 const ROW: &str = "select coalesce(wait_event_type, '-'), coalesce(wait_event, '-'), state, query, backend_type \
                    from pg_stat_activity where application_name = ";
 
@@ -44,18 +55,8 @@ fn sessions_are_listed_cancelled_and_terminated() {
     node.sql("insert into t values (1, 0)");
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let holder = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=postgres dbname=postgres application_name=holder", node.port),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        client.batch_execute("begin").await.unwrap();
-        client.batch_execute("update t set v = 1 where id = 1").await.unwrap();
-        client
-    });
+    let holder = connect(&rt, &node, "holder");
+    rt.block_on(holder.batch_execute("begin; update t set v = 1 where id = 1")).unwrap();
 
     // The holder is idle in its transaction, waiting for its client; the waiter waits for the row lock.
     let waiter = spawn_psql(&node, "waiter", "update t set v = 2 where id = 1");
@@ -63,7 +64,7 @@ fn sessions_are_listed_cancelled_and_terminated() {
     assert_eq!(node.wait_for(&format!("{ROW}'waiter'"), want, 10), want);
     assert_eq!(
         node.sql(&format!("{ROW}'holder'")),
-        "Client|ClientRead|idle in transaction|update t set v = 1 where id = 1|client backend"
+        "Client|ClientRead|idle in transaction|begin; update t set v = 1 where id = 1|client backend"
     );
     assert_eq!(
         node.sql(
@@ -115,4 +116,72 @@ fn sessions_are_listed_cancelled_and_terminated() {
     let err = node.try_sql("select pg_cancel_backend(pg_backend_pid())").unwrap_err();
     assert!(err.contains("canceling statement due to user request"), "{err}");
     assert_eq!(node.sql("select pg_cancel_backend(null) is null"), "t");
+}
+
+/// Runs SQL with psql (one `-c` per statement); returns (elapsed, stdout, stderr).
+fn timed_psql(node: &Node, statements: &[&str]) -> (Duration, String, String) {
+    let mut args = vec!["-At".to_string()];
+    for s in statements {
+        args.extend(["-c".to_string(), s.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = common::psql_output(node.port, &args);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (started.elapsed(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn timeouts_end_statements_lock_waits_and_idle_transactions() {
+    let tmp = TempDir::new("timeouts");
+    let node = Node::primary(tmp.path().join("primary"), &[]);
+    node.sql("create table t (id int primary key, v int)");
+    node.sql("insert into t select g, 0 from generate_series(1, 2000) g");
+    assert_eq!(node.sql("show lock_timeout"), "0");
+
+    // statement_timeout ends a sleep and a long join, each well before it would have finished.
+    let (took, _, err) = timed_psql(&node, &["set statement_timeout = '300ms'", "select pg_sleep(10)"]);
+    assert!(err.contains("ERROR:  canceling statement due to statement timeout"), "{err}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let join = "select count(*) from t a, t b where a.v + b.v + a.id * b.id = 0";
+    let (took, _, err) = timed_psql(&node, &["set statement_timeout = 200", join]);
+    assert!(err.contains("canceling statement due to statement timeout"), "{err}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Each statement has its own: a fast one after a SET is not affected.
+    let (_, out, err) = timed_psql(&node, &["set statement_timeout = '1s'", "select pg_sleep(0.2)", "select 7"]);
+    assert!(out.trim().ends_with("\n7") && err.is_empty(), "{out}{err}");
+    let (_, _, err) = timed_psql(&node, &["set statement_timeout = 'soon'"]);
+    assert!(err.contains("invalid value for parameter \"statement_timeout\": \"soon\""), "{err}");
+
+    // lock_timeout and statement_timeout end a row-lock wait; the holder keeps its lock.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let holder = connect(&rt, &node, "holder");
+    rt.block_on(holder.batch_execute("begin; update t set v = 1 where id = 1")).unwrap();
+    let (took, _, err) = timed_psql(&node, &["set lock_timeout = '200ms'", "update t set v = 2 where id = 1"]);
+    assert!(err.contains("ERROR:  canceling statement due to lock timeout"), "{err}");
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(5), "{took:?}");
+    let (_, _, err) = timed_psql(&node, &["set statement_timeout = '200ms'", "update t set v = 2 where id = 1"]);
+    assert!(err.contains("canceling statement due to statement timeout"), "{err}");
+    rt.block_on(holder.batch_execute("commit")).unwrap();
+    assert_eq!(node.sql("select v from t where id = 1"), "1");
+
+    // idle_in_transaction_session_timeout ends a session left idle in its transaction, rolling it back.
+    let idle = connect(&rt, &node, "idle");
+    rt.block_on(
+        idle.batch_execute("set idle_in_transaction_session_timeout = '300ms'; begin; update t set v = 3 where id = 1"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(rt.block_on(idle.batch_execute("commit")).is_err(), "the idle session outlived its timeout");
+    assert_eq!(node.sql("select v from t where id = 1"), "1");
+    let (took, _, err) = timed_psql(&node, &["set lock_timeout = '2s'", "update t set v = 4 where id = 1"]);
+    assert!(err.is_empty() && took < Duration::from_secs(2), "the lock was not released: {err}");
+    // psql sees the FATAL with PostgreSQL's code and message.
+    let (_, _, err) =
+        timed_psql(&node, &["set idle_in_transaction_session_timeout = 200", "begin", "\\! sleep 0.5", "select 1"]);
+    assert!(err.contains("FATAL:  terminating connection due to idle-in-transaction timeout"), "{err}");
+    // Outside a transaction an idle session is left alone.
+    let (_, out, err) =
+        timed_psql(&node, &["set idle_in_transaction_session_timeout = 200", "\\! sleep 0.5", "select 8"]);
+    assert!(out.trim().ends_with("\n8") && err.is_empty(), "{out}{err}");
 }

@@ -203,6 +203,10 @@ impl Conn {
         match self.reader.read_exact(&mut head) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            // The read timeout is set only while a session is idle in a transaction.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(Error::new(SqlState("25P03"), "terminating connection due to idle-in-transaction timeout"))
+            }
             Err(e) => return Err(io_err(e)),
         }
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -392,11 +396,25 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, 
     let mut portals: HashMap<String, Portal> = HashMap::new();
     let mut parsed = ParseCache::default();
     let mut skip_to_sync = false;
+    let mut read_timeout = None;
     loop {
         if backend.terminated() {
             return Ok(());
         }
-        let Some((kind, frame)) = conn.read_message()? else { return Ok(()) };
+        // idle_in_transaction_session_timeout: a session idle in a transaction that long is ended.
+        let idle_limit = session.idle_in_transaction_timeout().filter(|_| session.status() != TxnStatus::Idle);
+        if idle_limit != read_timeout {
+            conn.reader.get_ref().set_read_timeout(idle_limit).map_err(io_err)?;
+            read_timeout = idle_limit;
+        }
+        let next = match conn.read_message() {
+            Err(e) if e.code == SqlState("25P03") => {
+                conn.error_with("FATAL", &e)?;
+                return conn.flush();
+            }
+            next => next?,
+        };
+        let Some((kind, frame)) = next else { return Ok(()) };
         if kind == 0 {
             conn.error(&Error::new(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,

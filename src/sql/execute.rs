@@ -87,8 +87,13 @@ impl SessionCtx {
     /// Counts `bytes` of work for the running statement, before they are allocated; 54000 once the
     /// statement passes its limit.
     pub fn charge(&self, bytes: usize) -> Result<()> {
-        let work = self.work.get().saturating_add(bytes as u64);
+        let before = self.work.get();
+        let work = before.saturating_add(bytes as u64);
         self.work.set(work);
+        // Now and then (every 256 KiB of work), see whether the statement was cancelled or timed out.
+        if work >> 18 != before >> 18 {
+            crate::activity::check_interrupts()?;
+        }
         if work > self.work_limit {
             return Err(Error::new(
                 SqlState::PROGRAM_LIMIT_EXCEEDED,
@@ -302,6 +307,8 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             }
             let mut out = Vec::new();
             for l in lrows {
+                // The pairs were paid for up front: look for a cancel or timeout once per outer row.
+                crate::activity::check_interrupts()?;
                 let lateral_rows;
                 let rrows = match &fixed_right {
                     Some(r) => r,

@@ -487,9 +487,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             let _waiting = crate::activity::waiting(crate::activity::Wait::PgSleep);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9));
             while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-                if crate::activity::cancel_requested() {
-                    return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
-                }
+                crate::activity::check_interrupts()?;
                 std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
             }
             Value::text("")

@@ -263,6 +263,8 @@ pub fn default_settings(
         ("lc_ctype", "C.UTF-8"),
         ("synchronous_commit", "on"),
         ("statement_timeout", "0"),
+        ("lock_timeout", "0"),
+        ("idle_in_transaction_session_timeout", "0"),
         ("extra_float_digits", "1"),
         ("max_identifier_length", "63"),
     ]
@@ -316,6 +318,10 @@ pub struct Session {
     pub cancel: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     /// The trees of statements parsed before, by shape.
     shapes: ShapeCache,
+    /// `statement_timeout` and `lock_timeout` as SET (None: 0, no limit), read at each statement.
+    statement_timeout: Option<std::time::Duration>,
+    lock_timeout: Option<std::time::Duration>,
+    idle_in_transaction_timeout: Option<std::time::Duration>,
 }
 
 impl Session {
@@ -387,7 +393,15 @@ impl Session {
             async_commit: None,
             cancel: Arc::new(Mutex::new(None)),
             shapes: ShapeCache::default(),
+            statement_timeout: None,
+            lock_timeout: None,
+            idle_in_transaction_timeout: None,
         }
+    }
+
+    /// `idle_in_transaction_session_timeout` as SET (None: 0, no limit).
+    pub fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.idle_in_transaction_timeout
     }
 
     /// The transaction status for ReadyForQuery.
@@ -498,6 +512,17 @@ impl Session {
     /// A plan depends on nothing else: the planner reads only the catalog (table definitions, names,
     /// sequences) of the state, never its rows or the session's settings, and evaluates nothing.
     pub fn execute_prepared(&mut self, stmt: &Stmt, params: &[Value], plan: Option<&PlanSlot>) -> Result<Outcome> {
+        // statement_timeout counts from here; both limits end with the statement.
+        crate::activity::set_limits(crate::activity::Limits {
+            deadline: self.statement_timeout.map(|d| std::time::Instant::now() + d),
+            lock_timeout: self.lock_timeout,
+        });
+        let outcome = self.execute_statement(stmt, params, plan);
+        crate::activity::set_limits(crate::activity::Limits::default());
+        outcome
+    }
+
+    fn execute_statement(&mut self, stmt: &Stmt, params: &[Value], plan: Option<&PlanSlot>) -> Result<Outcome> {
         self.notices.clear();
         self.warnings.clear();
         if let Stmt::AlterSystem { name, value } = stmt {
@@ -1031,6 +1056,14 @@ impl Session {
     }
 
     fn put_setting(&mut self, name: &str, value: String) {
+        let limit = || crate::settings::parse_duration(&value).filter(|d| !d.is_zero());
+        if name.eq_ignore_ascii_case("statement_timeout") {
+            self.statement_timeout = limit();
+        } else if name.eq_ignore_ascii_case("lock_timeout") {
+            self.lock_timeout = limit();
+        } else if name.eq_ignore_ascii_case("idle_in_transaction_session_timeout") {
+            self.idle_in_transaction_timeout = limit();
+        }
         if let Some(r) = REPORTED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
             self.reported.push((r.to_string(), value.clone()));
         }
@@ -1071,6 +1104,16 @@ impl Session {
                 if crate::settings::ServerSettings::is_known(&name) {
                     return Err(Error::new(SqlState("55P02"), format!("parameter \"{name}\" cannot be changed now"))
                         .with_hint("Use ALTER SYSTEM SET and SELECT pg_reload_conf()."));
+                }
+                let timeout = ["statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"]
+                    .iter()
+                    .any(|t| name.eq_ignore_ascii_case(t));
+                if timeout && crate::settings::parse_duration(&value).is_none() {
+                    return Err(Error::new(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        format!("invalid value for parameter \"{name}\": \"{value}\""),
+                    )
+                    .with_hint("Valid units for this parameter are \"ms\", \"s\", \"min\" and \"h\"."));
                 }
                 let name = match name.as_str() {
                     "datestyle" => "DateStyle".to_string(),

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, SqlState};
 use crate::storage::catalog::Oid;
@@ -153,6 +153,8 @@ impl LockManager {
     pub fn acquire(&self, xid: u64, key: &LockKey, mode: LockMode, cancel: &AtomicBool) -> Result<()> {
         let mut t = lock(&self.table);
         let mut cv: Option<Arc<Condvar>> = None;
+        let limits = crate::activity::limits();
+        let lock_deadline = limits.lock_timeout.map(|d| Instant::now() + d);
         loop {
             let entry = t.locks.entry(key.clone()).or_default();
             let mine = entry.holders.iter().position(|(x, _)| *x == xid);
@@ -190,12 +192,24 @@ impl LockManager {
                 }
             }
             t.waits_for.insert(xid, blocked);
-            if deadlocked(&t.waits_for, xid) || cancel.load(Ordering::Relaxed) {
+            // statement_timeout and lock_timeout end the wait as a cancel does, with their own errors.
+            let now = Instant::now();
+            let timed_out = if limits.deadline.is_some_and(|d| now >= d) {
+                Some(crate::activity::statement_timeout_error())
+            } else if lock_deadline.is_some_and(|d| now >= d) {
+                Some(crate::activity::lock_timeout_error())
+            } else {
+                None
+            };
+            if deadlocked(&t.waits_for, xid) || cancel.load(Ordering::Relaxed) || timed_out.is_some() {
                 t.waits_for.remove(&xid);
                 if let Some(e) = t.locks.get_mut(key) {
                     e.waiters.retain(|w| !Arc::ptr_eq(&w.cv, &c));
                     // This request gives up: let the next ones look again.
                     e.wake_next();
+                }
+                if let Some(e) = timed_out {
+                    return Err(e);
                 }
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::new(SqlState::QUERY_CANCELED, "canceling statement due to user request"));
@@ -204,9 +218,13 @@ impl LockManager {
                     "Transaction {xid} waits for a lock held by a transaction that waits, directly or not, for {xid}."
                 )));
             }
-            // Wake up now and then to notice a cancel request.
+            // Wake up now and then to notice a cancel request, and at the first time limit.
+            let mut nap = Duration::from_millis(100);
+            for d in [limits.deadline, lock_deadline].into_iter().flatten() {
+                nap = nap.min(d.saturating_duration_since(now) + Duration::from_millis(1));
+            }
             let _waiting = crate::activity::waiting(crate::activity::Wait::Lock);
-            t = c.wait_timeout(t, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
+            t = c.wait_timeout(t, nap).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
