@@ -136,8 +136,15 @@ fn timeouts_end_statements_lock_waits_and_idle_transactions() {
     let tmp = TempDir::new("timeouts");
     let node = Node::primary(tmp.path().join("primary"), &[]);
     node.sql("create table t (id int primary key, v int)");
-    node.sql("insert into t select g, 0 from generate_series(1, 2000) g");
+    node.sql("insert into t select g, 0 from generate_series(1, 4000) g");
     assert_eq!(node.sql("show lock_timeout"), "0");
+    let (_, out, _) = timed_psql(
+        &node,
+        &["set statement_timeout = '5s'", "show statement_timeout", "set app.tag = 'a b'", "show app.tag"],
+    );
+    assert_eq!(out, "SET\n5s\nSET\na b\n");
+    let (_, out, _) = timed_psql(&node, &["show transaction isolation level", "show time zone"]);
+    assert_eq!(out, "read committed\nEtc/UTC\n");
 
     // statement_timeout ends a sleep and a long join, each well before it would have finished.
     let (took, _, err) = timed_psql(&node, &["set statement_timeout = '300ms'", "select pg_sleep(10)"]);
@@ -148,13 +155,27 @@ fn timeouts_end_statements_lock_waits_and_idle_transactions() {
     assert!(err.contains("canceling statement due to statement timeout"), "{err}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     // Each statement has its own: a fast one after a SET is not affected.
+    // A CancelRequest (psql's Ctrl-C) stops the same join.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = connect(&rt, &node, "canceller");
+    let started = Instant::now();
+    let err = rt.block_on(async {
+        let token = client.cancel_token();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+        });
+        client.simple_query(join).await.unwrap_err()
+    });
+    let db = err.as_db_error().map(|d| (d.code().code().to_string(), d.message().to_string()));
+    assert_eq!(db, Some(("57014".into(), "canceling statement due to user request".into())));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let (_, out, err) = timed_psql(&node, &["set statement_timeout = '1s'", "select pg_sleep(0.2)", "select 7"]);
     assert!(out.trim().ends_with("\n7") && err.is_empty(), "{out}{err}");
     let (_, _, err) = timed_psql(&node, &["set statement_timeout = 'soon'"]);
     assert!(err.contains("invalid value for parameter \"statement_timeout\": \"soon\""), "{err}");
 
     // lock_timeout and statement_timeout end a row-lock wait; the holder keeps its lock.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let holder = connect(&rt, &node, "holder");
     rt.block_on(holder.batch_execute("begin; update t set v = 1 where id = 1")).unwrap();
     let (took, _, err) = timed_psql(&node, &["set lock_timeout = '200ms'", "update t set v = 2 where id = 1"]);

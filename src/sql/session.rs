@@ -1148,7 +1148,7 @@ impl Session {
     }
 
     fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
-        let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+        let name = show_name(variable);
         if name.eq_ignore_ascii_case("all") {
             let mut settings = self.ctx.settings.clone();
             settings.sort_by_key(|(k, _)| k.to_lowercase());
@@ -1160,11 +1160,6 @@ impl Session {
             let _ = tag;
             return Ok(Outcome::Rows { columns: show_columns(variable), rows, tag: "SHOW".into() });
         }
-        let name = if name.eq_ignore_ascii_case("transaction isolation level") {
-            "transaction_isolation".to_string()
-        } else {
-            name
-        };
         let value = match name.to_lowercase().as_str() {
             "server_version" => crate::SERVER_VERSION.split(' ').next().unwrap_or("15").to_string(),
             "synchronous_commit" => self.sync_level().name().to_string(),
@@ -1180,8 +1175,20 @@ impl Session {
     }
 }
 
+/// The setting SHOW names: `SHOW TRANSACTION ISOLATION LEVEL` (words) is transaction_isolation, and
+/// `SHOW my.setting` (a qualified name, as SET writes it) keeps its dot.
+fn show_name(variable: &[ast::Ident]) -> String {
+    let words = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>();
+    match words.join(" ").to_lowercase().as_str() {
+        "transaction isolation level" => "transaction_isolation".into(),
+        "time zone" => "TimeZone".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => words.join("."),
+    }
+}
+
 fn show_columns(variable: &[ast::Ident]) -> Vec<(String, DataType)> {
-    let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+    let name = show_name(variable).to_lowercase();
     if name == "all" {
         return vec![
             ("name".into(), DataType::Text),
@@ -1189,7 +1196,6 @@ fn show_columns(variable: &[ast::Ident]) -> Vec<(String, DataType)> {
             ("description".into(), DataType::Text),
         ];
     }
-    let name = if name == "transaction isolation level" { "transaction_isolation".into() } else { name };
     vec![(name, DataType::Text)]
 }
 
