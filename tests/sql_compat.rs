@@ -192,3 +192,35 @@ async fn common_table_expressions() {
     }
     assert_eq!(one(&c, "SELECT count(*) FROM t").await, "3", "nothing refused changed anything");
 }
+
+#[tokio::test]
+async fn prepare_execute_deallocate() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 10), (2, 20)").await.unwrap();
+    c.simple_query("PREPARE get(int) AS SELECT v FROM t WHERE id = $1").await.unwrap();
+    assert_eq!(one(&c, "EXECUTE get(2)").await, "20");
+    // Arguments are expressions, converted to the declared types; types can also be inferred.
+    assert_eq!(one(&c, "EXECUTE get('1')").await, "10");
+    assert_eq!(one(&c, "EXECUTE get(1 + 1)").await, "20");
+    c.simple_query("PREPARE bump AS UPDATE t SET v = v + $1 WHERE id = $2").await.unwrap();
+    let tags = c.simple_query("EXECUTE bump(5, 1)").await.unwrap();
+    assert!(matches!(tags.last(), Some(tokio_postgres::SimpleQueryMessage::CommandComplete(1))));
+    assert_eq!(one(&c, "EXECUTE get(1)").await, "15");
+    // PREPARE is not undone by ROLLBACK; what EXECUTE wrote is.
+    c.simple_query("BEGIN; PREPARE ins AS INSERT INTO t VALUES ($1, $2); EXECUTE ins(3, 30); ROLLBACK").await.unwrap();
+    assert_eq!(one(&c, "SELECT count(*) FROM t").await, "2");
+    c.simple_query("EXECUTE ins(3, 30)").await.unwrap();
+    assert_eq!(one(&c, "SELECT v FROM t WHERE id = 3").await, "30");
+    // PostgreSQL's errors: unknown name, wrong argument count, duplicate name, a bad argument.
+    assert_eq!(error(&c, "EXECUTE nope(1)").await.0, "26000");
+    let (code, msg) = error(&c, "EXECUTE get").await;
+    assert_eq!((code.as_str(), msg.as_str()), ("42601", "wrong number of parameters for prepared statement \"get\""));
+    assert_eq!(error(&c, "PREPARE get AS SELECT 1").await.0, "42P05");
+    assert_eq!(error(&c, "EXECUTE get('x')").await.0, "22P02");
+    c.simple_query("DEALLOCATE get").await.unwrap();
+    assert_eq!(error(&c, "EXECUTE get(1)").await.0, "26000");
+    assert_eq!(error(&c, "DEALLOCATE get").await.0, "26000");
+    c.simple_query("DEALLOCATE ALL").await.unwrap();
+    assert_eq!(error(&c, "EXECUTE bump(1, 1)").await.0, "26000");
+}

@@ -295,6 +295,9 @@ pub const REPORTED: &[&str] = &[
     "TimeZone",
 ];
 
+/// A statement PREPAREd in SQL: the statement, its parameter types, its kept plan.
+type SqlPrepared = (Rc<Stmt>, Vec<DataType>, Rc<PlanSlot>);
+
 /// A session.
 pub struct Session {
     engine: Arc<Engine>,
@@ -322,6 +325,8 @@ pub struct Session {
     statement_timeout: Option<std::time::Duration>,
     lock_timeout: Option<std::time::Duration>,
     idle_in_transaction_timeout: Option<std::time::Duration>,
+    /// Statements prepared with PREPARE: the statement, its parameter types, its kept plan.
+    sql_prepared: std::collections::HashMap<String, SqlPrepared>,
 }
 
 impl Session {
@@ -396,6 +401,71 @@ impl Session {
             statement_timeout: None,
             lock_timeout: None,
             idle_in_transaction_timeout: None,
+            sql_prepared: Default::default(),
+        }
+    }
+
+    /// PREPARE, EXECUTE and DEALLOCATE: statements prepared in SQL, by name, for this session. (The
+    /// protocol's named statements, from Parse messages, are the wire layer's and a separate namespace.)
+    fn prepared_sql(&mut self, tree: ast::Statement) -> Result<Outcome> {
+        let not_found =
+            |name: &str| Error::new(SqlState("26000"), format!("prepared statement \"{name}\" does not exist"));
+        match tree {
+            ast::Statement::Prepare { name, data_types, statement } => {
+                let name = ident(&name);
+                if self.sql_prepared.contains_key(&name) {
+                    return Err(Error::new(SqlState("42P05"), format!("prepared statement \"{name}\" already exists")));
+                }
+                let declared =
+                    data_types.iter().map(|t| types::data_type(t).map(|t| t.oid())).collect::<Result<Vec<_>>>()?;
+                let stmt = Stmt::Sql(statement);
+                let (param_types, _) = self.describe(&stmt, &declared)?;
+                self.sql_prepared.insert(name, (Rc::new(stmt), param_types, Rc::default()));
+                Ok(Outcome::Command("PREPARE".into()))
+            }
+            ast::Statement::Execute { name: Some(name), parameters, immediate: false, .. } => {
+                let name = name_parts(&name).join(".");
+                let (stmt, param_types, plan) =
+                    self.sql_prepared.get(&name).cloned().ok_or_else(|| not_found(&name))?;
+                if parameters.len() != param_types.len() {
+                    return Err(Error::new(
+                        SqlState::SYNTAX_ERROR,
+                        format!("wrong number of parameters for prepared statement \"{name}\""),
+                    )
+                    .with_detail(format!(
+                        "Expected {} parameters but got {}.",
+                        param_types.len(),
+                        parameters.len()
+                    )));
+                }
+                // The arguments are expressions: evaluate them as a SELECT would, then take the declared types.
+                let mut values = Vec::with_capacity(parameters.len());
+                if !parameters.is_empty() {
+                    let list = parameters.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
+                    let select = self.parse(&format!("SELECT {list}"))?.pop().unwrap_or(Stmt::Empty);
+                    let row = match self.execute_statement(&select, &[], None)? {
+                        Outcome::Rows { mut rows, .. } if rows.len() == 1 => rows.pop().unwrap_or_default(),
+                        _ => return Err(Error::internal("EXECUTE arguments did not evaluate to one row")),
+                    };
+                    for (v, ty) in row.into_iter().zip(&param_types) {
+                        values.push(types::cast(v, ty)?);
+                    }
+                }
+                self.execute_statement(&stmt, &values, Some(&plan))
+            }
+            ast::Statement::Deallocate { name, .. } => {
+                let name = ident(&name);
+                if name.eq_ignore_ascii_case("all") {
+                    self.sql_prepared.clear();
+                    return Ok(Outcome::Command("DEALLOCATE ALL".into()));
+                }
+                self.sql_prepared.remove(&name).ok_or_else(|| not_found(&name))?;
+                Ok(Outcome::Command("DEALLOCATE".into()))
+            }
+            other => Err(Error::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!("statement is not supported: {}", other.to_string().chars().take(60).collect::<String>()),
+            )),
         }
     }
 
@@ -540,6 +610,14 @@ impl Session {
                     return Ok(Outcome::Command("ROLLBACK".into()));
                 }
                 ast::Statement::Rollback { savepoint: Some(name), .. } => return self.rollback_to(&ident(name)),
+                ast::Statement::Prepare { .. } | ast::Statement::Execute { .. } | ast::Statement::Deallocate { .. } => {
+                    // The real tree: a shaped statement's template may carry another statement's literals.
+                    let tree = match stmt {
+                        Stmt::Shaped(sh) => sh.tree(),
+                        _ => s.clone(),
+                    };
+                    return self.prepared_sql(tree);
+                }
                 _ => {}
             }
         }
