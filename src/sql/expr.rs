@@ -565,16 +565,23 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
             Ok(Value::Date(d.checked_add(i32::try_from(n).map_err(|_| overflow())?).ok_or_else(overflow)?))
         }
         (Value::Date(x), Value::Date(y)) if op == Sub => Ok(Value::Int(*x as i64 - *y as i64)),
-        _ => Err(operator_error(
-            match op {
+        _ => {
+            let op = match op {
                 Add => "+",
                 Sub => "-",
                 Mul => "*",
                 Div => "/",
                 _ => "%",
-            },
-            &a,
-        )),
+            };
+            let name = |v: &Value| types::type_of_value(v).sql_name();
+            Err(Error::new(
+                SqlState::UNDEFINED_FUNCTION,
+                format!("operator does not exist: {} {op} {}", name(&a), name(&b)),
+            )
+            .with_hint(
+                "No operator matches the given name and argument types. You might need to add explicit type casts.",
+            ))
+        }
     }
 }
 
@@ -683,5 +690,14 @@ mod tests {
             Some(SqlState::DIVISION_BY_ZERO)
         );
         assert_eq!(binary(BinOp::Eq, Value::Int(16467), Value::text("16467")).ok(), Some(Value::Bool(true)));
+        // An operator that does not exist is named with both operand types, as PostgreSQL does.
+        let e = binary(BinOp::Sub, Value::TimestampTz(0), Value::TimestampTz(1)).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                SqlState::UNDEFINED_FUNCTION,
+                "operator does not exist: timestamp with time zone - timestamp with time zone"
+            )
+        );
     }
 }
