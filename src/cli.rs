@@ -209,11 +209,17 @@ pub enum Command {
     },
     /// Run a primary (127.0.0.1:5433) and its synchronous standby (5434) until Ctrl-C, creating them in
     /// ./tandem-data if needed.
-    #[command(after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo")]
+    #[command(
+        after_help = "Examples:\n  tandem quickstart\n  tandem quickstart --dir /tmp/tandem-demo\n  tandem quickstart --dir /tmp/other-pair --port 6543"
+    )]
     Quickstart {
         /// Where to keep the data (`primary` and `standby` folders inside it).
         #[arg(long, default_value = "./tandem-data")]
         dir: PathBuf,
+        /// The primary's port when the pair is created [default: 5433]; the standby takes the next one. A
+        /// pair that exists keeps the ports it was created with.
+        #[arg(long)]
+        port: Option<u16>,
     },
 }
 
@@ -383,7 +389,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Start { dir, port, listen, detach: false } => start(&dir, port, listen, None),
         Command::Start { dir, port, listen, detach: true } => detach(&dir, port, listen, true),
         Command::Stop { dir, mode } => stop(&dir, mode),
-        Command::Quickstart { dir } => quickstart(&dir),
+        Command::Quickstart { dir, port } => quickstart(&dir, port),
         Command::Basebackup { host, port, dir, progress, max_rate, write_standby_config, .. } => {
             run_basebackup(&host, port, &dir, progress, max_rate.as_deref(), write_standby_config)
         }
@@ -1100,33 +1106,34 @@ fn drop_slot(host: &str, port: u16, slot: &str) -> Result<()> {
     replication_command(host, port, &format!("DROP_REPLICATION_SLOT \"{slot}\"")).map(|_| ())
 }
 
-/// The mirrored pair of `quickstart`: a primary on 5433 and a synchronous standby on 5434, both
-/// detached, stopped (primary first) on Ctrl-C. Run again, it starts the same pair.
-fn quickstart(dir: &Path) -> Result<()> {
-    const STANDBY_PORT: u16 = 5434;
+/// The mirrored pair of `quickstart`: a primary on 5433 (or `--port`) and a synchronous standby on the next
+/// port, both detached, stopped (primary first) on Ctrl-C. Run again, it starts the same pair on the ports
+/// it was created with.
+fn quickstart(dir: &Path, port: Option<u16>) -> Result<()> {
     let primary = dir.join("primary");
     let standby = dir.join("standby");
+    let (primary_port, standby_port) = quickstart_ports(&primary, &standby, port)?;
     let signals = block_signals();
     if !primary.join("tandem.control").exists() {
-        create(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), None)?;
+        create(&primary, Some(primary_port), Some(DEFAULT_LISTEN.into()), None)?;
         println!("Created a new primary in {}.", primary.display());
     }
-    detach(&primary, Some(DEFAULT_PORT), Some(DEFAULT_LISTEN.into()), true)?;
+    detach(&primary, Some(primary_port), Some(DEFAULT_LISTEN.into()), true)?;
     let stop_primary = || {
         let _ = stop(&primary, StopMode::Fast);
     };
     let made = if standby.join("tandem.control").exists() {
-        detach(&standby, Some(STANDBY_PORT), Some(DEFAULT_LISTEN.into()), true)
+        detach(&standby, Some(standby_port), Some(DEFAULT_LISTEN.into()), true)
     } else {
         println!("Creating a synchronous standby in {} (as tandem init-standby does).", standby.display());
-        init_standby(DEFAULT_LISTEN, DEFAULT_PORT, &standby, STANDBY_PORT, "standby", false)
+        init_standby(DEFAULT_LISTEN, primary_port, &standby, standby_port, "standby", false)
     };
     if let Err(e) = made {
         stop_primary();
         return Err(e);
     }
     let sync = (|| -> Result<()> {
-        let mut c = Conn::session(DEFAULT_LISTEN, DEFAULT_PORT, "tandem quickstart", None)?;
+        let mut c = Conn::session(DEFAULT_LISTEN, primary_port, "tandem quickstart", None)?;
         c.query("alter system set synchronous_standby_names = 'standby'")?;
         c.query("select pg_reload_conf()")?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1147,13 +1154,13 @@ fn quickstart(dir: &Path) -> Result<()> {
         return Err(e);
     }
     println!();
-    let _ = tandem::replication::status::print(DEFAULT_LISTEN, DEFAULT_PORT, false);
+    let _ = tandem::replication::status::print(DEFAULT_LISTEN, primary_port, false);
     println!(
-        "\ntandem is running: primary on {DEFAULT_LISTEN}:{DEFAULT_PORT}, synchronous standby on {DEFAULT_LISTEN}:{STANDBY_PORT} (data in {}).\n\
+        "\ntandem is running: primary on {DEFAULT_LISTEN}:{primary_port}, synchronous standby on {DEFAULT_LISTEN}:{standby_port} (data in {}).\n\
          Every commit on the primary is on the standby's disk before it returns. Connect with:\n\n    \
-         psql -h {DEFAULT_LISTEN} -p {DEFAULT_PORT} -U postgres postgres    # read-write\n    \
-         psql -h {DEFAULT_LISTEN} -p {STANDBY_PORT} -U postgres postgres    # read-only standby\n    \
-         tandem status -p {DEFAULT_PORT}\n\nPress Ctrl-C to stop both.",
+         psql -h {DEFAULT_LISTEN} -p {primary_port} -U postgres postgres    # read-write\n    \
+         psql -h {DEFAULT_LISTEN} -p {standby_port} -U postgres postgres    # read-only standby\n    \
+         tandem status -p {primary_port}\n\nPress Ctrl-C to stop both.",
         dir.display()
     );
     loop {
@@ -1166,6 +1173,30 @@ fn quickstart(dir: &Path) -> Result<()> {
     let first = stop(&primary, StopMode::Fast);
     let second = stop(&standby, StopMode::Fast);
     first.and(second)
+}
+
+/// quickstart's ports: those a pair that exists was created with (`--port` must agree), else `--port` (or
+/// 5433) and the next one.
+fn quickstart_ports(primary: &Path, standby: &Path, port: Option<u16>) -> Result<(u16, u16)> {
+    let recorded = |dir: &Path| -> Result<Option<u16>> {
+        Ok(if dir.join("tandem.control").exists() { Some(Config::load(dir)?.port) } else { None })
+    };
+    let primary_port = match (recorded(primary)?, port) {
+        (Some(r), Some(p)) if r != p => {
+            return Err(config_error(format!(
+                "the primary in \"{}\" was created on port {r}, not {p}",
+                primary.display()
+            ))
+            .with_hint(format!("Run quickstart with --port {r}, or without --port, or with another --dir.")))
+        }
+        (Some(r), _) => r,
+        (None, p) => p.unwrap_or(DEFAULT_PORT),
+    };
+    let standby_port = match recorded(standby)? {
+        Some(r) => r,
+        None => primary_port.checked_add(1).ok_or_else(|| config_error("--port leaves no port for the standby"))?,
+    };
+    Ok((primary_port, standby_port))
 }
 
 #[cfg(test)]

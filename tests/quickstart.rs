@@ -15,10 +15,11 @@ use std::time::Duration;
 use common::{psql_output, tandem_bin, TempDir};
 
 /// Starts quickstart in `dir` and waits for its "Press Ctrl-C" line; returns the child and its output so far.
-fn run_quickstart(dir: &std::path::Path) -> (Child, String) {
+fn run_quickstart(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(tandem_bin())
         .args(["quickstart", "--dir"])
         .arg(dir.join("tandem-data"))
+        .args(extra)
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -94,7 +95,7 @@ fn quickstart_runs_a_synchronous_pair_and_resumes_it() {
     let tmp = TempDir::new("quickstart");
     let data = tmp.path().join("tandem-data");
     let _cleanup = Cleanup(data.clone());
-    let (child, out) = run_quickstart(tmp.path());
+    let (child, out) = run_quickstart(tmp.path(), &[]);
     assert!(out.contains("psql -h 127.0.0.1 -p 5433"), "{out}");
     assert!(out.contains("sync"), "status should show the synchronous standby:\n{out}");
     sql(5433, "create table notes (id int primary key, body text)");
@@ -115,11 +116,41 @@ fn quickstart_runs_a_synchronous_pair_and_resumes_it() {
     assert!(!held(&data.join("primary")) && !held(&data.join("standby")), "a server still runs after Ctrl-C");
 
     // Run again: the same pair, with its data.
-    let (child, out) = run_quickstart(tmp.path());
+    let (child, out) = run_quickstart(tmp.path(), &[]);
     assert!(!out.contains("Created a new primary"), "{out}");
     assert_eq!(sql(5433, "select count(*) from notes"), "1");
     sql(5433, "insert into notes values (2, 'second run')");
     assert_eq!(sql(5433, "select sync_state from pg_stat_replication"), "sync");
     interrupt(child);
     assert!(!held(&data.join("primary")) && !held(&data.join("standby")));
+
+    // The pair keeps its ports: another --port is refused, saying which one it has.
+    let out = Command::new(tandem_bin()).args(["quickstart", "--port", "6001", "--dir"]).arg(&data).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("was created on port 5433, not 6001"), "{err}");
+    assert!(!held(&data.join("primary")));
+}
+
+#[test]
+fn quickstart_takes_another_port_for_a_new_pair() {
+    // Two free ports in a row, for the primary and its standby.
+    let port = (0..50)
+        .map(|_| common::free_port())
+        .find(|p| *p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok())
+        .expect("two free ports in a row");
+    let tmp = TempDir::new("quickstart-port");
+    let data = tmp.path().join("tandem-data");
+    let _cleanup = Cleanup(data.clone());
+    let (child, out) = run_quickstart(tmp.path(), &["--port", &port.to_string()]);
+    assert!(out.contains(&format!("psql -h 127.0.0.1 -p {port} ")), "{out}");
+    assert!(out.contains(&format!("psql -h 127.0.0.1 -p {} ", port + 1)), "{out}");
+    sql(port, "create table t (id int primary key)");
+    sql(port, "insert into t values (1)");
+    assert_eq!(sql(port, "select sync_state from pg_stat_replication"), "sync");
+    assert_eq!(sql(port + 1, "select pg_is_in_recovery()"), "t");
+    interrupt(child);
+    // Resumed without --port, it comes back on the ports it was created with.
+    let (child, _) = run_quickstart(tmp.path(), &[]);
+    assert_eq!(sql(port, "select count(*) from t"), "1");
+    interrupt(child);
 }
