@@ -200,6 +200,8 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Date(x), Value::Date(y)) => x == y,
         (Value::Timestamp(x), Value::Timestamp(y)) => x == y,
         (Value::TimestampTz(x), Value::TimestampTz(y)) => x == y,
+        // Field by field: `1 mon` and `30 days` compare equal but are different values.
+        (Value::Interval(x), Value::Interval(y)) => x == y,
         _ => false,
     }
 }

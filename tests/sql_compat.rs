@@ -224,3 +224,44 @@ async fn prepare_execute_deallocate() {
     c.simple_query("DEALLOCATE ALL").await.unwrap();
     assert_eq!(error(&c, "EXECUTE bump(1, 1)").await.0, "26000");
 }
+
+#[tokio::test]
+async fn intervals() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // PostgreSQL's input forms and its output (IntervalStyle postgres).
+    assert_eq!(
+        rows(&c, "SELECT interval '1 day', '90 minutes'::interval, interval '3' hour, '-1 day'::interval, interval '1.5 days'")
+            .await,
+        ["1 day|01:30:00|03:00:00|-1 days|1 day 12:00:00"]
+    );
+    assert_eq!(one(&c, "SELECT interval 'P1Y2M3DT4H5M6S'").await, "1 year 2 mons 3 days 04:05:06");
+    assert_eq!(one(&c, "SELECT '3 weeks ago'::interval").await, "-21 days");
+    // Calendar arithmetic: a month from January 31st is February 29th in 2024; times subtract to intervals.
+    assert_eq!(one(&c, "SELECT timestamp '2024-01-31 10:00' + interval '1 month'").await, "2024-02-29 10:00:00");
+    assert_eq!(one(&c, "SELECT date '2024-03-01' - interval '1 day'").await, "2024-02-29 00:00:00");
+    assert_eq!(one(&c, "SELECT timestamp '2024-01-02 12:00' - timestamp '2024-01-01'").await, "1 day 12:00:00");
+    assert_eq!(one(&c, "SELECT now() - '1 hour' < now()").await, "t");
+    assert_eq!(
+        rows(&c, "SELECT interval '1 day' * 2, 3 * interval '1 hour', interval '1 day' / 4, -interval '2 hours'").await,
+        ["2 days|03:00:00|06:00:00|-02:00:00"]
+    );
+    assert_eq!(one(&c, "SELECT interval '1 mon' = interval '30 days'").await, "t");
+    assert_eq!(one(&c, "SELECT extract(epoch FROM interval '1 day 1 hour')").await, "90000");
+    // A column of type interval: stored, ordered, described.
+    c.simple_query("CREATE TABLE jobs (id int PRIMARY KEY, took interval)").await.unwrap();
+    c.simple_query("INSERT INTO jobs VALUES (1, '2 hours'), (2, interval '1 day'), (3, '15 minutes')").await.unwrap();
+    assert_eq!(rows(&c, "SELECT id FROM jobs WHERE took > interval '1 hour' ORDER BY took").await, ["1", "2"]);
+    assert_eq!(one(&c, "SELECT sum(1) FROM jobs WHERE took < '1 hour'").await, "1");
+    assert_eq!(
+        rows(&c, "SELECT sum(took), avg(took), min(took), max(took) FROM jobs").await,
+        ["1 day 02:15:00|08:45:00|00:15:00|1 day"]
+    );
+    assert_eq!(
+        one(&c, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attname = 'took'").await,
+        "interval"
+    );
+    // Errors: bad text (22007), an operator that does not exist.
+    assert_eq!(error(&c, "SELECT '1 fortnight'::interval").await.0, "22007");
+    assert_eq!(error(&c, "SELECT interval '1 day' + 1").await.0, "42883");
+}

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result, SqlState};
 use crate::sql::types;
-use crate::storage::value::{DataType, Value};
+use crate::storage::value::{DataType, Interval, Value};
 
 fn bad_utf8() -> Error {
     Error::new(SqlState::CHARACTER_NOT_IN_REPERTOIRE, "invalid byte sequence for encoding \"UTF8\"")
@@ -47,6 +47,16 @@ pub fn decode_param(bytes: Option<&[u8]>, ty: &DataType, binary: bool) -> Result
         DataType::Date => Value::Date(i32::from_be_bytes(fixed(4)?.try_into().map_err(|_| bad_utf8())?)),
         DataType::Timestamp => Value::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().map_err(|_| bad_utf8())?)),
         DataType::TimestampTz => Value::TimestampTz(i64::from_be_bytes(fixed(8)?.try_into().map_err(|_| bad_utf8())?)),
+        // PostgreSQL's binary interval: microseconds (8 bytes), days (4), months (4).
+        DataType::Interval => {
+            let b = fixed(16)?;
+            let int = |r: std::ops::Range<usize>| b[r].iter().fold(0i64, |acc, x| (acc << 8) | *x as i64);
+            Value::Interval(Interval {
+                micros: int(0..8),
+                days: int(8..12) as u32 as i32,
+                months: int(12..16) as u32 as i32,
+            })
+        }
         DataType::Numeric(_) => {
             return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "binary numeric parameters are not supported"))
         }
@@ -75,6 +85,9 @@ pub fn encode_field(v: &Value, ty: &DataType, binary: bool) -> Result<Option<Vec
         (DataType::Timestamp | DataType::TimestampTz, Value::Timestamp(t) | Value::TimestampTz(t)) => {
             t.to_be_bytes().to_vec()
         }
+        (DataType::Interval, Value::Interval(i)) => {
+            [&i.micros.to_be_bytes()[..], &i.days.to_be_bytes(), &i.months.to_be_bytes()].concat()
+        }
         (DataType::Numeric(_), _) => {
             return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "binary numeric results are not supported"))
         }
@@ -89,6 +102,7 @@ pub fn type_size(ty: &DataType) -> i16 {
         DataType::Int2 => 2,
         DataType::Int4 | DataType::Float4 | DataType::Date | DataType::Oid => 4,
         DataType::Int8 | DataType::Float8 | DataType::Timestamp | DataType::TimestampTz => 8,
+        DataType::Interval => 16,
         _ => -1,
     }
 }

@@ -405,6 +405,7 @@ const TYPES: &[(u32, &str, i64)] = &[
     (1082, "date", 4),
     (1114, "timestamp", 8),
     (1184, "timestamptz", 8),
+    (1186, "interval", 16),
     (1700, "numeric", -1),
 ];
 
@@ -430,6 +431,7 @@ pub fn type_by_oid(oid: u32, typmod: i64) -> Option<String> {
         1082 => "date".into(),
         1114 => "timestamp without time zone".into(),
         1184 => "timestamp with time zone".into(),
+        1186 => "interval".into(),
         1700 if m >= 0 => format!("numeric({},{})", m >> 16, m & 0xffff),
         1700 => "numeric".into(),
         _ => return None,

@@ -629,6 +629,9 @@ fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
                 let q = Decimal { mantissa: scaled.mantissa / n as i128, scale: scaled.scale };
                 Value::Numeric(types::round_decimal(q, d.scale.max(16)))
             }
+            Some(Value::Interval(i)) => {
+                crate::sql::expr::binary(crate::sql::expr::BinOp::Div, Value::Interval(i), Value::Int(n))?
+            }
             Some(v) => v,
         },
         AggState::MinMax(v) => v.unwrap_or(Value::Null),

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use crate::error::{Error, Result, SqlState};
 use crate::sql::execute::{self, Env};
 use crate::sql::functions;
+use crate::sql::interval;
 use crate::sql::plan::Plan;
 use crate::sql::types::{self, round_decimal};
-use crate::storage::value::{DataType, Decimal, Value};
+use crate::storage::value::{DataType, Decimal, Value, USECS_PER_DAY};
 
 /// A binary operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,7 @@ impl Expr {
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(overflow)?),
                 Value::Float(f) => Value::Float(-f),
                 Value::Numeric(d) => Value::Numeric(Decimal { mantissa: -d.mantissa, scale: d.scale }),
+                Value::Interval(i) => Value::Interval(interval::negate(&i).ok_or_else(interval_overflow)?),
                 v => return Err(operator_error("-", &v)),
             },
             Expr::IsNull(e, negated) => Value::Bool(e.eval(row, env)?.is_null() != *negated),
@@ -250,6 +252,10 @@ impl Expr {
             Expr::Call(name, args) => !functions::is_volatile(name) && args.iter().all(Expr::is_row_independent),
         }
     }
+}
+
+fn interval_overflow() -> Error {
+    Error::new(SqlState("22008"), "interval out of range")
 }
 
 fn overflow() -> Error {
@@ -565,6 +571,40 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
             Ok(Value::Date(d.checked_add(i32::try_from(n).map_err(|_| overflow())?).ok_or_else(overflow)?))
         }
         (Value::Date(x), Value::Date(y)) if op == Sub => Ok(Value::Int(*x as i64 - *y as i64)),
+        // Intervals (sql::interval): with times, with each other, scaled by numbers.
+        (Value::Timestamp(t) | Value::TimestampTz(t), Value::Interval(i)) if matches!(op, Add | Sub) => {
+            let i = if op == Add { *i } else { interval::negate(i).ok_or_else(interval_overflow)? };
+            let t = interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?;
+            Ok(if matches!(a, Value::Timestamp(_)) { Value::Timestamp(t) } else { Value::TimestampTz(t) })
+        }
+        (Value::Interval(_), Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)) if op == Add => {
+            binary(op, b.clone(), a.clone())
+        }
+        (Value::Date(d), Value::Interval(_)) if matches!(op, Add | Sub) => {
+            binary(op, Value::Timestamp(*d as i64 * USECS_PER_DAY), b.clone())
+        }
+        (Value::Timestamp(x) | Value::TimestampTz(x), Value::Timestamp(y) | Value::TimestampTz(y)) if op == Sub => {
+            Ok(Value::Interval(interval::between(*x, *y).ok_or_else(interval_overflow)?))
+        }
+        (Value::Interval(x), Value::Interval(y)) if matches!(op, Add | Sub) => {
+            let y = if op == Add { *y } else { interval::negate(y).ok_or_else(interval_overflow)? };
+            Ok(Value::Interval(interval::add(x, &y).ok_or_else(interval_overflow)?))
+        }
+        (Value::Interval(i), n) | (n, Value::Interval(i))
+            if matches!(op, Mul) || (op == Div && matches!(a, Value::Interval(_))) =>
+        {
+            let Some(f) = to_decimal(n).map(|d| d.to_f64()).or(match n {
+                Value::Float(f) => Some(*f),
+                _ => None,
+            }) else {
+                return Err(operator_error(if op == Mul { "*" } else { "/" }, n));
+            };
+            if op == Div && f == 0.0 {
+                return Err(Error::new(SqlState::DIVISION_BY_ZERO, "division by zero"));
+            }
+            let f = if op == Div { 1.0 / f } else { f };
+            Ok(Value::Interval(interval::scale(i, f).ok_or_else(interval_overflow)?))
+        }
         _ => {
             let op = match op {
                 Add => "+",
@@ -691,12 +731,12 @@ mod tests {
         );
         assert_eq!(binary(BinOp::Eq, Value::Int(16467), Value::text("16467")).ok(), Some(Value::Bool(true)));
         // An operator that does not exist is named with both operand types, as PostgreSQL does.
-        let e = binary(BinOp::Sub, Value::TimestampTz(0), Value::TimestampTz(1)).unwrap_err();
+        let e = binary(BinOp::Add, Value::TimestampTz(0), Value::TimestampTz(1)).unwrap_err();
         assert_eq!(
             (e.code, e.message.as_str()),
             (
                 SqlState::UNDEFINED_FUNCTION,
-                "operator does not exist: timestamp with time zone - timestamp with time zone"
+                "operator does not exist: timestamp with time zone + timestamp with time zone"
             )
         );
     }

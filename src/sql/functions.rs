@@ -810,6 +810,11 @@ pub fn version() -> String {
 }
 
 fn date_part(field: &str, v: &Value) -> Result<Value> {
+    if let Value::Interval(i) = v {
+        return crate::sql::interval::part(i, field).map(Value::Float).ok_or_else(|| {
+            Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized for type interval"))
+        });
+    }
     let usecs = match v {
         Value::Date(d) => *d as i64 * 86_400_000_000,
         Value::Timestamp(t) | Value::TimestampTz(t) => *t,

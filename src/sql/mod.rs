@@ -22,6 +22,7 @@ pub mod dml;
 pub mod execute;
 pub mod expr;
 pub mod functions;
+pub mod interval;
 pub mod plan;
 pub mod planner;
 pub mod preparse;

@@ -745,6 +745,8 @@ impl<'a> Planner<'a> {
                         arg,
                         if matches!(ty, DataType::Float4 | DataType::Float8) {
                             DataType::Float8
+                        } else if ty == DataType::Interval {
+                            DataType::Interval
                         } else {
                             DataType::Numeric(None)
                         },
@@ -753,6 +755,8 @@ impl<'a> Planner<'a> {
                         arg,
                         if matches!(ty, DataType::Float4 | DataType::Float8) {
                             DataType::Float8
+                        } else if ty == DataType::Interval {
+                            DataType::Interval
                         } else {
                             DataType::Numeric(None)
                         },
@@ -1107,6 +1111,15 @@ impl<'a> Planner<'a> {
     ) -> Result<(Expr, DataType)> {
         use ast::BinaryOperator as B;
         let (mut l, mut r, mut lt, mut rt) = (l, r, lt, rt);
+        // A time plus or minus an untyped literal: the literal is an interval (`now() - '1 day'`).
+        let temporal = |t: &DataType| matches!(t, DataType::Timestamp | DataType::TimestampTz | DataType::Date);
+        if matches!(op, B::Plus | B::Minus) && temporal(&lt) && self.is_untyped(&r, &rt) {
+            r = self.coerce_to(r, &rt, &DataType::Interval)?;
+            rt = DataType::Interval;
+        } else if matches!(op, B::Plus) && temporal(&rt) && self.is_untyped(&l, &lt) {
+            l = self.coerce_to(l, &lt, &DataType::Interval)?;
+            lt = DataType::Interval;
+        }
         // `||` of an untyped literal is text concatenation, whatever the other side is ('v' || 1 is 'v1').
         if self.is_untyped(&l, &lt) && !self.is_untyped(&r, &rt) && !matches!(op, B::StringConcat) {
             l = self.coerce_to(l, &lt, &rt)?;
@@ -1137,6 +1150,23 @@ impl<'a> Planner<'a> {
                 (a, _) => a.clone(),
             }
         };
+        // Interval arithmetic: time ± interval, time - time, interval ± interval, interval × number.
+        let (iv, ts) = (DataType::Interval, DataType::Timestamp);
+        let number =
+            |t: &DataType| is_int(t) || matches!(t, DataType::Float4 | DataType::Float8 | DataType::Numeric(_));
+        let times = |a: &DataType| matches!(a, DataType::Timestamp | DataType::TimestampTz);
+        let timed = match (op, &lt, &rt) {
+            (B::Plus | B::Minus, a, DataType::Interval) if times(a) => Some(a.clone()),
+            (B::Plus, DataType::Interval, b) if times(b) => Some(b.clone()),
+            (B::Plus | B::Minus, DataType::Date, DataType::Interval)
+            | (B::Plus, DataType::Interval, DataType::Date) => Some(ts.clone()),
+            (B::Minus, a, b) if times(a) && times(b) => Some(iv.clone()),
+            (B::Plus | B::Minus, DataType::Interval, DataType::Interval) => Some(iv.clone()),
+            (B::Multiply | B::Divide, DataType::Interval, b) if number(b) => Some(iv.clone()),
+            (B::Multiply, a, DataType::Interval) if number(a) => Some(iv.clone()),
+            _ => None,
+        };
+        let arith = |lt: &DataType, rt: &DataType| timed.clone().unwrap_or_else(|| arith(lt, rt));
         let (op, ty) = match op {
             B::Plus => (BinOp::Add, arith(&lt, &rt)),
             B::Minus => (BinOp::Sub, arith(&lt, &rt)),
@@ -1238,6 +1268,28 @@ impl<'a> Planner<'a> {
                     other => other.to_string(),
                 };
                 (Expr::Const(types::parse_value(&s, &ty)?), ty)
+            }
+            // INTERVAL '1 day', INTERVAL '3' HOUR: a constant.
+            E::Interval(iv) => {
+                let text = match iv.value.as_ref() {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => {
+                        return Err(Error::new(
+                            SqlState::FEATURE_NOT_SUPPORTED,
+                            format!("INTERVAL {other} is not supported: write INTERVAL 'text' or a cast"),
+                        ))
+                    }
+                };
+                let text = match (&iv.leading_field, &iv.last_field) {
+                    (Some(unit), None) if !text.trim().contains(|c: char| c.is_ascii_alphabetic() || c == ':') => {
+                        format!("{text} {unit}")
+                    }
+                    _ => text,
+                };
+                (Expr::Const(types::parse_value(&text, &DataType::Interval)?), DataType::Interval)
             }
             E::Nested(inner) => self.expr(inner, scope)?,
             E::BinaryOp { left, op, right } => {
@@ -1731,6 +1783,7 @@ fn pg_type_name(t: &DataType) -> String {
         DataType::Date => "date",
         DataType::Timestamp => "timestamp",
         DataType::TimestampTz => "timestamptz",
+        DataType::Interval => "interval",
         DataType::Oid => "oid",
     }
     .into()

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, SqlState};
 use crate::storage::value::{DataType, Decimal, Value};
 
 /// Days from 1970-01-01 to 2000-01-01.
-const UNIX_TO_PG_DAYS: i64 = 10957;
+pub const UNIX_TO_PG_DAYS: i64 = 10957;
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
 /// The longest char(n) or varchar(n), PostgreSQL's.
@@ -61,6 +61,7 @@ pub fn data_type(ty: &ast::DataType) -> Result<DataType> {
         T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => DataType::TimestampTz,
         T::Timestamp(_, _) | T::Datetime(_) => DataType::Timestamp,
         T::Bytea => DataType::Bytea,
+        T::Interval { .. } => DataType::Interval,
         T::Regclass => DataType::Oid,
         // Arrays travel in their text form (`{1,2}`); only catalog queries use them.
         T::Array(_) => DataType::Text,
@@ -131,6 +132,9 @@ pub fn parse_value(s: &str, ty: &DataType) -> Result<Value> {
         DataType::Bytea => Value::Bytes(parse_bytea(s)?),
         DataType::Date => Value::Date(parse_date(t).ok_or_else(|| invalid_dt("date", s))?),
         DataType::Timestamp => Value::Timestamp(parse_timestamp(t).ok_or_else(|| invalid_dt("timestamp", s))?),
+        DataType::Interval => Value::Interval(crate::sql::interval::parse(t).ok_or_else(|| {
+            Error::new(SqlState("22007"), format!("invalid input syntax for type interval: \"{s}\""))
+        })?),
         DataType::TimestampTz => {
             Value::TimestampTz(parse_timestamp(t).ok_or_else(|| invalid_dt("timestamp with time zone", s))?)
         }
@@ -450,6 +454,7 @@ pub fn format_value(v: &Value, ty: &DataType) -> Option<String> {
         Value::Date(d) => format_date(*d),
         Value::Timestamp(t) => format_timestamp(*t),
         Value::TimestampTz(t) => format!("{}+00", format_timestamp(*t)),
+        Value::Interval(i) => crate::sql::interval::format(i),
     })
 }
 
@@ -466,6 +471,7 @@ pub fn type_of_value(v: &Value) -> DataType {
         Value::Date(_) => DataType::Date,
         Value::Timestamp(_) => DataType::Timestamp,
         Value::TimestampTz(_) => DataType::TimestampTz,
+        Value::Interval(_) => DataType::Interval,
     }
 }
 
@@ -507,6 +513,7 @@ pub fn cast(v: Value, ty: &DataType) -> Result<Value> {
         (Value::Timestamp(t) | Value::TimestampTz(t), DataType::Timestamp) => Value::Timestamp(t),
         (Value::Timestamp(t) | Value::TimestampTz(t), DataType::TimestampTz) => Value::TimestampTz(t),
         (Value::Bytes(b), DataType::Bytea) => Value::Bytes(b),
+        (Value::Interval(i), DataType::Interval) => Value::Interval(i),
         // A boolean's text cast spells the word; its output format (on the wire) stays `t`/`f`.
         (Value::Bool(b), DataType::Text | DataType::Varchar(_) | DataType::Char(_)) => {
             parse_value(if b { "true" } else { "false" }, ty)?

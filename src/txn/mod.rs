@@ -861,5 +861,6 @@ pub fn display_value(v: &Value) -> String {
         Value::Bytes(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
         Value::Date(d) => format!("date {d}"),
         Value::Timestamp(t) | Value::TimestampTz(t) => format!("timestamp {t}"),
+        Value::Interval(i) => format!("interval {}", crate::sql::interval::format(i)),
     }
 }
