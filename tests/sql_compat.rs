@@ -247,6 +247,18 @@ async fn intervals() {
         ["2 days|03:00:00|06:00:00|-02:00:00"]
     );
     assert_eq!(one(&c, "SELECT interval '1 mon' = interval '30 days'").await, "t");
+    // Mixed signs and scaling print as PostgreSQL 15 prints them (compared side by side).
+    assert_eq!(
+        rows(&c, "SELECT '1 mon -2 days 3 hours'::interval, interval '2 days 03:00' * 1.5, interval '1 mon' / 3").await,
+        ["1 mon -2 days +03:00:00|3 days 04:30:00|10 days"]
+    );
+    // md5 and to_char give PostgreSQL's results.
+    assert_eq!(one(&c, "SELECT md5('abc')").await, "900150983cd24fb0d6963f7d28e17f72");
+    assert_eq!(
+        rows(&c, "SELECT to_char(timestamp '2024-02-29 13:05:09', 'Dy, DD Mon YYYY HH12:MI AM'), to_char(1234.5, 'FM9,999.00')")
+            .await,
+        ["Thu, 29 Feb 2024 01:05 PM|1,234.50"]
+    );
     assert_eq!(one(&c, "SELECT extract(epoch FROM interval '1 day 1 hour')").await, "90000");
     // A column of type interval: stored, ordered, described.
     c.simple_query("CREATE TABLE jobs (id int PRIMARY KEY, took interval)").await.unwrap();

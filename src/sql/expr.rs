@@ -517,6 +517,9 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
         }
     };
     let (a, b) = (num(a)?, num(b)?);
+    if let Some(r) = interval_binary(op, &a, &b) {
+        return r;
+    }
     match (&a, &b) {
         (Value::Int(x), Value::Int(y)) => {
             let (x, y) = (*x, *y);
@@ -571,40 +574,6 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
             Ok(Value::Date(d.checked_add(i32::try_from(n).map_err(|_| overflow())?).ok_or_else(overflow)?))
         }
         (Value::Date(x), Value::Date(y)) if op == Sub => Ok(Value::Int(*x as i64 - *y as i64)),
-        // Intervals (sql::interval): with times, with each other, scaled by numbers.
-        (Value::Timestamp(t) | Value::TimestampTz(t), Value::Interval(i)) if matches!(op, Add | Sub) => {
-            let i = if op == Add { *i } else { interval::negate(i).ok_or_else(interval_overflow)? };
-            let t = interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?;
-            Ok(if matches!(a, Value::Timestamp(_)) { Value::Timestamp(t) } else { Value::TimestampTz(t) })
-        }
-        (Value::Interval(_), Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)) if op == Add => {
-            binary(op, b.clone(), a.clone())
-        }
-        (Value::Date(d), Value::Interval(_)) if matches!(op, Add | Sub) => {
-            binary(op, Value::Timestamp(*d as i64 * USECS_PER_DAY), b.clone())
-        }
-        (Value::Timestamp(x) | Value::TimestampTz(x), Value::Timestamp(y) | Value::TimestampTz(y)) if op == Sub => {
-            Ok(Value::Interval(interval::between(*x, *y).ok_or_else(interval_overflow)?))
-        }
-        (Value::Interval(x), Value::Interval(y)) if matches!(op, Add | Sub) => {
-            let y = if op == Add { *y } else { interval::negate(y).ok_or_else(interval_overflow)? };
-            Ok(Value::Interval(interval::add(x, &y).ok_or_else(interval_overflow)?))
-        }
-        (Value::Interval(i), n) | (n, Value::Interval(i))
-            if matches!(op, Mul) || (op == Div && matches!(a, Value::Interval(_))) =>
-        {
-            let Some(f) = to_decimal(n).map(|d| d.to_f64()).or(match n {
-                Value::Float(f) => Some(*f),
-                _ => None,
-            }) else {
-                return Err(operator_error(if op == Mul { "*" } else { "/" }, n));
-            };
-            if op == Div && f == 0.0 {
-                return Err(Error::new(SqlState::DIVISION_BY_ZERO, "division by zero"));
-            }
-            let f = if op == Div { 1.0 / f } else { f };
-            Ok(Value::Interval(interval::scale(i, f).ok_or_else(interval_overflow)?))
-        }
         _ => {
             let op = match op {
                 Add => "+",
@@ -623,6 +592,58 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
             ))
         }
     }
+}
+
+/// Arithmetic with an interval (sql::interval): with times, with each other, scaled by numbers. None if
+/// neither operand is an interval or no such operator exists (the caller reports it).
+fn interval_binary(op: BinOp, a: &Value, b: &Value) -> Option<Result<Value>> {
+    use BinOp::*;
+    let involved = matches!(a, Value::Interval(_)) || matches!(b, Value::Interval(_));
+    if !(involved || op == Sub && is_time(a) && is_time(b)) {
+        return None;
+    }
+    let r = (|| -> Result<Option<Value>> {
+        Ok(Some(match (a, b) {
+            (Value::Timestamp(t) | Value::TimestampTz(t), Value::Interval(i)) if matches!(op, Add | Sub) => {
+                let i = if op == Add { *i } else { interval::negate(i).ok_or_else(interval_overflow)? };
+                let t = interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?;
+                if matches!(a, Value::Timestamp(_)) {
+                    Value::Timestamp(t)
+                } else {
+                    Value::TimestampTz(t)
+                }
+            }
+            (Value::Interval(_), Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)) if op == Add => {
+                return interval_binary(op, b, a).transpose()
+            }
+            (Value::Date(d), Value::Interval(_)) if matches!(op, Add | Sub) => {
+                return interval_binary(op, &Value::Timestamp(*d as i64 * USECS_PER_DAY), b).transpose()
+            }
+            (Value::Timestamp(x) | Value::TimestampTz(x), Value::Timestamp(y) | Value::TimestampTz(y)) if op == Sub => {
+                Value::Interval(interval::between(*x, *y).ok_or_else(interval_overflow)?)
+            }
+            (Value::Interval(x), Value::Interval(y)) if matches!(op, Add | Sub) => {
+                let y = if op == Add { *y } else { interval::negate(y).ok_or_else(interval_overflow)? };
+                Value::Interval(interval::add(x, &y).ok_or_else(interval_overflow)?)
+            }
+            (Value::Interval(i), n) | (n, Value::Interval(i))
+                if op == Mul || (op == Div && matches!(a, Value::Interval(_))) =>
+            {
+                let Some(f) = to_float(n) else { return Ok(None) };
+                if op == Div && f == 0.0 {
+                    return Err(div_zero());
+                }
+                let f = if op == Div { 1.0 / f } else { f };
+                Value::Interval(interval::scale(i, f).ok_or_else(interval_overflow)?)
+            }
+            _ => return Ok(None),
+        }))
+    })();
+    r.transpose()
+}
+
+fn is_time(v: &Value) -> bool {
+    matches!(v, Value::Timestamp(_) | Value::TimestampTz(_))
 }
 
 fn decimal_op(op: BinOp, x: Decimal, y: Decimal) -> Result<Value> {

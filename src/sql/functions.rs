@@ -674,7 +674,27 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         },
         "pg_get_statisticsobjdef_columns" => Value::Null,
         "nextval" | "currval" | "setval" => sequence_call(name, &args, env)?,
-        "md5" | "to_char" => Value::text(&s(0)?),
+        "md5" => Value::text(&crate::sql::formatting::md5_hex(s(0)?.as_bytes())),
+        "to_char" => {
+            let template = s(1)?;
+            match a(0)? {
+                Value::Timestamp(t) | Value::TimestampTz(t) => {
+                    Value::text(&crate::sql::formatting::format_time(t, &template))
+                }
+                Value::Date(d) => Value::text(&crate::sql::formatting::format_time(
+                    d as i64 * crate::storage::value::USECS_PER_DAY,
+                    &template,
+                )),
+                v @ (Value::Int(_) | Value::Numeric(_) | Value::Float(_)) => {
+                    let d = match types::cast(v, &DataType::Numeric(None))? {
+                        Value::Numeric(d) => d,
+                        _ => return Err(arg_error(name)),
+                    };
+                    Value::text(&crate::sql::formatting::format_number(d, &template)?)
+                }
+                _ => return Err(arg_error(name)),
+            }
+        }
         "convert_from" => match a(0)? {
             Value::Bytes(b) => Value::text(std::str::from_utf8(&b).map_err(|e| {
                 Error::new(

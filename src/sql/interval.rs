@@ -176,20 +176,27 @@ pub fn parse(s: &str) -> Option<Interval> {
 pub fn format(i: &Interval) -> String {
     let mut parts = Vec::new();
     let (years, mons) = (i.months / 12, i.months % 12);
+    // After a negative field, a positive one is written with its `+`, as PostgreSQL does.
+    let mut after_negative = false;
     let mut unit = |n: i64, one: &str, many: &str| {
         if n != 0 {
-            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+            let plus = if after_negative && n > 0 { "+" } else { "" };
+            parts.push(format!("{plus}{n} {}", if n == 1 { one } else { many }));
+            after_negative |= n < 0;
         }
     };
     unit(years as i64, "year", "years");
     unit(mons as i64, "mon", "mons");
     unit(i.days as i64, "day", "days");
     if i.micros != 0 || parts.is_empty() {
-        let neg = i.micros < 0;
+        let sign = match i.micros {
+            m if m < 0 => "-",
+            m if m > 0 && (i.months < 0 || i.days < 0) => "+",
+            _ => "",
+        };
         let us = i.micros.unsigned_abs();
         let (secs, frac) = (us / 1_000_000, us % 1_000_000);
-        let mut time =
-            format!("{}{:02}:{:02}:{:02}", if neg { "-" } else { "" }, secs / 3600, secs / 60 % 60, secs % 60);
+        let mut time = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
         if frac != 0 {
             time.push_str(format!(".{frac:06}").trim_end_matches('0'));
         }
@@ -281,6 +288,8 @@ mod tests {
             ("1h30m", "01:30:00"),
             ("P1Y2M3DT4H5M6S", "1 year 2 mons 3 days 04:05:06"),
             ("0", "00:00:00"),
+            ("-1 year -2 mons +3 days", "-1 years -2 mons +3 days"),
+            ("-1 day +1 hour", "-1 days +01:00:00"),
             ("1 mon", "1 mon"),
             ("0.5 mon", "15 days"),
             ("100 ms", "00:00:00.1"),

@@ -21,6 +21,7 @@ pub mod depth;
 pub mod dml;
 pub mod execute;
 pub mod expr;
+pub mod formatting;
 pub mod functions;
 pub mod interval;
 pub mod plan;
