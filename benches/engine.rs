@@ -225,6 +225,12 @@ fn commits(secs: f64) {
     println!("## Commit rate (fsync on)\n");
     println!("fdatasync of a 100-byte write: {:.3} ms\n", fdatasync_ms());
     println!("| committers | commits/s | vs 1 committer | commits per fdatasync |\n|---:|---:|---:|---:|");
+    // TANDEM_BENCH_COMMITTERS=N measures N committers alone (for profiling one case).
+    if let Some(n) = std::env::var("TANDEM_BENCH_COMMITTERS").ok().and_then(|n| n.parse().ok()) {
+        let (rate, per_flush) = commit_rate(n, secs);
+        println!("| {n} | {rate:.0} | | {per_flush:.1} |");
+        return;
+    }
     let one = commit_rate(1, secs);
     for n in [1usize, 8, 64] {
         let (rate, per_flush) = if n == 1 { one } else { commit_rate(n, secs) };

@@ -184,13 +184,108 @@ async fn common_table_expressions() {
     assert_eq!(error(&c, "WITH a AS (SELECT 1), a AS (SELECT 2) SELECT 1").await.0, "42712");
     assert_eq!(error(&c, "WITH x(p, q) AS (SELECT 1) SELECT * FROM x").await.0, "42P10");
     for sql in [
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
         "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
         "WITH x AS (SELECT id FROM t) INSERT INTO t SELECT id + 10, 0 FROM x",
     ] {
         assert_eq!(error(&c, sql).await.0, "0A000", "{sql}");
     }
     assert_eq!(one(&c, "SELECT count(*) FROM t").await, "3", "nothing refused changed anything");
+}
+
+#[tokio::test]
+async fn recursive_common_table_expressions() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query(
+        "CREATE TABLE emp (id int PRIMARY KEY, boss int, name text); \
+         INSERT INTO emp VALUES (1, NULL, 'ceo'), (2, 1, 'cto'), (3, 1, 'cfo'), (4, 2, 'dev'), (5, 4, 'intern')",
+    )
+    .await
+    .unwrap();
+    let count =
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 100) SELECT sum(n), count(*) FROM t";
+    assert_eq!(rows(&c, count).await, ["5050|100"]);
+    // Up a management chain, with a path built along the way, the step joining a table to the working table.
+    assert_eq!(
+        rows(
+            &c,
+            "WITH RECURSIVE chain AS (SELECT id, boss, name AS path FROM emp WHERE id = 5 \
+             UNION ALL SELECT e.id, e.boss, c.path || ' > ' || e.name FROM emp e JOIN chain c ON e.id = c.boss) \
+             SELECT id, path FROM chain ORDER BY id"
+        )
+        .await,
+        ["1|intern > dev > cto > ceo", "2|intern > dev > cto", "4|intern > dev", "5|intern"]
+    );
+    // UNION without ALL stops at a cycle: rows already produced are not added again.
+    assert_eq!(
+        rows(&c, "WITH RECURSIVE r(x) AS (SELECT 1 UNION SELECT x % 3 + 1 FROM r) SELECT x FROM r ORDER BY x").await,
+        ["1", "2", "3"]
+    );
+    // Everyone under the CTO, then a later CTE reading the recursive one.
+    assert_eq!(
+        rows(
+            &c,
+            "WITH RECURSIVE sub AS (SELECT id FROM emp WHERE id = 2 UNION SELECT e.id FROM emp e, sub s WHERE e.boss = s.id), \
+             names AS (SELECT name FROM emp WHERE id IN (SELECT id FROM sub)) SELECT name FROM names ORDER BY name"
+        )
+        .await,
+        ["cto", "dev", "intern"]
+    );
+    // Correlated with the enclosing query, and through the extended protocol with a parameter.
+    assert_eq!(
+        rows(&c, "SELECT id, (WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < e.id) SELECT sum(n) FROM t) FROM emp e WHERE id <= 3 ORDER BY id").await,
+        ["1|1", "2|3", "3|6"]
+    );
+    let r = c
+        .query(
+            "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n * 2 FROM t WHERE n < $1) SELECT max(n) FROM t",
+            &[&1000i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0].get::<_, i32>(0), 1024);
+    // A step that does not read the CTE is a plain union.
+    assert_eq!(
+        rows(&c, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT 2) SELECT n FROM t ORDER BY n").await,
+        ["1", "2"]
+    );
+    let plan =
+        rows(&c, "EXPLAIN WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 5) SELECT * FROM t")
+            .await;
+    assert!(
+        plan.iter().any(|l| l.contains("Recursive Union")) && plan.iter().any(|l| l.contains("WorkTable Scan")),
+        "{plan:?}"
+    );
+    // PostgreSQL's errors: the step's type differs from the anchor's, two references, column counts.
+    let (code, message) =
+        error(&c, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1.5 FROM t WHERE n < 5) SELECT * FROM t")
+            .await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("42804", "recursive query \"t\" column 1 has type integer in non-recursive term but type numeric overall")
+    );
+    assert_eq!(
+        error(
+            &c,
+            "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT a.n + 1 FROM t a, t b WHERE a.n < 5) SELECT * FROM t"
+        )
+        .await
+        .0,
+        "42P19"
+    );
+    assert_eq!(
+        error(&c, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1, 2 FROM t WHERE n < 5) SELECT * FROM t")
+            .await
+            .0,
+        "42601"
+    );
+    // A recursion that never ends is stopped by statement_timeout, and the session goes on.
+    c.simple_query("SET statement_timeout = '300ms'").await.unwrap();
+    assert_eq!(
+        error(&c, "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t").await.0,
+        "57014"
+    );
+    assert_eq!(one(&c, "SELECT count(*) FROM emp").await, "5");
 }
 
 #[tokio::test]

@@ -54,6 +54,8 @@ pub struct SessionCtx {
     pub work: Cell<u64>,
     /// The most work a statement may do: [`default_work_limit`] unless changed.
     pub work_limit: u64,
+    /// The working tables of the recursive unions running now, by plan id (see [`Plan::RecursiveUnion`]).
+    pub work_tables: std::cell::RefCell<HashMap<usize, std::rc::Rc<Vec<Vec<Value>>>>>,
 }
 
 /// How much work a statement may do by default, in bytes: a quarter of the machine's memory (8 GB where
@@ -360,6 +362,30 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             run(input, env)?.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
         }
         Plan::Distinct { input } => dedup(run(input, env)?),
+        Plan::RecursiveUnion { anchor, step, all, id } => {
+            let mut seen = HashSet::new();
+            let mut fresh = |rows: Vec<Vec<Value>>| -> Vec<Vec<Value>> {
+                if *all {
+                    rows
+                } else {
+                    rows.into_iter().filter(|r| seen.insert(r.clone())).collect()
+                }
+            };
+            let mut out = fresh(run(anchor, env)?);
+            let mut work = out.clone();
+            while !work.is_empty() {
+                crate::activity::check_interrupts()?;
+                env.session.work_tables.borrow_mut().insert(*id, std::rc::Rc::new(work));
+                let next = run(step, env);
+                env.session.work_tables.borrow_mut().remove(id);
+                let next = fresh(next?);
+                env.session.charge(next.iter().map(|r| row_bytes(r.len())).sum())?;
+                out.extend(next.iter().cloned());
+                work = next;
+            }
+            out
+        }
+        Plan::WorkTable { id } => env.session.work_tables.borrow().get(id).map(|w| w.to_vec()).unwrap_or_default(),
         Plan::SetOp { left, right, op, all } => {
             let (l, r) = (run(left, env)?, run(right, env)?);
             match (op, all) {

@@ -123,6 +123,19 @@ pub enum Plan {
     Distinct {
         input: Box<Plan>,
     },
+    /// WITH RECURSIVE's `anchor UNION [ALL] step`: the anchor's rows, then `step` run again and again over
+    /// the rows the previous round added (its working table, read by [`Plan::WorkTable`] with the same id)
+    /// until a round adds none. Without ALL, rows already produced are not added again.
+    RecursiveUnion {
+        anchor: Box<Plan>,
+        step: Box<Plan>,
+        all: bool,
+        id: usize,
+    },
+    /// The working table of the enclosing [`Plan::RecursiveUnion`] with this id.
+    WorkTable {
+        id: usize,
+    },
     /// UNION / INTERSECT / EXCEPT, with ALL or not.
     SetOp {
         left: Box<Plan>,
@@ -218,6 +231,14 @@ impl Plan {
             Plan::Distinct { input } => {
                 line.push_str("Unique");
                 vec![input]
+            }
+            Plan::RecursiveUnion { anchor, step, .. } => {
+                line.push_str("Recursive Union");
+                vec![anchor, step]
+            }
+            Plan::WorkTable { .. } => {
+                line.push_str("WorkTable Scan");
+                vec![]
             }
             Plan::SetOp { left, right, op, all } => {
                 let _ = write!(line, "{:?}{}", op, if *all { " All" } else { "" });

@@ -18,6 +18,7 @@
 //! or equalities on a secondary index's columns (index lookups). The chosen path only narrows the rows
 //! read; the whole WHERE stays as the table node's filter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlparser::ast;
@@ -108,11 +109,30 @@ fn rename_columns(scope: &mut Scope, alias: Option<&ast::TableAlias>) {
 
 /// A common table expression: its name, column names (if given) and query. Each reference plans the query
 /// as a subquery in FROM, as PostgreSQL inlines a non-recursive CTE.
+///
+/// Under WITH RECURSIVE, a CTE whose query is `anchor UNION [ALL] step` with `step` reading the CTE itself
+/// is planned as a [`Plan::RecursiveUnion`]: the anchor first (it cannot see the CTE), then the step with
+/// the CTE's name bound to the working table, typed by the anchor's columns.
 #[derive(Clone)]
 struct Cte {
     name: String,
     columns: Vec<String>,
     query: ast::Query,
+    /// Declared under WITH RECURSIVE.
+    recursive: bool,
+    /// Inside a recursive step: the name reads the working table with this id and these columns.
+    work: Option<(usize, Vec<(String, DataType)>)>,
+}
+
+/// Ids for working tables, unique within the process so that nested recursive unions never share one.
+static NEXT_WORK_TABLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a recursive step's column type matches its anchor's, as PostgreSQL requires (lengths and
+/// precisions aside).
+fn same_type_family(a: &DataType, b: &DataType) -> bool {
+    let text = |t: &DataType| matches!(t, DataType::Text | DataType::Varchar(_) | DataType::Char(_));
+    let numeric = |t: &DataType| matches!(t, DataType::Numeric { .. });
+    (text(a) && text(b)) || (numeric(a) && numeric(b)) || a == b
 }
 
 pub struct Planner<'a> {
@@ -124,6 +144,8 @@ pub struct Planner<'a> {
     ctes: Vec<Cte>,
     /// Literals to plan as parameters, when planning a statement shape (see [`Slots`]).
     pub slots: Option<Slots>,
+    /// How often each working table has been referenced while its step is planned.
+    work_refs: HashMap<usize, usize>,
 }
 
 /// The literals of a statement, planned as parameters: the literal that starts at `spans[i]` (line,
@@ -283,7 +305,7 @@ impl<'a> Planner<'a> {
     /// A planner with the parameter types the client declared (0 or absent means "infer").
     pub fn new(state: &'a DbState, declared: &[u32]) -> Self {
         let params = declared.iter().map(|&oid| type_from_oid(oid)).collect();
-        Planner { state, params, outer: Vec::new(), ctes: Vec::new(), slots: None }
+        Planner { state, params, outer: Vec::new(), ctes: Vec::new(), slots: None, work_refs: HashMap::new() }
     }
 
     /// The final parameter types (unresolved ones are text).
@@ -325,9 +347,6 @@ impl<'a> Planner<'a> {
     /// Plans a query.
     pub fn query(&mut self, q: &ast::Query) -> Result<Query> {
         let Some(with) = &q.with else { return self.query_body(q) };
-        if with.recursive {
-            return Err(unsupported("WITH RECURSIVE"));
-        }
         let depth = self.ctes.len();
         for cte in &with.cte_tables {
             if !matches!(
@@ -349,7 +368,7 @@ impl<'a> Planner<'a> {
                 ));
             }
             let columns = cte.alias.columns.iter().map(|c| ident(&c.name)).collect();
-            self.ctes.push(Cte { name, columns, query: (*cte.query).clone() });
+            self.ctes.push(Cte { name, columns, query: (*cte.query).clone(), recursive: with.recursive, work: None });
         }
         let r = self.query_body(q);
         self.ctes.truncate(depth);
@@ -950,9 +969,21 @@ impl<'a> Planner<'a> {
 
     /// A reference to the CTE at `k`: its query planned as a subquery, seeing only the CTEs before it.
     fn cte_reference(&mut self, k: usize, alias: Option<&ast::TableAlias>) -> Result<(Plan, Scope)> {
+        if let Some((id, columns)) = self.ctes[k].work.clone() {
+            let refs = self.work_refs.entry(id).or_default();
+            *refs += 1;
+            if *refs > 1 {
+                return Err(Error::new(
+                    SqlState("42P19"),
+                    format!("recursive reference to query \"{}\" must not appear more than once", self.ctes[k].name),
+                ));
+            }
+            let table = alias.map(|a| ident(&a.name)).unwrap_or_else(|| self.ctes[k].name.clone());
+            return Ok((Plan::WorkTable { id }, derived_scope(&columns, Some(table), alias)));
+        }
         let later = self.ctes.split_off(k);
         let cte = later[0].clone();
-        let q = self.query(&cte.query);
+        let q = if cte.recursive { self.recursive_cte(&cte) } else { self.query(&cte.query) };
         self.ctes.extend(later);
         let q = q?;
         if cte.columns.len() > q.columns.len() {
@@ -973,6 +1004,56 @@ impl<'a> Planner<'a> {
         }
         rename_columns(&mut scope, alias);
         Ok((q.plan, scope))
+    }
+
+    /// Plans a CTE declared under WITH RECURSIVE (the CTE itself and those after it are out of scope).
+    fn recursive_cte(&mut self, cte: &Cte) -> Result<Query> {
+        let ast::SetExpr::SetOperation { left, op: ast::SetOperator::Union, set_quantifier, right } = &*cte.query.body
+        else {
+            return self.query(&cte.query);
+        };
+        if cte.query.with.is_some() {
+            return self.query(&cte.query);
+        }
+        if cte.query.order_by.is_some() || cte.query.limit_clause.is_some() || cte.query.fetch.is_some() {
+            return Err(unsupported("ORDER BY, LIMIT or OFFSET in a recursive query"));
+        }
+        let (anchor, mut columns, _) = self.set_expr(left)?;
+        for (c, n) in columns.iter_mut().zip(&cte.columns) {
+            c.0 = n.clone();
+        }
+        let id = NEXT_WORK_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ctes.push(Cte { work: Some((id, columns.clone())), recursive: false, ..cte.clone() });
+        let step = self.set_expr(right);
+        self.ctes.pop();
+        let refs = self.work_refs.remove(&id).unwrap_or(0);
+        let (step, step_columns, _) = step?;
+        if step_columns.len() != columns.len() {
+            return Err(Error::new(SqlState::SYNTAX_ERROR, "each UNION query must have the same number of columns"));
+        }
+        let all = matches!(set_quantifier, ast::SetQuantifier::All);
+        if refs == 0 {
+            // Not recursive after all: a plain union.
+            let plan = Plan::SetOp { left: Box::new(anchor), right: Box::new(step), op: SetOpKind::Union, all };
+            return Ok(Query { plan, columns });
+        }
+        for (i, ((_, a), (_, b))) in columns.iter().zip(&step_columns).enumerate() {
+            if !same_type_family(a, b) {
+                return Err(Error::new(
+                    SqlState("42804"),
+                    format!(
+                        "recursive query \"{}\" column {} has type {} in non-recursive term but type {} overall",
+                        cte.name,
+                        i + 1,
+                        a.sql_name(),
+                        b.sql_name()
+                    ),
+                )
+                .with_hint("Cast the output of the non-recursive term to the correct type."));
+            }
+        }
+        let plan = Plan::RecursiveUnion { anchor: Box::new(anchor), step: Box::new(step), all, id };
+        Ok(Query { plan, columns })
     }
 
     fn factor(&mut self, f: &ast::TableFactor, left: Option<&Scope>) -> Result<(Plan, Scope)> {

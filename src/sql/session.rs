@@ -381,6 +381,7 @@ impl Session {
             replication: None,
             activity: None,
             warnings: Default::default(),
+            work_tables: Default::default(),
             work: Default::default(),
             work_limit: execute::default_work_limit(),
         };
