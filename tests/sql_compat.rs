@@ -354,7 +354,11 @@ async fn intervals() {
             .await,
         ["Thu, 29 Feb 2024 01:05 PM|1,234.50"]
     );
-    assert_eq!(one(&c, "SELECT extract(epoch FROM interval '1 day 1 hour')").await, "90000");
+    assert_eq!(
+        one(&c, "SELECT extract(epoch FROM interval '1 day 1 hour')").await,
+        "90000.000000",
+        "numeric, as in PostgreSQL 15"
+    );
     // A column of type interval: stored, ordered, described.
     c.simple_query("CREATE TABLE jobs (id int PRIMARY KEY, took interval)").await.unwrap();
     c.simple_query("INSERT INTO jobs VALUES (1, '2 hours'), (2, interval '1 day'), (3, '15 minutes')").await.unwrap();
@@ -371,4 +375,85 @@ async fn intervals() {
     // Errors: bad text (22007), an operator that does not exist.
     assert_eq!(error(&c, "SELECT '1 fortnight'::interval").await.0, "22007");
     assert_eq!(error(&c, "SELECT interval '1 day' + 1").await.0, "42883");
+}
+
+#[tokio::test]
+async fn set_show_and_reset_know_postgresql_parameters() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // A name PostgreSQL does not know is refused, so a typo does not pass for a change of durability.
+    let (code, message) = error(&c, "SET synchronous_comit = off").await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("42704", "unrecognized configuration parameter \"synchronous_comit\"")
+    );
+    assert_eq!(error(&c, "SHOW no_such_parameter").await.0, "42704");
+    assert_eq!(error(&c, "RESET no_such_parameter").await.0, "42704");
+    assert_eq!(error(&c, "SELECT current_setting('no_such_parameter')").await.0, "42704");
+    assert_eq!(one(&c, "SELECT coalesce(current_setting('no_such_parameter', true), 'null')").await, "null");
+    // Every PostgreSQL parameter a session may set is accepted and shown, with PostgreSQL's default until set.
+    assert_eq!(one(&c, "SHOW work_mem").await, "4MB");
+    c.simple_query("SET work_mem = '64MB'; SET client_min_messages = warning").await.unwrap();
+    assert_eq!(one(&c, "SELECT current_setting('work_mem')").await, "64MB");
+    c.simple_query("RESET work_mem").await.unwrap();
+    assert_eq!(one(&c, "SHOW work_mem").await, "4MB");
+    // Those only a server start, a reload or PostgreSQL's build can set are refused with 55P02.
+    for (sql, message) in [
+        ("SET shared_buffers = '1GB'", "parameter \"shared_buffers\" cannot be changed without restarting the server"),
+        ("SET checkpoint_timeout = '1min'", "parameter \"checkpoint_timeout\" cannot be changed now"),
+        ("SET server_version = '1'", "parameter \"server_version\" cannot be changed"),
+    ] {
+        let (code, m) = error(&c, sql).await;
+        assert_eq!((code.as_str(), m.as_str()), ("55P02", message), "{sql}");
+    }
+    // The column is headed with PostgreSQL's spelling; the port is the one the session came in on.
+    let r = c.simple_query("SET datestyle = 'ISO, DMY'; SHOW datestyle").await.unwrap();
+    let tokio_postgres::SimpleQueryMessage::Row(row) = &r[2] else { panic!("{r:?}") };
+    assert_eq!((row.columns()[0].name(), row.get(0)), ("DateStyle", Some("ISO, DMY")));
+    assert_eq!(one(&c, "SHOW port").await, server.port.to_string());
+    // Custom (qualified) settings, as in PostgreSQL: RESET ALL leaves them empty.
+    c.simple_query("SET my.tag = 'x'; SET extra_float_digits = 3").await.unwrap();
+    assert_eq!(one(&c, "SHOW my.tag").await, "x");
+    c.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(one(&c, "SHOW my.tag").await, "");
+    assert_eq!(one(&c, "SHOW extra_float_digits").await, "1");
+    assert_eq!(one(&c, "SHOW DateStyle").await, "ISO, MDY");
+    let all = rows(&c, "SHOW ALL").await;
+    assert!(all.len() > 300 && all.iter().any(|r| r.starts_with("my.tag|")), "{}", all.len());
+}
+
+#[tokio::test]
+async fn extract_is_numeric_and_date_part_double() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    let ts = "timestamp '2024-03-05 04:05:06.789'";
+    // Compared with PostgreSQL 15: seconds carry six decimals, milliseconds three, the rest are whole.
+    assert_eq!(
+        rows(&c, &format!("SELECT extract(year FROM {ts}), extract(second FROM {ts}), extract(milliseconds FROM {ts}), extract(microseconds FROM {ts}), extract(epoch FROM {ts})")).await,
+        ["2024|6.789000|6789.000|6789000|1709611506.789000"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT extract(epoch FROM date '2024-03-05'), extract(isodow FROM date '2024-03-10'), extract(week FROM date '2021-01-03'), extract(isoyear FROM date '2021-01-03'), extract(isoyear FROM date '2024-12-30')").await,
+        ["1709596800|7|53|2020|2025"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT extract(century FROM date '2000-01-01'), extract(century FROM date '2001-01-01'), extract(decade FROM date '2024-01-01'), extract(millennium FROM date '2001-01-01'), extract(doy FROM date '2024-12-31')").await,
+        ["20|21|202|3|366"]
+    );
+    // An interval's epoch counts a year as 365.25 days.
+    assert_eq!(
+        rows(&c, "SELECT extract(epoch FROM interval '1 year 2 months 3 days 04:05:06.5'), extract(milliseconds FROM interval '2.25 s')").await,
+        ["37015506.500000|2250.000"]
+    );
+    assert_eq!(
+        rows(&c, &format!("SELECT date_part('second', {ts}), date_part('hour', date '2024-03-05')")).await,
+        ["6.789|0"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT pg_typeof(extract(year FROM now())), pg_typeof(date_part('year', now()))").await,
+        ["numeric|double precision"]
+    );
+    let (code, message) = error(&c, "SELECT extract(hour FROM date '2024-03-05')").await;
+    assert_eq!((code.as_str(), message.as_str()), ("0A000", "unit \"hour\" not supported for type date"));
+    assert_eq!(error(&c, "SELECT extract(foo FROM date '2024-03-05')").await.0, "22023");
 }

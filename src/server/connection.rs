@@ -328,9 +328,13 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
     }
     let closer = read_closer(&stream)?;
     let peer = stream.peer();
+    let port = stream.local_port();
     let (pid, secret) = shared.register(stream, false);
     let _registered = Registration { shared, pid };
     let mut settings = session::default_settings(&shared.engine, &user, &app, &encoding);
+    if let Some(port) = port {
+        settings.push(("port".into(), port.to_string()));
+    }
     for (k, v) in &params {
         if matches!(k.as_str(), "datestyle" | "timezone" | "search_path" | "extra_float_digits") {
             settings.retain(|(x, _)| !x.eq_ignore_ascii_case(k));

@@ -85,6 +85,18 @@ impl Stream {
         }
     }
 
+    /// The port this connection came in on: the TCP port, or the one in a Unix socket's `.s.PGSQL.PORT` name.
+    pub fn local_port(&self) -> Option<u16> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok().map(|a| a.port()),
+            Stream::Unix(s) => {
+                let addr = s.local_addr().ok()?;
+                let name = addr.as_pathname()?.file_name()?.to_str()?;
+                name.strip_prefix(".s.PGSQL.")?.parse().ok()
+            }
+        }
+    }
+
     /// Sends small messages at once (TCP_NODELAY); a Unix socket has no delay to turn off.
     pub fn set_nodelay(&self) {
         if let Stream::Tcp(s) = self {

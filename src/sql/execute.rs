@@ -86,6 +86,21 @@ impl SessionCtx {
         self.settings.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// A parameter's value as SHOW and current_setting() give it: the session's, else the server's (for
+    /// the settings ALTER SYSTEM changes), else PostgreSQL's default; None for a name nobody knows.
+    pub fn current_setting(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.setting(name) {
+            return Some(v.to_string());
+        }
+        if crate::settings::ServerSettings::is_known(name) {
+            return Some(match &self.replication {
+                Some(r) => r.settings.get(name),
+                None => crate::settings::ServerSettings::defaults().get(name),
+            });
+        }
+        crate::sql::params::find(name).map(|p| p.default.to_string())
+    }
+
     /// Counts `bytes` of work for the running statement, before they are allocated; 54000 once the
     /// statement passes its limit.
     pub fn charge(&self, bytes: usize) -> Result<()> {

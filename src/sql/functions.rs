@@ -109,7 +109,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         }
         "current_date" => DataType::Date,
         "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
-        "date_part" | "extract" => DataType::Float8,
+        "date_part" => DataType::Float8,
+        "extract" => DataType::Numeric(None),
         "abs" | "round" | "ceil" | "ceiling" | "floor" | "trunc" | "sign" | "mod" => match first {
             DataType::Int2 | DataType::Int4 | DataType::Int8
                 if !matches!(name, "round" | "trunc") || args.len() == 1 =>
@@ -445,7 +446,12 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "current_date" => types::cast(Value::TimestampTz(env.session.now), &DataType::Date)?,
         "date_part" | "extract" => {
             let field = s(0)?.to_lowercase();
-            date_part(&field, &a(1)?)?
+            match date_part(&field, &a(1)?, name == "extract")? {
+                None => Value::Null,
+                // extract() is numeric in PostgreSQL 15, date_part() double precision.
+                Some((mantissa, scale)) if name == "extract" => Value::Numeric(Decimal { mantissa, scale }),
+                Some((mantissa, scale)) => Value::Float(mantissa as f64 / 10f64.powi(scale as i32)),
+            }
         }
         "date_trunc" => {
             let field = s(0)?.to_lowercase();
@@ -454,19 +460,10 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "version" => Value::text(&version()),
         "current_setting" => {
             let n = s(0)?;
-            match env.session.setting(&n) {
-                Some(v) => Value::text(v),
-                None if crate::settings::ServerSettings::is_known(&n) => match &env.session.replication {
-                    Some(r) => Value::text(&r.settings.get(&n)),
-                    None => Value::text(&crate::settings::ServerSettings::defaults().get(&n)),
-                },
+            match env.session.current_setting(&n) {
+                Some(v) => Value::text(&v),
                 None if args.get(1).is_some_and(|m| matches!(m, Value::Bool(true))) => Value::Null,
-                None => {
-                    return Err(Error::new(
-                        SqlState::UNDEFINED_OBJECT,
-                        format!("unrecognized configuration parameter \"{n}\""),
-                    ))
-                }
+                None => return Err(crate::sql::params::unrecognized(&n)),
             }
         }
         "set_config" => a(1)?,
@@ -829,39 +826,93 @@ pub fn version() -> String {
     format!("PostgreSQL {} on {}-linux, compiled by rustc, 64-bit", crate::SERVER_VERSION, std::env::consts::ARCH)
 }
 
-fn date_part(field: &str, v: &Value) -> Result<Value> {
+/// A field of a date, time or interval as an exact decimal (mantissa, scale), as PostgreSQL 15's extract
+/// gives it: seconds with six decimals, milliseconds with three, everything else whole. `of_date`: a date
+/// has no time of day to extract (PostgreSQL's extract refuses it; date_part reads the date as midnight).
+fn date_part(field: &str, v: &Value, of_date: bool) -> Result<Option<(i128, u32)>> {
     if let Value::Interval(i) = v {
-        return crate::sql::interval::part(i, field).map(Value::Float).ok_or_else(|| {
+        return crate::sql::interval::part(i, field).map(Some).ok_or_else(|| {
             Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized for type interval"))
         });
     }
-    let usecs = match v {
-        Value::Date(d) => *d as i64 * 86_400_000_000,
-        Value::Timestamp(t) | Value::TimestampTz(t) => *t,
+    let (usecs, date) = match v {
+        Value::Null => return Ok(None),
+        Value::Date(d) => (*d as i64 * 86_400_000_000, of_date),
+        Value::Timestamp(t) | Value::TimestampTz(t) => (*t, false),
         v => match types::cast(v.clone(), &DataType::Timestamp)? {
-            Value::Timestamp(t) => t,
-            _ => return Ok(Value::Null),
+            Value::Timestamp(t) => (t, false),
+            _ => return Ok(None),
         },
     };
     let days = usecs.div_euclid(86_400_000_000);
-    let rem = usecs.rem_euclid(86_400_000_000);
+    let rem = usecs.rem_euclid(86_400_000_000) as i128;
     let (y, m, d) = types::civil_from_days(days + 10957);
-    let f = match field {
-        "year" => y as f64,
-        "month" => m as f64,
-        "day" => d as f64,
-        "hour" => (rem / 3_600_000_000) as f64,
-        "minute" => (rem / 60_000_000 % 60) as f64,
-        "second" => (rem % 60_000_000) as f64 / 1e6,
-        "epoch" => usecs as f64 / 1e6 + 946_684_800.0,
-        "dow" => (days + 6).rem_euclid(7) as f64,
-        "doy" => (days + 10957 - types::days_from_civil(y, 1, 1) + 1) as f64,
-        "quarter" => ((m - 1) / 3 + 1) as f64,
+    let (y, m, d) = (y as i128, m as i128, d as i128);
+    let dow = (days + 6).rem_euclid(7) as i128;
+    let isodow = if dow == 0 { 7 } else { dow };
+    let doy = (days + 10957 - types::days_from_civil(y as i64, 1, 1) + 1) as i128;
+    let in_minute = rem % 60_000_000;
+    let whole = |n: i128| (n, 0u32);
+    let time = |part: (i128, u32)| -> Result<(i128, u32)> {
+        if date {
+            return Err(Error::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!("unit \"{field}\" not supported for type date"),
+            ));
+        }
+        Ok(part)
+    };
+    Ok(Some(match field {
+        "year" | "years" => whole(if y > 0 { y } else { y - 1 }),
+        "month" | "months" | "mon" | "mons" => whole(m),
+        "day" | "days" => whole(d),
+        "hour" | "hours" => time(whole(rem / 3_600_000_000))?,
+        "minute" | "minutes" => time(whole(rem / 60_000_000 % 60))?,
+        "second" | "seconds" => time((in_minute, 6))?,
+        "millisecond" | "milliseconds" => time((in_minute, 3))?,
+        "microsecond" | "microseconds" => time(whole(in_minute))?,
+        "epoch" if date => whole(usecs as i128 / 1_000_000 + 946_684_800),
+        "epoch" => (usecs as i128 + 946_684_800_000_000, 6),
+        "dow" => whole(dow),
+        "isodow" => whole(isodow),
+        "doy" => whole(doy),
+        "quarter" => whole((m - 1) / 3 + 1),
+        "decade" | "decades" => whole(if y >= 0 { y / 10 } else { -((8 - (y - 1)) / 10) }),
+        "century" | "centuries" => whole(if y > 0 { (y + 99) / 100 } else { -((99 - (y - 1)) / 100) }),
+        "millennium" | "millennia" => whole(if y > 0 { (y + 999) / 1000 } else { -((999 - (y - 1)) / 1000) }),
+        "week" | "weeks" => whole(iso_week(y, doy, isodow).1),
+        "isoyear" => whole(iso_week(y, doy, isodow).0),
         _ => {
-            return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized")));
+            let ty = if date { "date".into() } else { types::type_of_value(v).sql_name() };
+            return Err(Error::new(
+                SqlState::INVALID_PARAMETER_VALUE,
+                format!("unit \"{field}\" not recognized for type {ty}"),
+            ));
+        }
+    }))
+}
+
+/// The ISO 8601 year and week of a day, given its calendar year, day of the year and ISO day of the week
+/// (Monday 1): week 1 is the one with the year's first Thursday.
+fn iso_week(year: i128, doy: i128, isodow: i128) -> (i128, i128) {
+    let weeks_in = |y: i128| {
+        // A year has 53 weeks when it starts on a Thursday, or on a Wednesday in a leap year.
+        let jan1 = (types::days_from_civil(y as i64, 1, 1) + 4).rem_euclid(7) as i128; // 0 = Monday
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        if jan1 == 3 || (jan1 == 2 && leap) {
+            53
+        } else {
+            52
         }
     };
-    Ok(Value::Float(f))
+    let week = (doy - isodow + 10) / 7;
+    if week < 1 {
+        (year - 1, weeks_in(year - 1))
+    } else if week > weeks_in(year) {
+        (year + 1, 1)
+    } else {
+        (year, week)
+    }
 }
 
 fn date_trunc(field: &str, v: Value) -> Result<Value> {

@@ -245,19 +245,27 @@ pub fn scale(i: &Interval, f: f64) -> Option<Interval> {
     settle(i.months as f64 * f, i.days as f64 * f, i.micros as f64 * f)
 }
 
-/// `extract(field from interval)`.
-pub fn part(i: &Interval, field: &str) -> Option<f64> {
-    let secs_in_day = (i.micros % USECS_PER_DAY) as f64 / USECS_PER_SEC;
+/// A field of an interval as extract() gives it: an exact decimal (mantissa, scale), as in PostgreSQL 15
+/// (seconds with six decimals, milliseconds with three). The epoch counts a year as 365.25 days and a month
+/// as 30, as PostgreSQL does.
+pub fn part(i: &Interval, field: &str) -> Option<(i128, u32)> {
+    let in_minute = (i.micros % 60_000_000) as i128;
+    let day = USECS_PER_DAY as i128;
+    let (years, months) = ((i.months / 12) as i128, (i.months % 12) as i128);
     Some(match field {
-        "epoch" => i.span() as f64 / USECS_PER_SEC,
-        "year" | "years" => (i.months / 12) as f64,
-        "month" | "months" | "mon" | "mons" => (i.months % 12) as f64,
-        "day" | "days" => i.days as f64,
-        "hour" | "hours" => (i.micros / 3_600_000_000) as f64,
-        "minute" | "minutes" => (i.micros / 60_000_000 % 60) as f64,
-        "second" | "seconds" => secs_in_day % 60.0,
-        "millisecond" | "milliseconds" => (secs_in_day % 60.0) * 1000.0,
-        "microsecond" | "microseconds" => (secs_in_day % 60.0) * USECS_PER_SEC,
+        "epoch" => (years * 31_557_600_000_000 + months * 30 * day + i.days as i128 * day + i.micros as i128, 6),
+        "millennium" | "millennia" => (years / 1000, 0),
+        "century" | "centuries" => (years / 100, 0),
+        "decade" | "decades" => (years / 10, 0),
+        "year" | "years" => (years, 0),
+        "quarter" => (months / 3 + 1, 0),
+        "month" | "months" | "mon" | "mons" => (months, 0),
+        "day" | "days" => (i.days as i128, 0),
+        "hour" | "hours" => ((i.micros / 3_600_000_000) as i128, 0),
+        "minute" | "minutes" => ((i.micros / 60_000_000 % 60) as i128, 0),
+        "second" | "seconds" => (in_minute, 6),
+        "millisecond" | "milliseconds" => (in_minute, 3),
+        "microsecond" | "microseconds" => (in_minute, 0),
         _ => return None,
     })
 }
@@ -317,7 +325,8 @@ mod tests {
         assert_eq!(format(&d), "1 day 01:00:00");
         assert_eq!(format(&between(day(2024, 1, 1), day(2024, 1, 2)).unwrap()), "-1 days");
         assert_eq!(format(&scale(&parse("1 day").unwrap(), 1.5).unwrap()), "1 day 12:00:00");
-        assert_eq!(part(&parse("1 day 01:00:00").unwrap(), "epoch"), Some(90000.0));
+        assert_eq!(part(&parse("1 day 01:00:00").unwrap(), "epoch"), Some((90_000_000_000, 6)));
+        assert_eq!(part(&parse("1 year").unwrap(), "epoch"), Some((31_557_600_000_000, 6)), "365.25 days");
         assert_eq!(parse("1 mon").unwrap().span(), parse("30 days").unwrap().span());
     }
 }

@@ -24,6 +24,7 @@ pub mod expr;
 pub mod formatting;
 pub mod functions;
 pub mod interval;
+pub mod params;
 pub mod plan;
 pub mod planner;
 pub mod preparse;

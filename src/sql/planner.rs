@@ -1512,10 +1512,10 @@ impl<'a> Planner<'a> {
                 let (x, _) = self.expr(expr, scope)?;
                 (
                     Expr::Call(
-                        Arc::from("date_part"),
+                        Arc::from("extract"),
                         vec![Expr::Const(Value::text(&field.to_string().to_lowercase())), x],
                     ),
-                    DataType::Float8,
+                    DataType::Numeric(None),
                 )
             }
             E::Substring { expr, substring_from, substring_for, .. } => {
@@ -1632,6 +1632,12 @@ impl<'a> Planner<'a> {
             let (x, t) = self.expr(&a, scope)?;
             args.push(x);
             tys.push(t);
+        }
+        if let ("pg_typeof", [t]) = (name.as_str(), tys.as_slice()) {
+            // The argument's type as regtype prints it: the name without length or precision.
+            let full = t.sql_name();
+            let base = full.split('(').next().unwrap_or(&full).to_string();
+            return Ok((Expr::Const(Value::text(&base)), DataType::Text));
         }
         match name.as_str() {
             "nextval" | "currval" | "setval" => {

@@ -1080,11 +1080,30 @@ impl Session {
                 match &r.reset {
                     ast::Reset::ConfigurationParameter(n) => {
                         let name = name_parts(n).join(".");
-                        if let Some((_, v)) = defaults.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
-                            self.put_setting(&name, v.clone());
+                        if !name.eq_ignore_ascii_case("synchronous_commit") {
+                            crate::sql::params::settable(&name)?;
+                        }
+                        match defaults.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+                            Some((_, v)) => self.put_setting(&name, v.clone()),
+                            // A custom setting stays, empty, as PostgreSQL keeps its placeholder.
+                            None if crate::sql::params::find(&name).is_none() => self.put_setting(&name, String::new()),
+                            // Back to the server's value or PostgreSQL's default.
+                            None => self.ctx.settings.retain(|(k, _)| !k.eq_ignore_ascii_case(&name)),
                         }
                     }
                     _ => {
+                        let keep = |k: &str| {
+                            matches!(k, "application_name" | "client_encoding")
+                                || defaults.iter().any(|(d, _)| d.eq_ignore_ascii_case(k))
+                                || crate::sql::params::find(k)
+                                    .is_some_and(|p| p.context != crate::sql::params::Context::User)
+                        };
+                        self.ctx.settings.retain(|(k, _)| keep(k) || crate::sql::params::find(k).is_none());
+                        for (k, v) in self.ctx.settings.iter_mut() {
+                            if !keep(k) {
+                                v.clear();
+                            }
+                        }
                         for (k, v) in defaults
                             .into_iter()
                             .filter(|(k, _)| !matches!(k.as_str(), "application_name" | "client_encoding"))
@@ -1194,12 +1213,7 @@ impl Session {
                     )
                     .with_hint("Valid units for this parameter are \"ms\", \"s\", \"min\" and \"h\"."));
                 }
-                let name = match name.as_str() {
-                    "datestyle" => "DateStyle".to_string(),
-                    "timezone" => "TimeZone".to_string(),
-                    "intervalstyle" => "IntervalStyle".to_string(),
-                    _ => name,
-                };
+                let name = crate::sql::params::settable(&name)?;
                 self.put_setting(&name, value);
                 Ok(Outcome::Command("SET".into()))
             }
@@ -1229,7 +1243,11 @@ impl Session {
     fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
         let name = show_name(variable);
         if name.eq_ignore_ascii_case("all") {
-            let mut settings = self.ctx.settings.clone();
+            // Every PostgreSQL parameter with its value here, and the custom settings this session made.
+            let mut settings: Vec<(String, String)> = crate::sql::params::all()
+                .map(|p| (p.name.to_string(), self.ctx.current_setting(p.name).unwrap_or_default()))
+                .collect();
+            settings.extend(self.ctx.settings.iter().filter(|(k, _)| crate::sql::params::find(k).is_none()).cloned());
             settings.sort_by_key(|(k, _)| k.to_lowercase());
             let rows = settings
                 .into_iter()
@@ -1242,13 +1260,7 @@ impl Session {
         let value = match name.to_lowercase().as_str() {
             "server_version" => crate::SERVER_VERSION.split(' ').next().unwrap_or("15").to_string(),
             "synchronous_commit" => self.sync_level().name().to_string(),
-            n if crate::settings::ServerSettings::is_known(n) => match &self.ctx.replication {
-                Some(r) => r.settings.get(n),
-                None => crate::settings::ServerSettings::defaults().get(n),
-            },
-            _ => self.ctx.setting(&name).map(str::to_string).ok_or_else(|| {
-                Error::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
-            })?,
+            _ => self.ctx.current_setting(&name).ok_or_else(|| crate::sql::params::unrecognized(&name))?,
         };
         Ok(Outcome::Rows { columns: show_columns(variable), rows: vec![vec![Value::text(&value)]], tag: "SHOW".into() })
     }
@@ -1275,6 +1287,8 @@ fn show_columns(variable: &[ast::Ident]) -> Vec<(String, DataType)> {
             ("description".into(), DataType::Text),
         ];
     }
+    // PostgreSQL heads the column with the parameter's own spelling (SHOW datestyle gives "DateStyle").
+    let name = crate::sql::params::find(&name).map_or(name, |p| p.name.to_string());
     vec![(name, DataType::Text)]
 }
 

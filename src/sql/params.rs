@@ -1,0 +1,457 @@
+//! PostgreSQL 15's configuration parameters, by name: what `SET`, `SHOW`, `RESET` and `current_setting`
+//! know beyond the settings a session carries.
+//!
+//! A client or a script may set any of PostgreSQL's parameters (drivers set `extra_float_digits`, tools set
+//! `work_mem` or `client_min_messages`), so every one of them is accepted where PostgreSQL accepts it, and
+//! shown with PostgreSQL's default until set, even where tandem has no use for it. A name PostgreSQL does not
+//! know is refused with its error (42704), so a typo in `SET synchronous_comit = off` is not silently taken;
+//! a qualified name (`SET my.setting = ...`) is a custom setting, as in PostgreSQL. Parameters that only a
+//! server start, a reload or a connection can set are refused with PostgreSQL's 55P02 messages.
+//!
+//! The table lists each parameter's name, when it may change and its default as `SHOW` prints it (PostgreSQL
+//! 15's built-in defaults, with units as `SHOW` writes them).
+
+use crate::error::{Error, Result, SqlState};
+
+/// When a parameter may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// Fixed when the server was built or the data directory created.
+    Internal,
+    /// At server start.
+    Postmaster,
+    /// In the configuration file, on reload.
+    Sighup,
+    /// At connection start.
+    Backend,
+    /// By SET, in any session.
+    User,
+}
+
+use Context::*;
+
+/// A parameter: its name, when it may change, and its default as SHOW prints it.
+pub struct Param {
+    pub name: &'static str,
+    pub context: Context,
+    pub default: &'static str,
+}
+
+/// The parameter called `name` (case-insensitive), if PostgreSQL 15 has one.
+pub fn find(name: &str) -> Option<Param> {
+    let i = PARAMS.binary_search_by(|(n, _, _)| cmp_ignore_case(n, name)).ok()?;
+    let (name, context, default) = PARAMS[i];
+    Some(Param { name, context, default })
+}
+
+/// Every parameter, in name order (case-insensitive).
+pub fn all() -> impl Iterator<Item = Param> {
+    PARAMS.iter().map(|&(name, context, default)| Param { name, context, default })
+}
+
+fn cmp_ignore_case(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// PostgreSQL's error for a name it does not know.
+pub fn unrecognized(name: &str) -> Error {
+    Error::new(SqlState::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\""))
+}
+
+/// Whether a session may SET (or RESET) `name`: PostgreSQL's parameters whose context allows it, and custom
+/// (qualified) names. Returns the name as PostgreSQL spells it.
+pub fn settable(name: &str) -> Result<String> {
+    let Some(p) = find(name) else {
+        return if name.contains('.') { Ok(name.to_string()) } else { Err(unrecognized(name)) };
+    };
+    let why = match p.context {
+        User => return Ok(p.name.to_string()),
+        Internal => "cannot be changed",
+        Postmaster => "cannot be changed without restarting the server",
+        Sighup => "cannot be changed now",
+        Backend => "cannot be set after connection start",
+    };
+    Err(Error::new(SqlState("55P02"), format!("parameter \"{}\" {why}", p.name)))
+}
+
+#[rustfmt::skip]
+static PARAMS: &[(&str, Context, &str)] = &[
+    ("allow_in_place_tablespaces", User, "off"),
+    ("allow_system_table_mods", User, "off"),
+    ("application_name", User, ""),
+    ("archive_cleanup_command", Sighup, ""),
+    ("archive_command", Sighup, ""),
+    ("archive_library", Sighup, ""),
+    ("archive_mode", Postmaster, "off"),
+    ("archive_timeout", Sighup, "0"),
+    ("array_nulls", User, "on"),
+    ("authentication_timeout", Sighup, "1min"),
+    ("autovacuum", Sighup, "on"),
+    ("autovacuum_analyze_scale_factor", Sighup, "0.1"),
+    ("autovacuum_analyze_threshold", Sighup, "50"),
+    ("autovacuum_freeze_max_age", Postmaster, "200000000"),
+    ("autovacuum_max_workers", Postmaster, "3"),
+    ("autovacuum_multixact_freeze_max_age", Postmaster, "400000000"),
+    ("autovacuum_naptime", Sighup, "1min"),
+    ("autovacuum_vacuum_cost_delay", Sighup, "2ms"),
+    ("autovacuum_vacuum_cost_limit", Sighup, "-1"),
+    ("autovacuum_vacuum_insert_scale_factor", Sighup, "0.2"),
+    ("autovacuum_vacuum_insert_threshold", Sighup, "1000"),
+    ("autovacuum_vacuum_scale_factor", Sighup, "0.2"),
+    ("autovacuum_vacuum_threshold", Sighup, "50"),
+    ("autovacuum_work_mem", Sighup, "-1"),
+    ("backend_flush_after", User, "0"),
+    ("backslash_quote", User, "safe_encoding"),
+    ("backtrace_functions", User, ""),
+    ("bgwriter_delay", Sighup, "200ms"),
+    ("bgwriter_flush_after", Sighup, "512kB"),
+    ("bgwriter_lru_maxpages", Sighup, "100"),
+    ("bgwriter_lru_multiplier", Sighup, "2"),
+    ("block_size", Internal, "8192"),
+    ("bonjour", Postmaster, "off"),
+    ("bonjour_name", Postmaster, ""),
+    ("bytea_output", User, "hex"),
+    ("check_function_bodies", User, "on"),
+    ("checkpoint_completion_target", Sighup, "0.9"),
+    ("checkpoint_flush_after", Sighup, "256kB"),
+    ("checkpoint_timeout", Sighup, "5min"),
+    ("checkpoint_warning", Sighup, "30s"),
+    ("client_connection_check_interval", User, "0"),
+    ("client_encoding", User, "SQL_ASCII"),
+    ("client_min_messages", User, "notice"),
+    ("cluster_name", Postmaster, ""),
+    ("commit_delay", User, "0"),
+    ("commit_siblings", User, "5"),
+    ("compute_query_id", User, "auto"),
+    ("config_file", Postmaster, ""),
+    ("constraint_exclusion", User, "partition"),
+    ("cpu_index_tuple_cost", User, "0.005"),
+    ("cpu_operator_cost", User, "0.0025"),
+    ("cpu_tuple_cost", User, "0.01"),
+    ("cursor_tuple_fraction", User, "0.1"),
+    ("data_checksums", Internal, "off"),
+    ("data_directory", Postmaster, ""),
+    ("data_directory_mode", Internal, "448"),
+    ("data_sync_retry", Postmaster, "off"),
+    ("DateStyle", User, "ISO, MDY"),
+    ("db_user_namespace", Sighup, "off"),
+    ("deadlock_timeout", User, "1s"),
+    ("debug_assertions", Internal, "off"),
+    ("debug_discard_caches", User, "0"),
+    ("debug_pretty_print", User, "on"),
+    ("debug_print_parse", User, "off"),
+    ("debug_print_plan", User, "off"),
+    ("debug_print_rewritten", User, "off"),
+    ("default_statistics_target", User, "100"),
+    ("default_table_access_method", User, "heap"),
+    ("default_tablespace", User, ""),
+    ("default_text_search_config", User, "pg_catalog.simple"),
+    ("default_toast_compression", User, "pglz"),
+    ("default_transaction_deferrable", User, "off"),
+    ("default_transaction_isolation", User, "read committed"),
+    ("default_transaction_read_only", User, "off"),
+    ("dynamic_library_path", User, "$libdir"),
+    ("dynamic_shared_memory_type", Postmaster, "posix"),
+    ("effective_cache_size", User, "4GB"),
+    ("effective_io_concurrency", User, "1"),
+    ("enable_async_append", User, "on"),
+    ("enable_bitmapscan", User, "on"),
+    ("enable_gathermerge", User, "on"),
+    ("enable_hashagg", User, "on"),
+    ("enable_hashjoin", User, "on"),
+    ("enable_incremental_sort", User, "on"),
+    ("enable_indexonlyscan", User, "on"),
+    ("enable_indexscan", User, "on"),
+    ("enable_material", User, "on"),
+    ("enable_memoize", User, "on"),
+    ("enable_mergejoin", User, "on"),
+    ("enable_nestloop", User, "on"),
+    ("enable_parallel_append", User, "on"),
+    ("enable_parallel_hash", User, "on"),
+    ("enable_partition_pruning", User, "on"),
+    ("enable_partitionwise_aggregate", User, "off"),
+    ("enable_partitionwise_join", User, "off"),
+    ("enable_seqscan", User, "on"),
+    ("enable_sort", User, "on"),
+    ("enable_tidscan", User, "on"),
+    ("escape_string_warning", User, "on"),
+    ("event_source", Postmaster, "PostgreSQL"),
+    ("exit_on_error", User, "off"),
+    ("extension_destdir", User, ""),
+    ("external_pid_file", Postmaster, ""),
+    ("extra_float_digits", User, "1"),
+    ("force_parallel_mode", User, "off"),
+    ("from_collapse_limit", User, "8"),
+    ("fsync", Sighup, "on"),
+    ("full_page_writes", Sighup, "on"),
+    ("geqo", User, "on"),
+    ("geqo_effort", User, "5"),
+    ("geqo_generations", User, "0"),
+    ("geqo_pool_size", User, "0"),
+    ("geqo_seed", User, "0"),
+    ("geqo_selection_bias", User, "2"),
+    ("geqo_threshold", User, "12"),
+    ("gin_fuzzy_search_limit", User, "0"),
+    ("gin_pending_list_limit", User, "4MB"),
+    ("hash_mem_multiplier", User, "2"),
+    ("hba_file", Postmaster, ""),
+    ("hot_standby", Postmaster, "on"),
+    ("hot_standby_feedback", Sighup, "off"),
+    ("huge_page_size", Postmaster, "0"),
+    ("huge_pages", Postmaster, "try"),
+    ("ident_file", Postmaster, ""),
+    ("idle_in_transaction_session_timeout", User, "0"),
+    ("idle_session_timeout", User, "0"),
+    ("ignore_checksum_failure", User, "off"),
+    ("ignore_invalid_pages", Postmaster, "off"),
+    ("ignore_system_indexes", Backend, "off"),
+    ("in_hot_standby", Internal, "off"),
+    ("integer_datetimes", Internal, "on"),
+    ("IntervalStyle", User, "postgres"),
+    ("jit", User, "on"),
+    ("jit_above_cost", User, "100000"),
+    ("jit_debugging_support", Backend, "off"),
+    ("jit_dump_bitcode", User, "off"),
+    ("jit_expressions", User, "on"),
+    ("jit_inline_above_cost", User, "500000"),
+    ("jit_optimize_above_cost", User, "500000"),
+    ("jit_profiling_support", Backend, "off"),
+    ("jit_provider", Postmaster, "llvmjit"),
+    ("jit_tuple_deforming", User, "on"),
+    ("join_collapse_limit", User, "8"),
+    ("krb_caseins_users", Sighup, "off"),
+    ("krb_server_keyfile", Sighup, "FILE:/etc/postgresql-common/krb5.keytab"),
+    ("lc_collate", Internal, "C"),
+    ("lc_ctype", Internal, "C"),
+    ("lc_messages", User, ""),
+    ("lc_monetary", User, "C"),
+    ("lc_numeric", User, "C"),
+    ("lc_time", User, "C"),
+    ("listen_addresses", Postmaster, "localhost"),
+    ("lo_compat_privileges", User, "off"),
+    ("local_preload_libraries", User, ""),
+    ("lock_timeout", User, "0"),
+    ("log_autovacuum_min_duration", Sighup, "10min"),
+    ("log_checkpoints", Sighup, "on"),
+    ("log_connections", Backend, "off"),
+    ("log_destination", Sighup, "stderr"),
+    ("log_directory", Sighup, "log"),
+    ("log_disconnections", Backend, "off"),
+    ("log_duration", User, "off"),
+    ("log_error_verbosity", User, "default"),
+    ("log_executor_stats", User, "off"),
+    ("log_file_mode", Sighup, "384"),
+    ("log_filename", Sighup, "postgresql-%Y-%m-%d_%H%M%S.log"),
+    ("log_hostname", Sighup, "off"),
+    ("log_line_prefix", Sighup, "%m [%p] "),
+    ("log_lock_waits", User, "off"),
+    ("log_min_duration_sample", User, "-1"),
+    ("log_min_duration_statement", User, "-1"),
+    ("log_min_error_statement", User, "error"),
+    ("log_min_messages", User, "warning"),
+    ("log_parameter_max_length", User, "-1"),
+    ("log_parameter_max_length_on_error", User, "0"),
+    ("log_parser_stats", User, "off"),
+    ("log_planner_stats", User, "off"),
+    ("log_recovery_conflict_waits", Sighup, "off"),
+    ("log_replication_commands", User, "off"),
+    ("log_rotation_age", Sighup, "1d"),
+    ("log_rotation_size", Sighup, "10MB"),
+    ("log_startup_progress_interval", Sighup, "10s"),
+    ("log_statement", User, "none"),
+    ("log_statement_sample_rate", User, "1"),
+    ("log_statement_stats", User, "off"),
+    ("log_temp_files", User, "-1"),
+    ("log_timezone", Sighup, "GMT"),
+    ("log_transaction_sample_rate", User, "0"),
+    ("log_truncate_on_rotation", Sighup, "off"),
+    ("logging_collector", Postmaster, "off"),
+    ("logical_decoding_work_mem", User, "64MB"),
+    ("maintenance_io_concurrency", User, "10"),
+    ("maintenance_work_mem", User, "64MB"),
+    ("max_connections", Postmaster, "100"),
+    ("max_files_per_process", Postmaster, "1000"),
+    ("max_function_args", Internal, "100"),
+    ("max_identifier_length", Internal, "63"),
+    ("max_index_keys", Internal, "32"),
+    ("max_locks_per_transaction", Postmaster, "64"),
+    ("max_logical_replication_workers", Postmaster, "4"),
+    ("max_parallel_maintenance_workers", User, "2"),
+    ("max_parallel_workers", User, "8"),
+    ("max_parallel_workers_per_gather", User, "2"),
+    ("max_pred_locks_per_page", Sighup, "2"),
+    ("max_pred_locks_per_relation", Sighup, "-2"),
+    ("max_pred_locks_per_transaction", Postmaster, "64"),
+    ("max_prepared_transactions", Postmaster, "0"),
+    ("max_replication_slots", Postmaster, "10"),
+    ("max_slot_wal_keep_size", Sighup, "-1"),
+    ("max_stack_depth", User, "100kB"),
+    ("max_standby_archive_delay", Sighup, "30s"),
+    ("max_standby_streaming_delay", Sighup, "30s"),
+    ("max_sync_workers_per_subscription", Sighup, "2"),
+    ("max_wal_senders", Postmaster, "10"),
+    ("max_wal_size", Sighup, "1GB"),
+    ("max_worker_processes", Postmaster, "8"),
+    ("min_dynamic_shared_memory", Postmaster, "0"),
+    ("min_parallel_index_scan_size", User, "512kB"),
+    ("min_parallel_table_scan_size", User, "8MB"),
+    ("min_wal_size", Sighup, "80MB"),
+    ("old_snapshot_threshold", Postmaster, "-1"),
+    ("parallel_leader_participation", User, "on"),
+    ("parallel_setup_cost", User, "1000"),
+    ("parallel_tuple_cost", User, "0.1"),
+    ("password_encryption", User, "scram-sha-256"),
+    ("plan_cache_mode", User, "auto"),
+    ("port", Postmaster, "5432"),
+    ("post_auth_delay", Backend, "0"),
+    ("pre_auth_delay", Sighup, "0"),
+    ("primary_conninfo", Sighup, ""),
+    ("primary_slot_name", Sighup, ""),
+    ("promote_trigger_file", Sighup, ""),
+    ("quote_all_identifiers", User, "off"),
+    ("random_page_cost", User, "4"),
+    ("recovery_end_command", Sighup, ""),
+    ("recovery_init_sync_method", Sighup, "fsync"),
+    ("recovery_min_apply_delay", Sighup, "0"),
+    ("recovery_prefetch", Sighup, "try"),
+    ("recovery_target", Postmaster, ""),
+    ("recovery_target_action", Postmaster, "pause"),
+    ("recovery_target_inclusive", Postmaster, "on"),
+    ("recovery_target_lsn", Postmaster, ""),
+    ("recovery_target_name", Postmaster, ""),
+    ("recovery_target_time", Postmaster, ""),
+    ("recovery_target_timeline", Postmaster, "latest"),
+    ("recovery_target_xid", Postmaster, ""),
+    ("recursive_worktable_factor", User, "10"),
+    ("remove_temp_files_after_crash", Sighup, "on"),
+    ("restart_after_crash", Sighup, "on"),
+    ("restore_command", Sighup, ""),
+    ("restrict_nonsystem_relation_kind", User, ""),
+    ("row_security", User, "on"),
+    ("search_path", User, "\"$user\", public"),
+    ("segment_size", Internal, "1GB"),
+    ("seq_page_cost", User, "1"),
+    ("server_encoding", Internal, "SQL_ASCII"),
+    ("server_version", Internal, "15.18 (Debian 15.18-0+deb12u1)"),
+    ("server_version_num", Internal, "150018"),
+    ("session_preload_libraries", User, ""),
+    ("session_replication_role", User, "origin"),
+    ("shared_buffers", Postmaster, "128MB"),
+    ("shared_memory_size", Internal, "0"),
+    ("shared_memory_size_in_huge_pages", Internal, "-1"),
+    ("shared_memory_type", Postmaster, "mmap"),
+    ("shared_preload_libraries", Postmaster, ""),
+    ("ssl", Sighup, "off"),
+    ("ssl_ca_file", Sighup, ""),
+    ("ssl_cert_file", Sighup, "server.crt"),
+    ("ssl_ciphers", Sighup, "HIGH:MEDIUM:+3DES:!aNULL"),
+    ("ssl_crl_dir", Sighup, ""),
+    ("ssl_crl_file", Sighup, ""),
+    ("ssl_dh_params_file", Sighup, ""),
+    ("ssl_ecdh_curve", Sighup, "prime256v1"),
+    ("ssl_key_file", Sighup, "server.key"),
+    ("ssl_library", Internal, "OpenSSL"),
+    ("ssl_max_protocol_version", Sighup, ""),
+    ("ssl_min_protocol_version", Sighup, "TLSv1.2"),
+    ("ssl_passphrase_command", Sighup, ""),
+    ("ssl_passphrase_command_supports_reload", Sighup, "off"),
+    ("ssl_prefer_server_ciphers", Sighup, "on"),
+    ("standard_conforming_strings", User, "on"),
+    ("statement_timeout", User, "0"),
+    ("stats_fetch_consistency", User, "cache"),
+    ("superuser_reserved_connections", Postmaster, "3"),
+    ("synchronize_seqscans", User, "on"),
+    ("synchronous_commit", User, "on"),
+    ("synchronous_standby_names", Sighup, ""),
+    ("syslog_facility", Sighup, "local0"),
+    ("syslog_ident", Sighup, "postgres"),
+    ("syslog_sequence_numbers", Sighup, "on"),
+    ("syslog_split_messages", Sighup, "on"),
+    ("tcp_keepalives_count", User, "0"),
+    ("tcp_keepalives_idle", User, "0"),
+    ("tcp_keepalives_interval", User, "0"),
+    ("tcp_user_timeout", User, "0"),
+    ("temp_buffers", User, "8MB"),
+    ("temp_file_limit", User, "-1"),
+    ("temp_tablespaces", User, ""),
+    ("TimeZone", User, "GMT"),
+    ("timezone_abbreviations", User, ""),
+    ("trace_notify", User, "off"),
+    ("trace_recovery_messages", Sighup, "log"),
+    ("trace_sort", User, "off"),
+    ("track_activities", User, "on"),
+    ("track_activity_query_size", Postmaster, "1024"),
+    ("track_commit_timestamp", Postmaster, "off"),
+    ("track_counts", User, "on"),
+    ("track_functions", User, "none"),
+    ("track_io_timing", User, "off"),
+    ("track_wal_io_timing", User, "off"),
+    ("transaction_deferrable", User, "off"),
+    ("transaction_isolation", User, "read committed"),
+    ("transaction_read_only", User, "off"),
+    ("transform_null_equals", User, "off"),
+    ("unix_socket_directories", Postmaster, "/var/run/postgresql"),
+    ("unix_socket_group", Postmaster, ""),
+    ("unix_socket_permissions", Postmaster, "511"),
+    ("update_process_title", User, "on"),
+    ("vacuum_cost_delay", User, "0"),
+    ("vacuum_cost_limit", User, "200"),
+    ("vacuum_cost_page_dirty", User, "20"),
+    ("vacuum_cost_page_hit", User, "1"),
+    ("vacuum_cost_page_miss", User, "2"),
+    ("vacuum_defer_cleanup_age", Sighup, "0"),
+    ("vacuum_failsafe_age", User, "1600000000"),
+    ("vacuum_freeze_min_age", User, "50000000"),
+    ("vacuum_freeze_table_age", User, "150000000"),
+    ("vacuum_multixact_failsafe_age", User, "1600000000"),
+    ("vacuum_multixact_freeze_min_age", User, "5000000"),
+    ("vacuum_multixact_freeze_table_age", User, "150000000"),
+    ("wal_block_size", Internal, "8192"),
+    ("wal_buffers", Postmaster, "-1"),
+    ("wal_compression", User, "off"),
+    ("wal_consistency_checking", User, ""),
+    ("wal_decode_buffer_size", Postmaster, "524288"),
+    ("wal_init_zero", User, "on"),
+    ("wal_keep_size", Sighup, "0"),
+    ("wal_level", Postmaster, "replica"),
+    ("wal_log_hints", Postmaster, "off"),
+    ("wal_receiver_create_temp_slot", Sighup, "off"),
+    ("wal_receiver_status_interval", Sighup, "10s"),
+    ("wal_receiver_timeout", Sighup, "1min"),
+    ("wal_recycle", User, "on"),
+    ("wal_retrieve_retry_interval", Sighup, "5s"),
+    ("wal_segment_size", Internal, "16777216"),
+    ("wal_sender_timeout", User, "1min"),
+    ("wal_skip_threshold", User, "2MB"),
+    ("wal_sync_method", Sighup, "fdatasync"),
+    ("wal_writer_delay", Sighup, "200ms"),
+    ("wal_writer_flush_after", Sighup, "1MB"),
+    ("work_mem", User, "4MB"),
+    ("xmlbinary", User, "base64"),
+    ("xmloption", User, "content"),
+    ("zero_damaged_pages", User, "off"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_for_lookup() {
+        assert!(PARAMS.windows(2).all(|w| cmp_ignore_case(w[0].0, w[1].0).is_lt()));
+        assert_eq!(find("WORK_MEM").map(|p| p.default), Some("4MB"));
+        assert_eq!(find("datestyle").map(|p| p.name), Some("DateStyle"));
+        assert!(find("no_such_thing").is_none());
+    }
+
+    #[test]
+    fn set_follows_the_parameter_context() {
+        assert_eq!(settable("timezone").unwrap(), "TimeZone");
+        assert_eq!(settable("my.custom").unwrap(), "my.custom");
+        let code = |n: &str| settable(n).unwrap_err().code.0;
+        assert_eq!(code("synchronous_comit"), "42704");
+        assert_eq!(code("shared_buffers"), "55P02");
+        assert_eq!(code("server_version"), "55P02");
+        assert_eq!(code("checkpoint_timeout"), "55P02");
+    }
+}
