@@ -76,7 +76,7 @@ pub fn default_work_limit() -> u64 {
 const PASS_COST: usize = std::mem::size_of::<Value>();
 
 /// The bytes a materialized row of `width` values takes.
-fn row_bytes(width: usize) -> usize {
+pub(crate) fn row_bytes(width: usize) -> usize {
     std::mem::size_of::<Vec<Value>>() + width * std::mem::size_of::<Value>()
 }
 
@@ -357,6 +357,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             out
         }
         Plan::Aggregate { input, group, aggs } => aggregate(run(input, env)?, group, aggs, env)?,
+        Plan::Window { input, funcs } => crate::sql::window::run(run(input, env)?, funcs, env)?,
         Plan::Sort { input, keys } => sort(run(input, env)?, keys, env)?,
         Plan::Limit { input, limit, offset } => {
             let count = |e: &Option<Expr>, clause: &str, code: SqlState| -> Result<Option<usize>> {
@@ -469,51 +470,46 @@ pub fn sort(rows: Vec<Vec<Value>>, keys: &[SortKey], env: &Env) -> Result<Vec<Ve
         keyed.push((k, r));
     }
     let mut err = None;
-    keyed.sort_by(|(a, _), (b, _)| {
-        for (i, k) in keys.iter().enumerate() {
-            let (x, y) = (&a[i], &b[i]);
-            let o = match (x.is_null(), y.is_null()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => {
-                    if k.nulls_first {
-                        std::cmp::Ordering::Less
-                    } else {
-                        std::cmp::Ordering::Greater
-                    }
-                }
-                (false, true) => {
-                    if k.nulls_first {
-                        std::cmp::Ordering::Greater
-                    } else {
-                        std::cmp::Ordering::Less
-                    }
-                }
-                (false, false) => {
-                    let o = compare(x, y).unwrap_or_else(|e| {
-                        err = Some(e);
-                        std::cmp::Ordering::Equal
-                    });
-                    if k.desc {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                }
-            };
-            if o != std::cmp::Ordering::Equal {
-                return o;
-            }
-        }
-        std::cmp::Ordering::Equal
-    });
+    keyed.sort_by(|(a, _), (b, _)| order_by_keys(keys, a, b, &mut err));
     if let Some(e) = err {
         return Err(e);
     }
     Ok(keyed.into_iter().map(|(_, r)| r).collect())
 }
 
+/// Orders two rows' sort-key values by `keys` (direction, NULLS FIRST/LAST); a comparison error is kept
+/// in `err` and the pair taken as equal.
+pub(crate) fn order_by_keys(keys: &[SortKey], a: &[Value], b: &[Value], err: &mut Option<Error>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (i, k) in keys.iter().enumerate() {
+        let (x, y) = (&a[i], &b[i]);
+        let o = match (x.is_null(), y.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) if k.nulls_first => Ordering::Less,
+            (true, false) => Ordering::Greater,
+            (false, true) if k.nulls_first => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => {
+                let o = compare(x, y).unwrap_or_else(|e| {
+                    *err = Some(e);
+                    Ordering::Equal
+                });
+                if k.desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 #[derive(Clone)]
-enum AggState {
+pub(crate) enum AggState {
     Count(i64),
     Sum(Option<Value>),
     Avg(Option<Value>, i64),
@@ -522,21 +518,25 @@ enum AggState {
     Concat(Option<String>),
 }
 
-/// One group: its key, its aggregate states, and the values each DISTINCT aggregate has seen.
-type Group = (Vec<Value>, Vec<AggState>, Vec<HashSet<Value>>);
-
-fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
-    let init: Vec<AggState> = aggs
-        .iter()
-        .map(|a| match a.func {
+impl AggState {
+    /// The state of an aggregate that has seen no row.
+    pub(crate) fn new(a: &Aggregate) -> AggState {
+        match a.func {
             AggFunc::Count => AggState::Count(0),
             AggFunc::Sum => AggState::Sum(None),
             AggFunc::Avg => AggState::Avg(None, 0),
             AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
             AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
             AggFunc::StringAgg => AggState::Concat(None),
-        })
-        .collect();
+        }
+    }
+}
+
+/// One group: its key, its aggregate states, and the values each DISTINCT aggregate has seen.
+type Group = (Vec<Value>, Vec<AggState>, Vec<HashSet<Value>>);
+
+fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &Env) -> Result<Vec<Vec<Value>>> {
+    let init: Vec<AggState> = aggs.iter().map(AggState::new).collect();
     let mut index: HashMap<Vec<Value>, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     if group.is_empty() {
@@ -584,7 +584,7 @@ fn aggregate(rows: Vec<Vec<Value>>, group: &[Expr], aggs: &[Aggregate], env: &En
     Ok(out)
 }
 
-fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env: &Env) -> Result<()> {
+pub(crate) fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env: &Env) -> Result<()> {
     use crate::sql::expr::{binary, BinOp};
     match s {
         AggState::Count(n) => *n += 1,
@@ -651,7 +651,7 @@ fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env: &Env) -> 
     Ok(())
 }
 
-fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
+pub(crate) fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
     Ok(match s {
         AggState::Count(n) => Value::Int(n),
         AggState::Sum(acc) => match acc {

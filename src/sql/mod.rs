@@ -31,3 +31,4 @@ pub mod preparse;
 pub mod session;
 pub mod shape;
 pub mod types;
+pub mod window;

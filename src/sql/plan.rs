@@ -49,6 +49,52 @@ pub enum AggFunc {
     StringAgg,
 }
 
+/// A window function call: `kind(args) OVER (PARTITION BY partition ORDER BY order frame)`.
+#[derive(Clone, Debug)]
+pub struct WindowFunc {
+    pub kind: WindowKind,
+    pub args: Vec<Expr>,
+    pub partition: Vec<Expr>,
+    pub order: Vec<SortKey>,
+    pub frame: Frame,
+}
+
+/// The window functions.
+#[derive(Clone, Debug)]
+pub enum WindowKind {
+    RowNumber,
+    Rank,
+    DenseRank,
+    PercentRank,
+    CumeDist,
+    Ntile,
+    Lag,
+    Lead,
+    FirstValue,
+    LastValue,
+    NthValue,
+    /// An aggregate over the frame.
+    Aggregate(Aggregate),
+}
+
+/// A window frame: ROWS counts rows, RANGE counts peers (rows equal in the ORDER BY) as one.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub rows: bool,
+    pub start: FrameBound,
+    pub end: FrameBound,
+}
+
+/// One end of a window frame; offsets (ROWS only) are expressions evaluated once per statement.
+#[derive(Clone, Debug)]
+pub enum FrameBound {
+    UnboundedPreceding,
+    Preceding(Expr),
+    CurrentRow,
+    Following(Expr),
+    UnboundedFollowing,
+}
+
 /// A sort key.
 #[derive(Clone, Debug)]
 pub struct SortKey {
@@ -110,6 +156,12 @@ pub enum Plan {
         input: Box<Plan>,
         group: Vec<Expr>,
         aggs: Vec<Aggregate>,
+    },
+    /// Window functions: each input row with one value appended per function, computed over the row's
+    /// partition (see `sql/window.rs`); rows come out in the last function's partition and order.
+    Window {
+        input: Box<Plan>,
+        funcs: Vec<WindowFunc>,
     },
     Sort {
         input: Box<Plan>,
@@ -222,6 +274,10 @@ impl Plan {
             }
             Plan::Sort { input, .. } => {
                 line.push_str("Sort");
+                vec![input]
+            }
+            Plan::Window { input, funcs } => {
+                let _ = write!(line, "WindowAgg ({} functions)", funcs.len());
                 vec![input]
             }
             Plan::Limit { input, .. } => {

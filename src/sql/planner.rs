@@ -27,7 +27,9 @@ use crate::error::{Error, Result, SqlState};
 use crate::sql::catalog;
 use crate::sql::expr::{BinOp, Expr};
 use crate::sql::functions;
-use crate::sql::plan::{Access, AggFunc, Aggregate, JoinKind, Plan, SetOpKind, SortKey};
+use crate::sql::plan::{
+    Access, AggFunc, Aggregate, Frame, FrameBound, JoinKind, Plan, SetOpKind, SortKey, WindowFunc, WindowKind,
+};
 use crate::sql::types;
 use crate::storage::catalog::TableDef;
 use crate::storage::state::DbState;
@@ -88,6 +90,10 @@ struct AggCtx {
     group_types: Vec<DataType>,
     aggs: Vec<Aggregate>,
     agg_types: Vec<DataType>,
+    /// The window functions' result columns (hidden names and types), computed after the aggregates: an
+    /// identifier naming one binds to a placeholder column, renumbered once the aggregates are known (see
+    /// [`window_placeholder`]).
+    windows: Vec<(String, DataType)>,
 }
 
 /// Binds and plans statements against one database state.
@@ -562,6 +568,18 @@ impl<'a> Planner<'a> {
         }
         let srf = srf_item(s)?;
         let s = srf.as_ref().map_or(s, |(_, rewritten)| rewritten);
+        // Output names come from the select list as written, before window calls are taken out of it.
+        let names: Vec<Option<String>> = s
+            .projection
+            .iter()
+            .map(|p| match p {
+                ast::SelectItem::UnnamedExpr(e) => Some(column_name(e)),
+                _ => None,
+            })
+            .collect();
+        let windowed = take_window_calls(s);
+        let s = windowed.as_ref().map_or(s, |(rewritten, _)| rewritten);
+        let windows = windowed.as_ref().map_or(&[][..], |(_, calls)| calls.as_slice());
         let (mut plan, mut scope) = self.from(&s.from)?;
         if let Some(w) = &s.selection {
             let (pred, _) = self.expr(w, &scope)?;
@@ -608,7 +626,28 @@ impl<'a> Planner<'a> {
                 group_types: vec![],
                 aggs: vec![],
                 agg_types: vec![],
+                windows: vec![],
             };
+            // The window functions' types come first: the select list may use their results.
+            if !windows.is_empty() {
+                let mut probe = AggCtx {
+                    input: scope.clone(),
+                    group_text: vec![],
+                    group_types: vec![],
+                    aggs: vec![],
+                    agg_types: vec![],
+                    windows: vec![],
+                };
+                for g in &group_exprs {
+                    let g = self.group_target(g, &s.projection)?;
+                    probe.group_types.push(self.expr(&g, &scope)?.1);
+                    probe.group_text.push(g.to_string());
+                }
+                for (name, f) in windows {
+                    let (_, ty) = self.window_func(f, &s.named_window, &mut |p, e| p.agg_expr(e, &mut probe))?;
+                    ctx.windows.push((name.clone(), ty));
+                }
+            }
             for g in &group_exprs {
                 // GROUP BY may name an output column by position or alias.
                 let g = self.group_target(g, &s.projection)?;
@@ -617,33 +656,62 @@ impl<'a> Planner<'a> {
                 ctx.group_text.push(g.to_string());
                 ctx.group_types.push(t);
             }
-            for item in &s.projection {
+            for (idx, item) in s.projection.iter().enumerate() {
                 let (e, alias) = match item {
                     ast::SelectItem::UnnamedExpr(e) => (e, None),
                     ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(ident(alias))),
                     _ => return Err(Error::new(SqlState("42803"), "SELECT * is not allowed with GROUP BY")),
                 };
                 let (x, t) = self.agg_expr(e, &mut ctx)?;
-                columns.push((alias.unwrap_or_else(|| column_name(e)), t));
+                columns.push((alias.unwrap_or_else(|| names[idx].clone().unwrap_or_else(|| column_name(e))), t));
                 exprs.push(x);
             }
             let having = match &s.having {
                 Some(h) => Some(self.agg_expr(h, &mut ctx)?.0),
                 None => None,
             };
+            // Window functions run over the groups: their arguments bind like the select list's.
+            let mut funcs = Vec::new();
+            for (_, f) in windows {
+                funcs.push(self.window_func(f, &s.named_window, &mut |p, e| p.agg_expr(e, &mut ctx))?.0);
+            }
+            let width = ctx.group_text.len() + ctx.aggs.len();
             plan = Plan::Aggregate { input: Box::new(plan), group, aggs: ctx.aggs };
             if let Some(h) = having {
                 plan = Plan::Filter { input: Box::new(plan), predicate: h };
+            }
+            if !funcs.is_empty() {
+                for f in &mut funcs {
+                    for e in f.args.iter_mut().chain(&mut f.partition).chain(f.order.iter_mut().map(|k| &mut k.expr)) {
+                        renumber_windows(e, width);
+                    }
+                }
+                plan = Plan::Window { input: Box::new(plan), funcs };
+                for e in &mut exprs {
+                    renumber_windows(e, width);
+                }
             }
             let projected = Plan::Project { input: Box::new(plan), exprs };
             let plan = self.distinct(s, projected, &columns)?;
             return Ok((plan, columns, None));
         }
-        for item in &s.projection {
+        if !windows.is_empty() {
+            let mut funcs = Vec::new();
+            let mut added = Vec::new();
+            for (name, f) in windows {
+                let input = scope.clone();
+                let (func, ty) = self.window_func(f, &s.named_window, &mut |p, e| p.expr(e, &input))?;
+                funcs.push(func);
+                added.push(Column { table: None, name: name.clone(), ty });
+            }
+            plan = Plan::Window { input: Box::new(plan), funcs };
+            scope.columns.extend(added);
+        }
+        for (idx, item) in s.projection.iter().enumerate() {
             match item {
                 ast::SelectItem::UnnamedExpr(e) => {
                     let (x, t) = self.expr(e, &scope)?;
-                    columns.push((column_name(e), t));
+                    columns.push((names[idx].clone().unwrap_or_else(|| column_name(e)), t));
                     exprs.push(x);
                 }
                 ast::SelectItem::ExprWithAlias { expr, alias } => {
@@ -693,6 +761,184 @@ impl<'a> Planner<'a> {
         }
         let input = plan.clone();
         Ok((Plan::Project { input: Box::new(plan), exprs: exprs.clone() }, columns, Some((input, exprs, scope))))
+    }
+
+    /// Binds a window function call; `bind` binds its arguments, partition and order expressions (against
+    /// the rows of FROM, or of the groups in a grouped query).
+    fn window_func(
+        &mut self,
+        f: &ast::Function,
+        named: &[ast::NamedWindowDefinition],
+        bind: &mut Binder<'_, 'a>,
+    ) -> Result<(WindowFunc, DataType)> {
+        let name = function_name(f);
+        let spec = match &f.over {
+            Some(ast::WindowType::WindowSpec(spec)) => spec.clone(),
+            Some(ast::WindowType::NamedWindow(w)) => named_window(named, &ident(w))?,
+            None => return Err(Error::internal("not a window call")),
+        };
+        // `OVER (w ORDER BY ...)` copies w's partitioning and adds to it, as PostgreSQL allows.
+        let spec = match &spec.window_name {
+            Some(base) => {
+                let base = named_window(named, &ident(base))?;
+                if !spec.partition_by.is_empty() {
+                    return Err(Error::new(SqlState("42P20"), "cannot override PARTITION BY clause of window"));
+                }
+                ast::WindowSpec {
+                    window_name: None,
+                    partition_by: base.partition_by,
+                    order_by: if spec.order_by.is_empty() { base.order_by } else { spec.order_by },
+                    window_frame: spec.window_frame.or(base.window_frame),
+                }
+            }
+            None => spec,
+        };
+        let mut partition = Vec::new();
+        for e in &spec.partition_by {
+            partition.push(bind(self, e)?.0);
+        }
+        let mut order = Vec::new();
+        for o in &spec.order_by {
+            order.push(sort_key(bind(self, &o.expr)?.0, &o.options));
+        }
+        let frame = match &spec.window_frame {
+            None => Frame { rows: false, start: FrameBound::UnboundedPreceding, end: FrameBound::CurrentRow },
+            Some(fr) => {
+                let rows = match fr.units {
+                    ast::WindowFrameUnits::Rows => true,
+                    ast::WindowFrameUnits::Range => false,
+                    ast::WindowFrameUnits::Groups => return Err(unsupported("GROUPS window frames")),
+                };
+                let mut bound = |b: &ast::WindowFrameBound| -> Result<FrameBound> {
+                    Ok(match b {
+                        ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                        ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                        ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                        ast::WindowFrameBound::Preceding(Some(_)) | ast::WindowFrameBound::Following(Some(_))
+                            if !rows =>
+                        {
+                            return Err(unsupported("RANGE window frames with an offset"))
+                        }
+                        ast::WindowFrameBound::Preceding(Some(e)) => FrameBound::Preceding(self.frame_offset(e)?),
+                        ast::WindowFrameBound::Following(Some(e)) => FrameBound::Following(self.frame_offset(e)?),
+                    })
+                };
+                let start = bound(&fr.start_bound)?;
+                let end = match &fr.end_bound {
+                    Some(b) => bound(b)?,
+                    None => FrameBound::CurrentRow,
+                };
+                if matches!(start, FrameBound::UnboundedFollowing) {
+                    return Err(Error::new(SqlState("42P20"), "frame start cannot be UNBOUNDED FOLLOWING"));
+                }
+                if matches!(end, FrameBound::UnboundedPreceding) {
+                    return Err(Error::new(SqlState("42P20"), "frame end cannot be UNBOUNDED PRECEDING"));
+                }
+                Frame { rows, start, end }
+            }
+        };
+        let raw = function_args(f)?;
+        let mut args = Vec::new();
+        let mut types = Vec::new();
+        if agg_func(f).is_none() {
+            for a in &raw {
+                let Some(a) = a else { return Err(unsupported(format!("{name}(*)"))) };
+                let (x, t) = bind(self, a)?;
+                args.push(x);
+                types.push(t);
+            }
+        }
+        let count = args.len();
+        let arity = |range: std::ops::RangeInclusive<usize>| -> Result<()> {
+            if range.contains(&count) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    SqlState::UNDEFINED_FUNCTION,
+                    format!("function {name} with {count} argument(s) does not exist"),
+                ))
+            }
+        };
+        let first = types.first().cloned().unwrap_or(DataType::Text);
+        let (kind, ty) = match name.as_str() {
+            "row_number" => (WindowKind::RowNumber, DataType::Int8),
+            "rank" => (WindowKind::Rank, DataType::Int8),
+            "dense_rank" => (WindowKind::DenseRank, DataType::Int8),
+            "percent_rank" => (WindowKind::PercentRank, DataType::Float8),
+            "cume_dist" => (WindowKind::CumeDist, DataType::Float8),
+            "ntile" => (WindowKind::Ntile, DataType::Int4),
+            "lag" => (WindowKind::Lag, first),
+            "lead" => (WindowKind::Lead, first),
+            "first_value" => (WindowKind::FirstValue, first),
+            "last_value" => (WindowKind::LastValue, first),
+            "nth_value" => (WindowKind::NthValue, first),
+            _ => match agg_func(f) {
+                Some((_, true)) => {
+                    return Err(Error::new(
+                        SqlState::FEATURE_NOT_SUPPORTED,
+                        "DISTINCT is not implemented for window functions",
+                    ))
+                }
+                Some((func, false)) => {
+                    let (arg, ty) = match raw.first() {
+                        Some(Some(a)) => {
+                            let (x, t) = bind(self, a)?;
+                            (Some(x), t)
+                        }
+                        _ => (None, DataType::Int8),
+                    };
+                    let delimiter = match raw.get(1) {
+                        Some(Some(d)) if func == AggFunc::StringAgg => Some(bind(self, d)?.0),
+                        _ => None,
+                    };
+                    let filter = match &f.filter {
+                        Some(w) => Some(bind(self, w)?.0),
+                        None => None,
+                    };
+                    let (arg, ty) = agg_output(func, arg, ty);
+                    let agg = Aggregate { func, arg, distinct: false, delimiter, filter };
+                    return Ok((WindowFunc { kind: WindowKind::Aggregate(agg), args, partition, order, frame }, ty));
+                }
+                None if functions::return_type(&name, &types).is_some() => {
+                    return Err(Error::new(
+                        SqlState("42809"),
+                        format!("OVER specified, but {name} is not a window function nor an aggregate function"),
+                    ))
+                }
+                None => return Err(no_function(&name)),
+            },
+        };
+        // Untyped arguments (parameters, quoted literals) take the types PostgreSQL's signatures give them.
+        let int_arg = match kind {
+            WindowKind::Ntile => Some(0),
+            WindowKind::Lag | WindowKind::Lead | WindowKind::NthValue => Some(1),
+            _ => None,
+        };
+        for (i, (a, t)) in args.iter_mut().zip(&types).enumerate() {
+            let want = if Some(i) == int_arg {
+                DataType::Int4
+            } else if i == 2 {
+                ty.clone()
+            } else {
+                continue;
+            };
+            *a = self.coerce_to(std::mem::replace(a, Expr::Const(Value::Null)), t, &want)?;
+        }
+        match kind {
+            WindowKind::RowNumber | WindowKind::Rank | WindowKind::DenseRank => arity(0..=0)?,
+            WindowKind::PercentRank | WindowKind::CumeDist => arity(0..=0)?,
+            WindowKind::Ntile | WindowKind::FirstValue | WindowKind::LastValue => arity(1..=1)?,
+            WindowKind::Lag | WindowKind::Lead => arity(1..=3)?,
+            WindowKind::NthValue => arity(2..=2)?,
+            WindowKind::Aggregate(_) => {}
+        }
+        Ok((WindowFunc { kind, args, partition, order, frame }, ty))
+    }
+
+    /// A ROWS frame's offset: a constant expression (a parameter is a bigint).
+    fn frame_offset(&mut self, e: &ast::Expr) -> Result<Expr> {
+        let (x, t) = self.expr(e, &Scope::default())?;
+        self.coerce_to(x, &t, &DataType::Int8)
     }
 
     fn group_target(&mut self, g: &ast::Expr, projection: &[ast::SelectItem]) -> Result<ast::Expr> {
@@ -755,38 +1001,14 @@ impl<'a> Planner<'a> {
                     Some(Some(d)) if func == AggFunc::StringAgg => Some(self.expr(d, &input)?.0),
                     _ => None,
                 };
-                let (arg, out_ty) = match func {
-                    AggFunc::Count => (arg, DataType::Int8),
-                    AggFunc::Sum if is_int(&ty) => {
-                        (arg.map(|a| Expr::Cast(Box::new(a), DataType::Int8)), DataType::Int8)
-                    }
-                    AggFunc::Sum => (
-                        arg,
-                        if matches!(ty, DataType::Float4 | DataType::Float8) {
-                            DataType::Float8
-                        } else if ty == DataType::Interval {
-                            DataType::Interval
-                        } else {
-                            DataType::Numeric(None)
-                        },
-                    ),
-                    AggFunc::Avg => (
-                        arg,
-                        if matches!(ty, DataType::Float4 | DataType::Float8) {
-                            DataType::Float8
-                        } else if ty == DataType::Interval {
-                            DataType::Interval
-                        } else {
-                            DataType::Numeric(None)
-                        },
-                    ),
-                    AggFunc::BoolAnd | AggFunc::BoolOr => (arg, DataType::Bool),
-                    AggFunc::StringAgg => (arg, DataType::Text),
-                    _ => (arg, ty),
-                };
+                let (arg, out_ty) = agg_output(func, arg, ty);
                 ctx.aggs.push(Aggregate { func, arg, distinct, delimiter, filter });
                 ctx.agg_types.push(out_ty.clone());
                 Ok((Expr::Column(ctx.group_text.len() + ctx.aggs.len() - 1), out_ty))
+            }
+            ast::Expr::Identifier(i) if ctx.windows.iter().any(|(n, _)| *n == i.value) => {
+                let k = ctx.windows.iter().position(|(n, _)| *n == i.value).expect("checked");
+                Ok((Expr::Column(window_placeholder(k)), ctx.windows[k].1.clone()))
             }
             ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
                 // A column that is neither grouped nor aggregated.
@@ -1709,6 +1931,37 @@ fn function_args(f: &ast::Function) -> Result<Vec<Option<ast::Expr>>> {
     }
 }
 
+/// An aggregate's argument as it is accumulated, and the aggregate's result type, for an argument of type `ty`.
+fn agg_output(func: AggFunc, arg: Option<Expr>, ty: DataType) -> (Option<Expr>, DataType) {
+    match func {
+        AggFunc::Count => (arg, DataType::Int8),
+        AggFunc::Sum if is_int(&ty) => (arg.map(|a| Expr::Cast(Box::new(a), DataType::Int8)), DataType::Int8),
+        AggFunc::Sum => (
+            arg,
+            if matches!(ty, DataType::Float4 | DataType::Float8) {
+                DataType::Float8
+            } else if ty == DataType::Interval {
+                DataType::Interval
+            } else {
+                DataType::Numeric(None)
+            },
+        ),
+        AggFunc::Avg => (
+            arg,
+            if matches!(ty, DataType::Float4 | DataType::Float8) {
+                DataType::Float8
+            } else if ty == DataType::Interval {
+                DataType::Interval
+            } else {
+                DataType::Numeric(None)
+            },
+        ),
+        AggFunc::BoolAnd | AggFunc::BoolOr => (arg, DataType::Bool),
+        AggFunc::StringAgg => (arg, DataType::Text),
+        _ => (arg, ty),
+    }
+}
+
 fn agg_func(f: &ast::Function) -> Option<(AggFunc, bool)> {
     let func = match function_name(f).as_str() {
         "count" => AggFunc::Count,
@@ -1750,6 +2003,93 @@ fn refuse_agg_modifiers(f: &ast::Function) -> Result<()> {
 
 /// The column a set-returning select-list item becomes (a name no unquoted identifier can spell).
 const SRF_COLUMN: &str = "?generate_series?";
+
+/// Binds an expression of a window call against the rows the window functions read.
+type Binder<'b, 'a> = dyn FnMut(&mut Planner<'a>, &ast::Expr) -> Result<(Expr, DataType)> + 'b;
+
+/// The hidden column a window function call in the select list is replaced by (numbered).
+const WINDOW_COLUMN: &str = "?window?";
+
+/// Takes the window function calls out of a select list (not out of its subqueries, which plan their
+/// own), replacing each with an identifier naming a hidden column; None when there are none.
+fn take_window_calls(s: &ast::Select) -> Option<(ast::Select, Vec<(String, ast::Function)>)> {
+    use std::ops::ControlFlow;
+    struct Calls {
+        depth: usize,
+        calls: Vec<(String, ast::Function)>,
+    }
+    impl ast::VisitorMut for Calls {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut ast::Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut ast::Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<()> {
+            if let ast::Expr::Function(f) = e {
+                if self.depth == 0 && f.over.is_some() {
+                    let name = format!("{WINDOW_COLUMN}{}", self.calls.len());
+                    self.calls.push((name.clone(), f.clone()));
+                    *e = ast::Expr::Identifier(ast::Ident::new(name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut calls = Calls { depth: 0, calls: Vec::new() };
+    let mut projection = s.projection.clone();
+    let _ = ast::VisitMut::visit(&mut projection, &mut calls);
+    if calls.calls.is_empty() {
+        return None;
+    }
+    Some((ast::Select { projection, ..s.clone() }, calls.calls))
+}
+
+/// A named window of the WINDOW clause.
+fn named_window(named: &[ast::NamedWindowDefinition], name: &str) -> Result<ast::WindowSpec> {
+    match named.iter().find(|d| ident(&d.0) == name).map(|d| &d.1) {
+        Some(ast::NamedWindowExpr::WindowSpec(spec)) => Ok(spec.clone()),
+        Some(ast::NamedWindowExpr::NamedWindow(other)) => named_window(named, &ident(other)),
+        None => Err(Error::new(SqlState::UNDEFINED_OBJECT, format!("window \"{name}\" does not exist"))),
+    }
+}
+
+/// The column a window function's result is bound to before the aggregates are counted: counted down from
+/// the top, far above any real column, and renumbered by [`renumber_windows`].
+fn window_placeholder(k: usize) -> usize {
+    usize::MAX - k
+}
+
+/// Renumbers window placeholders to the columns after the `width` columns of the grouped rows.
+fn renumber_windows(e: &mut Expr, width: usize) {
+    const FAR: usize = usize::MAX - (1 << 20);
+    match e {
+        Expr::Column(i) if *i > FAR => *i = width + (usize::MAX - *i),
+        Expr::Binary(_, a, b) | Expr::IsDistinct(a, b, _) | Expr::Like(a, b, _, _) | Expr::Regex(a, b, _, _) => {
+            renumber_windows(a, width);
+            renumber_windows(b, width);
+        }
+        Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) | Expr::InSubquery(a, _, _) => {
+            renumber_windows(a, width)
+        }
+        Expr::InList(a, list, _) => {
+            renumber_windows(a, width);
+            list.iter_mut().for_each(|x| renumber_windows(x, width));
+        }
+        Expr::Case { operand, whens, otherwise } => {
+            operand.iter_mut().chain(otherwise.iter_mut()).for_each(|x| renumber_windows(x, width));
+            for (w, t) in whens {
+                renumber_windows(w, width);
+                renumber_windows(t, width);
+            }
+        }
+        Expr::Call(_, args) => args.iter_mut().for_each(|x| renumber_windows(x, width)),
+        _ => {}
+    }
+}
 
 /// A set-returning function as a whole select-list item (`SELECT generate_series(1, 3)`, `SELECT k,
 /// generate_series(1, k) FROM t`): its arguments, and the select with that item reading the series column
