@@ -1936,17 +1936,8 @@ fn agg_output(func: AggFunc, arg: Option<Expr>, ty: DataType) -> (Option<Expr>, 
     match func {
         AggFunc::Count => (arg, DataType::Int8),
         AggFunc::Sum if is_int(&ty) => (arg.map(|a| Expr::Cast(Box::new(a), DataType::Int8)), DataType::Int8),
-        AggFunc::Sum => (
-            arg,
-            if matches!(ty, DataType::Float4 | DataType::Float8) {
-                DataType::Float8
-            } else if ty == DataType::Interval {
-                DataType::Interval
-            } else {
-                DataType::Numeric(None)
-            },
-        ),
-        AggFunc::Avg => (
+        // sum of a non-integer type and avg: double for floats, interval for intervals, numeric otherwise.
+        AggFunc::Sum | AggFunc::Avg => (
             arg,
             if matches!(ty, DataType::Float4 | DataType::Float8) {
                 DataType::Float8
