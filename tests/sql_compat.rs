@@ -514,3 +514,46 @@ async fn window_functions() {
     assert_eq!(error(&c, "SELECT sum(sal) OVER (ROWS UNBOUNDED FOLLOWING) FROM emp").await.0, "42P20");
     assert_eq!(error(&c, "SELECT row_number() OVER nope FROM emp").await.0, "42704");
 }
+
+#[tokio::test]
+async fn using_natural_right_and_full_joins() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query(
+        "CREATE TABLE a (id int PRIMARY KEY, x text); CREATE TABLE b (id int PRIMARY KEY, y text); \
+         CREATE TABLE c (id int PRIMARY KEY, z text); \
+         INSERT INTO a VALUES (1,'a1'),(2,'a2'),(3,'a3'); INSERT INTO b VALUES (2,'b2'),(3,'b3'),(4,'b4'); \
+         INSERT INTO c VALUES (3,'c3'),(4,'c4'),(5,'c5')",
+    )
+    .await
+    .unwrap();
+    // Expected rows are PostgreSQL 15's for the same statements. USING merges its columns into one, first
+    // in `*`; the merged pair stays reachable by qualified name.
+    assert_eq!(rows(&c, "SELECT * FROM a JOIN b USING (id) ORDER BY id").await, ["2|a2|b2", "3|a3|b3"]);
+    assert_eq!(rows(&c, "SELECT id, x, y FROM a JOIN b USING (id) JOIN c USING (id)").await, ["3|a3|b3"]);
+    assert_eq!(
+        rows(&c, "SELECT a.id, b.id, id, a.* FROM a LEFT JOIN b USING (id) ORDER BY 1").await,
+        ["1||1|1|a1", "2|2|2|2|a2", "3|3|3|3|a3"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT a.id, b.id, x, y FROM a RIGHT JOIN b ON a.id = b.id ORDER BY b.id").await,
+        ["2|2|a2|b2", "3|3|a3|b3", "|4||b4"]
+    );
+    // FULL JOIN keeps the unmatched rows of both sides; its USING column is whichever side is not NULL.
+    assert_eq!(
+        rows(&c, "SELECT * FROM a FULL JOIN b USING (id) FULL JOIN c USING (id) ORDER BY id").await,
+        ["1|a1||", "2|a2|b2|", "3|a3|b3|c3", "4||b4|c4", "5|||c5"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT * FROM a NATURAL FULL JOIN c ORDER BY id").await,
+        ["1|a1|", "2|a2|", "3|a3|c3", "4||c4", "5||c5"]
+    );
+    assert_eq!(one(&c, "SELECT count(*) FROM a FULL JOIN b ON false").await, "6");
+    // ORDER BY may name a grouped select's expression as written.
+    assert_eq!(
+        rows(&c, "SELECT b.y, sum(a.id) FROM a RIGHT JOIN b USING (id) GROUP BY b.y ORDER BY b.y").await,
+        ["b2|2", "b3|3", "b4|"]
+    );
+    assert_eq!(error(&c, "SELECT * FROM a JOIN b USING (nope)").await.0, "42703");
+    assert_eq!(error(&c, "SELECT * FROM a RIGHT JOIN LATERAL (SELECT a.id) s ON true").await.0, "42P10");
+}

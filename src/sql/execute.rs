@@ -315,7 +315,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             }
             out
         }
-        Plan::Join { left, right, kind, on, lateral, right_width } => {
+        Plan::Join { left, right, kind, on, lateral, right_width, left_width } => {
             let lrows = run(left, env)?;
             let fixed_right = if *lateral { None } else { Some(run(right, env)?) };
             if let Some(r) = &fixed_right {
@@ -323,6 +323,8 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
                 env.session.charge(lrows.len().saturating_mul(r.len()).saturating_mul(PASS_COST))?;
             }
             let mut out = Vec::new();
+            // RIGHT and FULL joins: which right rows some left row matched.
+            let mut right_matched = vec![false; fixed_right.as_ref().map_or(0, |r| r.len())];
             for l in lrows {
                 // The pairs were paid for up front: look for a cancel or timeout once per outer row.
                 crate::activity::check_interrupts()?;
@@ -335,7 +337,7 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
                     }
                 };
                 let mut matched = false;
-                for r in rrows {
+                for (ri, r) in rrows.iter().enumerate() {
                     let mut row = l.clone();
                     row.extend(r.iter().cloned());
                     let ok = match on {
@@ -345,12 +347,22 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
                     if ok {
                         env.session.charge(row_bytes(row.len()))?;
                         matched = true;
+                        if let Some(m) = right_matched.get_mut(ri) {
+                            *m = true;
+                        }
                         out.push(row);
                     }
                 }
-                if !matched && *kind == JoinKind::Left {
+                if !matched && matches!(kind, JoinKind::Left | JoinKind::Full) {
                     let mut row = l;
                     row.extend(std::iter::repeat_n(Value::Null, *right_width));
+                    out.push(row);
+                }
+            }
+            if matches!(kind, JoinKind::Right | JoinKind::Full) {
+                for (r, _) in fixed_right.iter().flatten().zip(&right_matched).filter(|(_, m)| !**m) {
+                    let mut row = vec![Value::Null; *left_width];
+                    row.extend(r.iter().cloned());
                     out.push(row);
                 }
             }

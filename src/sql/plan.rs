@@ -108,6 +108,8 @@ pub struct SortKey {
 pub enum JoinKind {
     Inner,
     Left,
+    Right,
+    Full,
 }
 
 /// A plan node.
@@ -150,6 +152,7 @@ pub enum Plan {
         on: Option<Expr>,
         lateral: bool,
         right_width: usize,
+        left_width: usize,
     },
     /// Groups rows by `group` and computes the aggregates: output is the group values then the results.
     Aggregate {
@@ -265,6 +268,8 @@ impl Plan {
                 line.push_str(match kind {
                     JoinKind::Inner => "Nested Loop",
                     JoinKind::Left => "Nested Loop Left Join",
+                    JoinKind::Right => "Nested Loop Right Join",
+                    JoinKind::Full => "Nested Loop Full Join",
                 });
                 vec![left, right]
             }

@@ -42,6 +42,9 @@ pub struct Column {
     pub table: Option<String>,
     pub name: String,
     pub ty: DataType,
+    /// Reachable only by its qualified name and left out of `*`: a column a JOIN ... USING merged into one
+    /// of the join's own.
+    pub hidden: bool,
 }
 
 /// The columns visible to expressions at one point of a query.
@@ -57,7 +60,12 @@ impl Scope {
             columns: def
                 .columns
                 .iter()
-                .map(|c| Column { table: Some(alias.to_string()), name: c.name.clone(), ty: c.ty.clone() })
+                .map(|c| Column {
+                    hidden: false,
+                    table: Some(alias.to_string()),
+                    name: c.name.clone(),
+                    ty: c.ty.clone(),
+                })
                 .collect(),
         }
     }
@@ -65,7 +73,7 @@ impl Scope {
     fn find(&self, table: Option<&str>, name: &str) -> Result<Option<usize>> {
         let mut found = None;
         for (i, c) in self.columns.iter().enumerate() {
-            if c.name == name && (table.is_none() || c.table.as_deref() == table) {
+            if c.name == name && (table.is_none() && !c.hidden || table.is_some() && c.table.as_deref() == table) {
                 if found.is_some() {
                     return Err(Error::new(SqlState("42702"), format!("column reference \"{name}\" is ambiguous")));
                 }
@@ -100,7 +108,10 @@ struct AggCtx {
 /// The scope of a subquery in FROM: its output columns under `table`, renamed by the alias's column list.
 fn derived_scope(columns: &[(String, DataType)], table: Option<String>, alias: Option<&ast::TableAlias>) -> Scope {
     let mut scope = Scope {
-        columns: columns.iter().map(|(n, t)| Column { table: table.clone(), name: n.clone(), ty: t.clone() }).collect(),
+        columns: columns
+            .iter()
+            .map(|(n, t)| Column { hidden: false, table: table.clone(), name: n.clone(), ty: t.clone() })
+            .collect(),
     };
     rename_columns(&mut scope, alias);
     scope
@@ -400,9 +411,28 @@ impl<'a> Planner<'a> {
                 }
                 plan = Plan::Project { input: Box::new(Plan::Sort { input: Box::new(input), keys }), exprs };
             } else {
+                // A grouped or DISTINCT select: sort keys are output columns, by name, by position, or
+                // written as a select-list expression is (`ORDER BY b.y`, `ORDER BY count(*)`).
+                let written: Vec<String> = match &*q.body {
+                    ast::SetExpr::Select(s) => s
+                        .projection
+                        .iter()
+                        .map(|p| match p {
+                            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                                e.to_string()
+                            }
+                            _ => String::new(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let mut keys = Vec::new();
                 for item in items {
-                    let i = self.output_ref(&item.expr, &columns)?.ok_or_else(|| {
+                    let by_text = || {
+                        let text = item.expr.to_string();
+                        written.iter().position(|w| *w == text).filter(|&i| i < columns.len())
+                    };
+                    let i = self.output_ref(&item.expr, &columns)?.or_else(by_text).ok_or_else(|| {
                         Error::new(
                             SqlState::UNDEFINED_COLUMN,
                             format!("ORDER BY expression \"{}\" must be an output column here", item.expr),
@@ -605,8 +635,9 @@ impl<'a> Planner<'a> {
                 on: None,
                 lateral: true,
                 right_width: 1,
+                left_width: scope.columns.len(),
             };
-            scope.columns.push(Column { table: None, name: SRF_COLUMN.into(), ty: DataType::Int4 });
+            scope.columns.push(Column { hidden: false, table: None, name: SRF_COLUMN.into(), ty: DataType::Int4 });
         }
         let group_exprs: Vec<ast::Expr> = match &s.group_by {
             ast::GroupByExpr::Expressions(e, _) => e.clone(),
@@ -702,7 +733,7 @@ impl<'a> Planner<'a> {
                 let input = scope.clone();
                 let (func, ty) = self.window_func(f, &s.named_window, &mut |p, e| p.expr(e, &input))?;
                 funcs.push(func);
-                added.push(Column { table: None, name: name.clone(), ty });
+                added.push(Column { hidden: false, table: None, name: name.clone(), ty });
             }
             plan = Plan::Window { input: Box::new(plan), funcs };
             scope.columns.extend(added);
@@ -726,7 +757,7 @@ impl<'a> Planner<'a> {
                             "SELECT * with no tables specified is not valid",
                         ));
                     }
-                    for (i, c) in scope.columns.iter().enumerate() {
+                    for (i, c) in scope.columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
                         columns.push((c.name.clone(), c.ty.clone()));
                         exprs.push(Expr::Column(i));
                     }
@@ -1095,6 +1126,7 @@ impl<'a> Planner<'a> {
                     on: None,
                     lateral: false,
                     right_width: width,
+                    left_width: s.columns.len() - width,
                 };
                 scope = s;
             }
@@ -1107,31 +1139,63 @@ impl<'a> Planner<'a> {
                 let (kind, constraint) = match &j.join_operator {
                     ast::JoinOperator::Join(c) | ast::JoinOperator::Inner(c) => (JoinKind::Inner, Some(c)),
                     ast::JoinOperator::Left(c) | ast::JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
+                    ast::JoinOperator::Right(c) | ast::JoinOperator::RightOuter(c) => (JoinKind::Right, Some(c)),
+                    ast::JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c)),
                     ast::JoinOperator::CrossJoin(_) => (JoinKind::Inner, None),
                     other => return Err(unsupported(format!("join {other:?}").chars().take(40).collect::<String>())),
                 };
+                if lateral && matches!(kind, JoinKind::Right | JoinKind::Full) {
+                    return Err(Error::new(
+                        SqlState("42P10"),
+                        "invalid reference to FROM-clause entry in a LATERAL subquery",
+                    )
+                    .with_detail("The combining JOIN type must be INNER or LEFT for a LATERAL reference."));
+                }
+                // USING (and NATURAL, USING every common name): the pairs of equal columns, merged below.
+                let using: Vec<String> = match constraint {
+                    Some(ast::JoinConstraint::Using(cols)) => {
+                        cols.iter().map(|c| name_parts(c).pop().unwrap_or_default()).collect()
+                    }
+                    Some(ast::JoinConstraint::Natural) => {
+                        let mut common = Vec::new();
+                        for c in scope.columns.iter().filter(|c| !c.hidden) {
+                            if !common.contains(&c.name) && rs.find(None, &c.name)?.is_some() {
+                                common.push(c.name.clone());
+                            }
+                        }
+                        common
+                    }
+                    _ => Vec::new(),
+                };
+                let mut pairs = Vec::new();
+                for n in &using {
+                    let l = scope.find(None, n)?.ok_or_else(|| {
+                        Error::new(
+                            SqlState::UNDEFINED_COLUMN,
+                            format!("column \"{n}\" specified in USING clause does not exist in left table"),
+                        )
+                    })?;
+                    let r = rs.find(None, n)?.ok_or_else(|| {
+                        Error::new(
+                            SqlState::UNDEFINED_COLUMN,
+                            format!("column \"{n}\" specified in USING clause does not exist in right table"),
+                        )
+                    })?;
+                    pairs.push((n.clone(), l, scope.columns.len() + r));
+                }
                 let on = match constraint {
                     Some(ast::JoinConstraint::On(e)) => Some(self.expr(e, &joined)?.0),
-                    Some(ast::JoinConstraint::Using(cols)) => {
-                        let mut pred: Option<Expr> = None;
-                        for c in cols {
-                            let n = name_parts(c).pop().unwrap_or_default();
-                            let l = scope.find(None, &n)?.ok_or_else(|| no_column(&n))?;
-                            let r = rs.find(None, &n)?.ok_or_else(|| no_column(&n))?;
-                            let eq = Expr::Binary(
-                                BinOp::Eq,
-                                Box::new(Expr::Column(l)),
-                                Box::new(Expr::Column(scope.columns.len() + r)),
-                            );
-                            pred = Some(match pred {
+                    Some(ast::JoinConstraint::Using(_) | ast::JoinConstraint::Natural) => {
+                        pairs.iter().fold(None, |pred, (_, l, r)| {
+                            let eq = Expr::Binary(BinOp::Eq, Box::new(Expr::Column(*l)), Box::new(Expr::Column(*r)));
+                            Some(match pred {
                                 None => eq,
                                 Some(p) => Expr::Binary(BinOp::And, Box::new(p), Box::new(eq)),
-                            });
-                        }
-                        pred
+                            })
+                        })
                     }
                     Some(ast::JoinConstraint::None) | None => None,
-                    Some(other) => return Err(unsupported(format!("{other:?}"))),
+                    Some(_) => return Err(unsupported("JOIN ... USING ... AS alias")),
                 };
                 // Lateral subqueries were planned with the left scope as their outer scope.
                 let plan_left = std::mem::replace(&mut plan, Plan::Values(vec![]));
@@ -1142,8 +1206,34 @@ impl<'a> Planner<'a> {
                     on,
                     lateral,
                     right_width: width,
+                    left_width: scope.columns.len(),
                 };
                 scope = joined;
+                if !pairs.is_empty() {
+                    // As in PostgreSQL: one column per USING name comes first (the left's value, the right's
+                    // for RIGHT JOIN, whichever is not NULL for FULL JOIN); the pair it merges stays reachable
+                    // by qualified name only.
+                    let mut exprs = Vec::new();
+                    let mut merged = Vec::new();
+                    for (n, l, r) in &pairs {
+                        let ty = scope.columns[if kind == JoinKind::Right { *r } else { *l }].ty.clone();
+                        let (l, r) = (Expr::Column(*l), Expr::Column(*r));
+                        exprs.push(match kind {
+                            JoinKind::Inner | JoinKind::Left => l,
+                            JoinKind::Right => r,
+                            JoinKind::Full => Expr::Call(Arc::from("coalesce"), vec![l, r]),
+                        });
+                        merged.push(Column { hidden: false, table: None, name: n.clone(), ty });
+                    }
+                    for (_, l, r) in &pairs {
+                        scope.columns[*l].hidden = true;
+                        scope.columns[*r].hidden = true;
+                    }
+                    exprs.extend((0..scope.columns.len()).map(Expr::Column));
+                    merged.append(&mut scope.columns);
+                    scope.columns = merged;
+                    plan = Plan::Project { input: Box::new(plan), exprs };
+                }
             }
             acc = Some((plan, scope));
         }
@@ -1185,7 +1275,8 @@ impl<'a> Planner<'a> {
         let arg = self.coerce_to(x, &t, &DataType::Text)?;
         let alias_name = alias.map(|a| ident(&a.name)).unwrap_or_else(|| "unnest".into());
         let col = alias.and_then(|a| a.columns.first()).map(|c| ident(&c.name)).unwrap_or_else(|| alias_name.clone());
-        let scope = Scope { columns: vec![Column { table: Some(alias_name), name: col, ty: DataType::Text }] };
+        let scope =
+            Scope { columns: vec![Column { hidden: false, table: Some(alias_name), name: col, ty: DataType::Text }] };
         Ok((Plan::Unnest { arg }, scope))
     }
 
@@ -1308,8 +1399,9 @@ impl<'a> Planner<'a> {
                         .and_then(|a| a.columns.first())
                         .map(|c| ident(&c.name))
                         .unwrap_or_else(|| alias_name.clone());
-                    let scope =
-                        Scope { columns: vec![Column { table: Some(alias_name), name: col, ty: DataType::Int4 }] };
+                    let scope = Scope {
+                        columns: vec![Column { hidden: false, table: Some(alias_name), name: col, ty: DataType::Int4 }],
+                    };
                     return Ok((Plan::Series { args: bound }, scope));
                 }
                 if let [t] = parts.as_slice() {
@@ -1340,7 +1432,12 @@ impl<'a> Planner<'a> {
                     let scope = Scope {
                         columns: cols
                             .into_iter()
-                            .map(|(n, t)| Column { table: Some(alias_name.clone()), name: n.to_string(), ty: t })
+                            .map(|(n, t)| Column {
+                                hidden: false,
+                                table: Some(alias_name.clone()),
+                                name: n.to_string(),
+                                ty: t,
+                            })
                             .collect(),
                     };
                     (Plan::System { name: view }, scope)
