@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sql::{connect, error, rows};
+use common::sql::{connect, error, one, rows};
 use common::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,4 +85,43 @@ async fn on_conflict_needs_a_unique_target() {
         rows(&c, "INSERT INTO oc VALUES (1, 'z', 0) ON CONFLICT (id) DO UPDATE SET n = oc.n + 1 RETURNING *").await,
         vec!["1|x|1"]
     );
+}
+
+#[tokio::test]
+async fn update_from_and_delete_using() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query(
+        "CREATE TABLE acct (id int PRIMARY KEY, bal int, owner text); CREATE TABLE pay (acct int, amount int); \
+         INSERT INTO acct VALUES (1, 100, 'ann'), (2, 200, 'bob'), (3, 300, 'cy'); \
+         INSERT INTO pay VALUES (1, 10), (2, 20), (2, 5), (9, 1)",
+    )
+    .await
+    .unwrap();
+    // Expected rows are PostgreSQL 15's. A target row joined to several rows is changed once.
+    assert_eq!(
+        rows(&c, "UPDATE acct a SET bal = a.bal + p.amount FROM pay p WHERE p.acct = a.id AND p.amount > 6 RETURNING a.id, a.bal, p.amount").await,
+        vec!["1|110|10", "2|220|20"]
+    );
+    c.simple_query(
+        "UPDATE acct SET owner = upper(owner) FROM (SELECT acct FROM pay GROUP BY acct HAVING count(*) > 1) s WHERE s.acct = acct.id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&c, "SELECT * FROM acct ORDER BY id").await, vec!["1|110|ann", "2|220|BOB", "3|300|cy"]);
+    assert_eq!(
+        rows(&c, "DELETE FROM pay USING acct WHERE pay.acct = acct.id AND acct.owner = 'ann' RETURNING pay.*").await,
+        vec!["1|10"]
+    );
+    let r = c
+        .query(
+            "UPDATE acct SET bal = x.v FROM (VALUES ($1::int, $2::int)) x(k, v) WHERE acct.id = x.k",
+            &[&3i32, &33i32],
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(one(&c, "SELECT bal FROM acct WHERE id = 3").await, "33");
+    assert_eq!(rows(&c, "DELETE FROM acct a USING pay p WHERE a.id = p.acct RETURNING a.id").await, vec!["2"]);
+    assert_eq!(rows(&c, "SELECT id FROM acct ORDER BY id").await, vec!["1", "3"]);
+    assert_eq!(error(&c, "UPDATE acct SET bal = 0 FROM acct WHERE true").await.0, "42712");
 }

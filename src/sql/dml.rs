@@ -8,6 +8,9 @@
 //! `SET abalance = abalance + 1` never loses a concurrent increment. Under REPEATABLE READ the lock itself
 //! fails with 40001 instead.
 //!
+//! UPDATE ... FROM and DELETE ... USING join each candidate target row to the first row of the other
+//! tables that the WHERE accepts for it, and join again from the newest version after the lock.
+//!
 //! An UPDATE that only adds to numeric columns of one row named by its whole primary key
 //! (`SET abalance = abalance + $1 WHERE aid = $2`, no RETURNING, the columns in no index) is deferred
 //! under READ COMMITTED: see [`increment_only`] and the transaction module. Its result is the same as
@@ -84,6 +87,9 @@ pub struct WritePlan {
     pub filter: Option<Expr>,
     pub assignments: Vec<(usize, Expr)>,
     pub returning: Option<Returning>,
+    /// UPDATE ... FROM / DELETE ... USING: the other tables' rows. The WHERE, SET and RETURNING
+    /// expressions read the target row followed by one of these.
+    pub from: Option<Plan>,
 }
 
 fn lookup(p: &Planner, name: &ast::ObjectName) -> Result<Arc<TableDef>> {
@@ -107,7 +113,7 @@ fn returning(p: &mut Planner, items: &Option<Vec<ast::SelectItem>>, scope: &Scop
     for item in items {
         match item {
             ast::SelectItem::Wildcard(_) => {
-                for (i, c) in scope.columns.iter().enumerate() {
+                for (i, c) in scope.columns.iter().enumerate().filter(|(_, c)| !c.hidden) {
                     exprs.push(Expr::Column(i));
                     columns.push((c.name.clone(), c.ty.clone()));
                 }
@@ -126,6 +132,20 @@ fn returning(p: &mut Planner, items: &Option<Vec<ast::SelectItem>>, scope: &Scop
                 let (x, t) = p.expr(expr, scope)?;
                 exprs.push(x);
                 columns.push((ident(alias), t));
+            }
+            ast::SelectItem::QualifiedWildcard(ast::SelectItemQualifiedWildcardKind::ObjectName(n), _) => {
+                let q = name_parts(n).pop().unwrap_or_default();
+                let before = exprs.len();
+                for (i, c) in scope.columns.iter().enumerate().filter(|(_, c)| c.table.as_deref() == Some(q.as_str())) {
+                    exprs.push(Expr::Column(i));
+                    columns.push((c.name.clone(), c.ty.clone()));
+                }
+                if exprs.len() == before {
+                    return Err(Error::new(
+                        SqlState::UNDEFINED_TABLE,
+                        format!("missing FROM-clause entry for table \"{q}\""),
+                    ));
+                }
             }
             other => {
                 return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, format!("RETURNING {other} is not supported")))
@@ -292,14 +312,19 @@ fn from_table(tables: &[ast::TableWithJoins]) -> Result<(ast::ObjectName, Option
 
 /// Binds an UPDATE.
 pub fn plan_update(p: &mut Planner, u: &ast::Update) -> Result<WritePlan> {
-    if u.from.is_some() {
-        return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "UPDATE ... FROM is not supported"));
-    }
     let (name, alias) = from_table(std::slice::from_ref(&u.table))?;
     let def = lookup(p, &name)?;
-    let scope = Scope::of_table(&def, &alias.unwrap_or_else(|| def.name.clone()));
+    let alias = alias.unwrap_or_else(|| def.name.clone());
+    let others = match &u.from {
+        Some(ast::UpdateTableFromKind::AfterSet(t)) => Some(t.as_slice()),
+        Some(ast::UpdateTableFromKind::BeforeSet(_)) => {
+            return Err(Error::new(SqlState::SYNTAX_ERROR, "FROM goes after SET in UPDATE"))
+        }
+        None => None,
+    };
+    let (scope, from) = target_scope(p, &def, &alias, others)?;
     let assignments = assignments(p, &def, &u.assignments, &scope)?;
-    write_plan(p, def, scope, u.selection.as_ref(), assignments, &u.returning)
+    write_plan(p, def, scope, u.selection.as_ref(), assignments, &u.returning, from)
 }
 
 /// Binds a DELETE.
@@ -307,13 +332,29 @@ pub fn plan_delete(p: &mut Planner, d: &ast::Delete) -> Result<WritePlan> {
     let tables = match &d.from {
         ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
     };
-    if d.using.is_some() {
-        return Err(Error::new(SqlState::FEATURE_NOT_SUPPORTED, "DELETE ... USING is not supported"));
-    }
     let (name, alias) = from_table(tables)?;
     let def = lookup(p, &name)?;
-    let scope = Scope::of_table(&def, &alias.unwrap_or_else(|| def.name.clone()));
-    write_plan(p, def, scope, d.selection.as_ref(), vec![], &d.returning)
+    let alias = alias.unwrap_or_else(|| def.name.clone());
+    let (scope, from) = target_scope(p, &def, &alias, d.using.as_deref())?;
+    write_plan(p, def, scope, d.selection.as_ref(), vec![], &d.returning, from)
+}
+
+/// The columns an UPDATE's or DELETE's expressions see: the target's, then those of the other tables of
+/// UPDATE ... FROM or DELETE ... USING (planned as a query's FROM list), whose plan comes with them.
+fn target_scope(
+    p: &mut Planner,
+    def: &TableDef,
+    alias: &str,
+    others: Option<&[ast::TableWithJoins]>,
+) -> Result<(Scope, Option<Plan>)> {
+    let mut scope = Scope::of_table(def, alias);
+    let Some(others) = others.filter(|o| !o.is_empty()) else { return Ok((scope, None)) };
+    let (plan, more) = p.from(others)?;
+    if more.columns.iter().any(|c| c.table.as_deref() == Some(alias)) {
+        return Err(Error::new(SqlState("42712"), format!("table name \"{alias}\" specified more than once")));
+    }
+    scope.columns.extend(more.columns);
+    Ok((scope, Some(plan)))
 }
 
 fn write_plan(
@@ -323,14 +364,16 @@ fn write_plan(
     selection: Option<&ast::Expr>,
     assignments: Vec<(usize, Expr)>,
     ret: &Option<Vec<ast::SelectItem>>,
+    from: Option<Plan>,
 ) -> Result<WritePlan> {
     let filter = match selection {
         Some(w) => Some(p.expr(w, &scope)?.0),
         None => None,
     };
+    // Key lookups use only the conditions on the target's own columns (a join condition is not one).
     let access = choose_access(&def, filter.as_ref());
     let returning = returning(p, ret, &scope)?;
-    Ok(WritePlan { def, access, filter, assignments, returning })
+    Ok(WritePlan { def, access, filter, assignments, returning, from })
 }
 
 /// Checks NOT NULL and casts each value to its column's type.
@@ -508,28 +551,60 @@ fn conflicting_key(txn: &TxnCell, def: &TableDef, arbiter: &Arbiter, row: &Row) 
 pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool) -> Result<WriteResult> {
     let def = &plan.def;
     let table: Oid = def.id;
-    let candidates = execute::table_rows(env.state, table, &def.name, &plan.access, plan.filter.as_ref(), env)?;
-    let mut result = WriteResult { count: 0, rows: Vec::new() };
-    for (key, seen) in candidates {
-        let Some(newest) = txn.borrow_mut().lock_row(table, &key)? else { continue };
-        if !Arc::ptr_eq(&newest, &seen) {
-            if let Some(f) = &plan.filter {
-                if truth(&f.eval(&newest, env)?)? != Some(true) {
-                    continue;
-                }
+    // With FROM/USING the WHERE reads the other tables too, so it is checked on the joined rows below.
+    let (others, scan_filter) = match &plan.from {
+        Some(from) => (Some(execute::run(from, env)?), None),
+        None => (None, plan.filter.as_ref()),
+    };
+    let candidates = execute::table_rows(env.state, table, &def.name, &plan.access, scan_filter, env)?;
+    let width = def.columns.len();
+    // The target row joined with the first row of the other tables the WHERE accepts for it (as in
+    // PostgreSQL, a target row is changed once however many rows it joins).
+    let joined = |row: &[Value]| -> Result<Option<Vec<Value>>> {
+        let Some(others) = &others else { return Ok(Some(row.to_vec())) };
+        for o in others {
+            crate::activity::check_interrupts()?;
+            let mut r = row.to_vec();
+            r.extend(o.iter().cloned());
+            match &plan.filter {
+                Some(f) if truth(&f.eval(&r, env)?)? != Some(true) => {}
+                _ => return Ok(Some(r)),
             }
         }
+        Ok(None)
+    };
+    let mut result = WriteResult { count: 0, rows: Vec::new() };
+    for (key, seen) in candidates {
+        if others.is_some() && joined(&seen)?.is_none() {
+            continue;
+        }
+        let Some(newest) = txn.borrow_mut().lock_row(table, &key)? else { continue };
+        let input = if Arc::ptr_eq(&newest, &seen) && others.is_none() {
+            newest.to_vec()
+        } else {
+            // A newer version than the snapshot showed (or a join to find): the WHERE is checked again.
+            match joined(&newest)? {
+                Some(r) if others.is_some() => r,
+                Some(r) => match &plan.filter {
+                    Some(f) if truth(&f.eval(&r, env)?)? != Some(true) => continue,
+                    _ => r,
+                },
+                None => continue,
+            }
+        };
         let written = if delete {
             txn.borrow_mut().delete(table, &key)?;
-            newest
+            input
         } else {
-            let mut new = newest.to_vec();
+            let mut new = input[..width].to_vec();
             for (c, e) in &plan.assignments {
-                new[*c] = e.eval(&newest, env)?;
+                new[*c] = e.eval(&input, env)?;
             }
             let row = finish_row(def, new)?;
             txn.borrow_mut().update(table, &key, row.clone())?;
-            row
+            let mut out = row.to_vec();
+            out.extend(input[width..].iter().cloned());
+            out
         };
         result.count += 1;
         if let Some(r) = &plan.returning {
@@ -593,6 +668,7 @@ pub fn increment_only(plan: &WritePlan) -> Option<Vec<Addend>> {
     let def = &plan.def;
     let pk = def.primary_key.as_ref()?;
     if plan.returning.is_some()
+        || plan.from.is_some()
         || plan.assignments.is_empty()
         || !matches!(&plan.access, Access::Keys(k) if k.len() == 1)
     {
