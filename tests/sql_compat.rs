@@ -557,3 +557,25 @@ async fn using_natural_right_and_full_joins() {
     assert_eq!(error(&c, "SELECT * FROM a JOIN b USING (nope)").await.0, "42703");
     assert_eq!(error(&c, "SELECT * FROM a RIGHT JOIN LATERAL (SELECT a.id) s ON true").await.0, "42P10");
 }
+
+#[tokio::test]
+async fn distinct_on_keeps_the_first_row_of_each_key() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    c.simple_query(
+        "CREATE TABLE ev (id int PRIMARY KEY, who text, at int, what text); \
+         INSERT INTO ev VALUES (1,'ann',5,'x'),(2,'ann',9,'y'),(3,'bob',3,'z'),(4,'bob',7,'w'),(5,'cy',1,'v'),(6,'ann',9,'u')",
+    )
+    .await
+    .unwrap();
+    // PostgreSQL 15 gives the same rows: the latest event of each person, the ORDER BY deciding which is first.
+    assert_eq!(
+        rows(&c, "SELECT DISTINCT ON (who) who, at, what FROM ev ORDER BY who, at DESC, id").await,
+        ["ann|9|y", "bob|7|w", "cy|1|v"]
+    );
+    assert_eq!(rows(&c, "SELECT DISTINCT ON (1) who, at FROM ev ORDER BY 1, 2 DESC").await, ["ann|9", "bob|7", "cy|1"]);
+    assert_eq!(rows(&c, "SELECT DISTINCT ON (who, at) who, at FROM ev ORDER BY who, at").await.len(), 5);
+    assert_eq!(one(&c, "SELECT count(*) FROM (SELECT DISTINCT ON (who) * FROM ev) t").await, "3");
+    let r = c.query("SELECT DISTINCT ON (who) id FROM ev WHERE at > $1 ORDER BY who, at", &[&4i32]).await.unwrap();
+    assert_eq!(r.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(), [1, 4]);
+}

@@ -390,6 +390,17 @@ pub fn run(plan: &Plan, env: &Env) -> Result<Vec<Vec<Value>>> {
             run(input, env)?.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
         }
         Plan::Distinct { input } => dedup(run(input, env)?),
+        Plan::DistinctOn { input, keys } => {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for mut r in run(input, env)? {
+                let key = r.split_off(r.len().saturating_sub(*keys));
+                if seen.insert(key) {
+                    out.push(r);
+                }
+            }
+            out
+        }
         Plan::RecursiveUnion { anchor, step, all, id } => {
             let mut seen = HashSet::new();
             let mut fresh = |rows: Vec<Vec<Value>>| -> Vec<Vec<Value>> {

@@ -178,6 +178,12 @@ pub enum Plan {
     Distinct {
         input: Box<Plan>,
     },
+    /// DISTINCT ON: the input's last `keys` columns are the key; the first row of each key is kept, without
+    /// them.
+    DistinctOn {
+        input: Box<Plan>,
+        keys: usize,
+    },
     /// WITH RECURSIVE's `anchor UNION [ALL] step`: the anchor's rows, then `step` run again and again over
     /// the rows the previous round added (its working table, read by [`Plan::WorkTable`] with the same id)
     /// until a round adds none. Without ALL, rows already produced are not added again.
@@ -291,6 +297,10 @@ impl Plan {
             }
             Plan::Distinct { input } => {
                 line.push_str("Unique");
+                vec![input]
+            }
+            Plan::DistinctOn { input, keys } => {
+                let _ = write!(line, "Unique (first row of each of {keys} key columns)");
                 vec![input]
             }
             Plan::RecursiveUnion { anchor, step, .. } => {

@@ -410,6 +410,11 @@ impl<'a> Planner<'a> {
                     extra.push(());
                 }
                 plan = Plan::Project { input: Box::new(Plan::Sort { input: Box::new(input), keys }), exprs };
+                if let ast::SetExpr::Select(s) = &*q.body {
+                    if let Some(ast::Distinct::On(on)) = &s.distinct {
+                        plan = Plan::DistinctOn { input: Box::new(plan), keys: on.len() };
+                    }
+                }
             } else {
                 // A grouped or DISTINCT select: sort keys are output columns, by name, by position, or
                 // written as a select-list expression is (`ORDER BY b.y`, `ORDER BY count(*)`).
@@ -784,6 +789,22 @@ impl<'a> Planner<'a> {
                 }
                 other => return Err(unsupported(other)),
             }
+        }
+        if let Some(ast::Distinct::On(on)) = &s.distinct {
+            // The keys ride along after the output columns: ORDER BY sorts below the projection as for a
+            // plain select, then the first row of each key is kept (see `query_body`).
+            let mut exprs = exprs;
+            for e in on {
+                let key = match self.output_ref(e, &columns)? {
+                    Some(i) => exprs[i].clone(),
+                    None => self.expr(e, &scope)?.0,
+                };
+                exprs.push(key);
+            }
+            let keys = on.len();
+            let input = plan.clone();
+            let projected = Plan::Project { input: Box::new(plan), exprs: exprs.clone() };
+            return Ok((Plan::DistinctOn { input: Box::new(projected), keys }, columns, Some((input, exprs, scope))));
         }
         if s.distinct.is_some() {
             let projected = Plan::Project { input: Box::new(plan), exprs };
