@@ -579,3 +579,46 @@ async fn distinct_on_keeps_the_first_row_of_each_key() {
     let r = c.query("SELECT DISTINCT ON (who) id FROM ev WHERE at > $1 ORDER BY who, at", &[&4i32]).await.unwrap();
     assert_eq!(r.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(), [1, 4]);
 }
+
+#[tokio::test]
+async fn time_zones_show_and_read_timestamptz_on_the_session_clocks() {
+    if !std::path::Path::new("/usr/share/zoneinfo/America/New_York").exists() {
+        eprintln!("no tz database on this machine: skipped");
+        return;
+    }
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // Each expected value is what PostgreSQL 15 printed for the same statements.
+    c.simple_query("SET TIME ZONE 'America/New_York'").await.unwrap();
+    assert_eq!(one(&c, "SELECT timestamptz '2024-07-15 12:00:00+00'").await, "2024-07-15 08:00:00-04");
+    assert_eq!(one(&c, "SELECT timestamptz '2024-01-15 12:00:00'").await, "2024-01-15 12:00:00-05");
+    // A day across the change to summer time is 23 hours; 24 hours is a clock's 24 hours.
+    assert_eq!(
+        rows(&c, "SELECT timestamptz '2024-03-09 12:00' + interval '1 day', timestamptz '2024-03-09 12:00' + interval '24 hours'").await,
+        ["2024-03-10 12:00:00-04|2024-03-10 13:00:00-04"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT extract(hour FROM timestamptz '2024-07-15 12:00:00+00'), extract(epoch FROM timestamptz '2024-07-15 12:00:00+00'), \
+                  date_trunc('day', timestamptz '2024-07-15 02:00:00+00'), (timestamptz '2024-07-15 02:00:00+00')::date").await,
+        ["8|1721044800.000000|2024-07-14 00:00:00-04|2024-07-14"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT timestamptz '2024-07-15 12:00:00+00' AT TIME ZONE 'Asia/Tokyo', timestamp '2024-07-15 12:00:00' AT TIME ZONE 'Asia/Tokyo'").await,
+        ["2024-07-15 21:00:00|2024-07-14 23:00:00-04"]
+    );
+    c.simple_query("SET TimeZone = 'Asia/Kathmandu'").await.unwrap();
+    assert_eq!(one(&c, "SELECT timestamptz '2024-07-15 12:00:00+00'").await, "2024-07-15 17:45:00+05:45");
+    // A value written in one zone is the same instant read in another; the binary format is UTC.
+    c.simple_query("SET TIME ZONE 'Europe/Berlin'; CREATE TABLE tt (id int PRIMARY KEY, t timestamptz); INSERT INTO tt VALUES (1, '2024-12-24 18:00')")
+        .await
+        .unwrap();
+    c.simple_query("RESET TimeZone").await.unwrap();
+    assert_eq!(one(&c, "SELECT t FROM tt").await, "2024-12-24 17:00:00+00");
+    assert_eq!(one(&c, "SHOW TimeZone").await, "Etc/UTC");
+    let (code, message) = error(&c, "SET TimeZone = 'Mars/Olympus'").await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("22023", "invalid value for parameter \"TimeZone\": \"Mars/Olympus\"")
+    );
+    assert_eq!(error(&c, "SELECT now() AT TIME ZONE 'Nowhere/City'").await.0, "22023");
+}

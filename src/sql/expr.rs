@@ -606,10 +606,15 @@ fn interval_binary(op: BinOp, a: &Value, b: &Value) -> Option<Result<Value>> {
         Ok(Some(match (a, b) {
             (Value::Timestamp(t) | Value::TimestampTz(t), Value::Interval(i)) if matches!(op, Add | Sub) => {
                 let i = if op == Add { *i } else { interval::negate(i).ok_or_else(interval_overflow)? };
-                let t = interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?;
                 if matches!(a, Value::Timestamp(_)) {
-                    Value::Timestamp(t)
+                    Value::Timestamp(interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?)
                 } else {
+                    // Months and days go by the session's calendar (a day across a DST change is 23 or 25
+                    // hours), the time part by the clock, as in PostgreSQL.
+                    let calendar = crate::storage::value::Interval { micros: 0, ..i };
+                    let local = crate::sql::timezone::to_local(*t);
+                    let moved = interval::add_to_timestamp(local, &calendar).ok_or_else(interval_overflow)?;
+                    let t = crate::sql::timezone::to_utc(moved).checked_add(i.micros).ok_or_else(interval_overflow)?;
                     Value::TimestampTz(t)
                 }
             }

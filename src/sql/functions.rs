@@ -110,6 +110,10 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         "current_date" => DataType::Date,
         "date_trunc" => args.get(1).cloned().unwrap_or(DataType::Timestamp),
         "date_part" => DataType::Float8,
+        "timezone" => match args.get(1) {
+            Some(DataType::Timestamp) => DataType::TimestampTz,
+            _ => DataType::Timestamp,
+        },
         "extract" => DataType::Numeric(None),
         "abs" | "round" | "ceil" | "ceiling" | "floor" | "trunc" | "sign" | "mod" => match first {
             DataType::Int2 | DataType::Int4 | DataType::Int8
@@ -444,6 +448,22 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "now" | "current_timestamp" | "transaction_timestamp" => Value::TimestampTz(env.session.now),
         "statement_timestamp" | "clock_timestamp" => Value::TimestampTz(types::now_usecs()),
         "current_date" => types::cast(Value::TimestampTz(env.session.now), &DataType::Date)?,
+        "timezone" => {
+            let zone = crate::sql::timezone::load(&s(0)?).map_err(|_| {
+                Error::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    format!("time zone \"{}\" not recognized", s(0).unwrap_or_default()),
+                )
+            })?;
+            match a(1)? {
+                Value::Null => Value::Null,
+                Value::Timestamp(t) => Value::TimestampTz(zone.to_utc(t)),
+                v => match types::cast(v, &DataType::TimestampTz)? {
+                    Value::TimestampTz(t) => Value::Timestamp(t + zone.offset(t) as i64 * 1_000_000),
+                    _ => Value::Null,
+                },
+            }
+        }
         "date_part" | "extract" => {
             let field = s(0)?.to_lowercase();
             match date_part(&field, &a(1)?, name == "extract")? {
@@ -675,8 +695,9 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "to_char" => {
             let template = s(1)?;
             match a(0)? {
-                Value::Timestamp(t) | Value::TimestampTz(t) => {
-                    Value::text(&crate::sql::formatting::format_time(t, &template))
+                Value::Timestamp(t) => Value::text(&crate::sql::formatting::format_time(t, &template)),
+                Value::TimestampTz(t) => {
+                    Value::text(&crate::sql::formatting::format_time(crate::sql::timezone::to_local(t), &template))
                 }
                 Value::Date(d) => Value::text(&crate::sql::formatting::format_time(
                     d as i64 * crate::storage::value::USECS_PER_DAY,
@@ -838,7 +859,9 @@ fn date_part(field: &str, v: &Value, of_date: bool) -> Result<Option<(i128, u32)
     let (usecs, date) = match v {
         Value::Null => return Ok(None),
         Value::Date(d) => (*d as i64 * 86_400_000_000, of_date),
-        Value::Timestamp(t) | Value::TimestampTz(t) => (*t, false),
+        Value::Timestamp(t) => (*t, false),
+        // The fields of a time with time zone are those of the session's clocks.
+        Value::TimestampTz(t) => (crate::sql::timezone::to_local(*t), false),
         v => match types::cast(v.clone(), &DataType::Timestamp)? {
             Value::Timestamp(t) => (t, false),
             _ => return Ok(None),
@@ -872,7 +895,10 @@ fn date_part(field: &str, v: &Value, of_date: bool) -> Result<Option<(i128, u32)
         "millisecond" | "milliseconds" => time((in_minute, 3))?,
         "microsecond" | "microseconds" => time(whole(in_minute))?,
         "epoch" if date => whole(usecs as i128 / 1_000_000 + 946_684_800),
-        "epoch" => (usecs as i128 + 946_684_800_000_000, 6),
+        "epoch" => {
+            let instant = if let Value::TimestampTz(t) = v { *t } else { usecs };
+            (instant as i128 + 946_684_800_000_000, 6)
+        }
         "dow" => whole(dow),
         "isodow" => whole(isodow),
         "doy" => whole(doy),
@@ -918,7 +944,7 @@ fn iso_week(year: i128, doy: i128, isodow: i128) -> (i128, i128) {
 fn date_trunc(field: &str, v: Value) -> Result<Value> {
     let (usecs, tz) = match v {
         Value::Timestamp(t) => (t, false),
-        Value::TimestampTz(t) => (t, true),
+        Value::TimestampTz(t) => (crate::sql::timezone::to_local(t), true),
         Value::Date(d) => (d as i64 * 86_400_000_000, false),
         _ => return Err(Error::new(SqlState::DATATYPE_MISMATCH, "date_trunc needs a timestamp")),
     };
@@ -936,5 +962,5 @@ fn date_trunc(field: &str, v: Value) -> Result<Value> {
             return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unit \"{field}\" not recognized")));
         }
     };
-    Ok(if tz { Value::TimestampTz(t) } else { Value::Timestamp(t) })
+    Ok(if tz { Value::TimestampTz(crate::sql::timezone::to_utc(t)) } else { Value::Timestamp(t) })
 }

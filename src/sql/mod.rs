@@ -30,5 +30,6 @@ pub mod planner;
 pub mod preparse;
 pub mod session;
 pub mod shape;
+pub mod timezone;
 pub mod types;
 pub mod window;

@@ -1892,7 +1892,20 @@ impl<'a> Planner<'a> {
                 let ty = functions::return_type(name, &[t]).unwrap_or(DataType::Float8);
                 (Expr::Call(Arc::from(name), vec![x]), ty)
             }
-            E::AtTimeZone { timestamp, .. } => self.expr(timestamp, scope)?,
+            E::AtTimeZone { timestamp, time_zone } => {
+                // timestamptz AT TIME ZONE z is the local time there; timestamp AT TIME ZONE z the instant
+                // that local time is in z.
+                let (x, t) = self.expr(timestamp, scope)?;
+                let (x, t) = match t {
+                    DataType::Timestamp => (x, t),
+                    DataType::Date => (Expr::Cast(Box::new(x), DataType::Timestamp), DataType::Timestamp),
+                    _ => (self.coerce_to(x, &t, &DataType::TimestampTz)?, DataType::TimestampTz),
+                };
+                let (z, zt) = self.expr(time_zone, scope)?;
+                let z = self.coerce_to(z, &zt, &DataType::Text)?;
+                let ty = if t == DataType::Timestamp { DataType::TimestampTz } else { DataType::Timestamp };
+                (Expr::Call(Arc::from("timezone"), vec![z, x]), ty)
+            }
             // Array constructs appear only in catalog queries over views that are always empty in tandem;
             // they fail if they are ever evaluated.
             E::Array(_) | E::AnyOp { .. } | E::AllOp { .. } | E::CompoundFieldAccess { .. } => {
@@ -2293,6 +2306,10 @@ fn column_name(e: &ast::Expr) -> String {
             _ => "?column?".into(),
         },
         ast::Expr::Extract { .. } => "extract".into(),
+        ast::Expr::AtTimeZone { .. } => "timezone".into(),
+        ast::Expr::TypedString(ts) => {
+            types::data_type(&ts.data_type).map(|t| pg_type_name(&t)).unwrap_or_else(|_| "?column?".into())
+        }
         ast::Expr::Substring { .. } => "substring".into(),
         ast::Expr::Trim { .. } => "btrim".into(),
         ast::Expr::Position { .. } => "position".into(),

@@ -324,6 +324,8 @@ pub struct Session {
     /// `statement_timeout` and `lock_timeout` as SET (None: 0, no limit), read at each statement.
     statement_timeout: Option<std::time::Duration>,
     lock_timeout: Option<std::time::Duration>,
+    /// The zone of `TimeZone`, made the thread's at each statement (None: UTC; see `sql::timezone`).
+    zone: Option<Arc<crate::sql::timezone::Zone>>,
     idle_in_transaction_timeout: Option<std::time::Duration>,
     /// Statements prepared with PREPARE: the statement, its parameter types, its kept plan.
     sql_prepared: std::collections::HashMap<String, SqlPrepared>,
@@ -385,6 +387,7 @@ impl Session {
             work: Default::default(),
             work_limit: execute::default_work_limit(),
         };
+        let ctx_zone = ctx.setting("TimeZone").and_then(|z| crate::sql::timezone::load(z).ok()).filter(|z| !z.is_utc());
         Session {
             engine,
             txn: None,
@@ -400,6 +403,8 @@ impl Session {
             cancel: Arc::new(Mutex::new(None)),
             shapes: ShapeCache::default(),
             statement_timeout: None,
+            // A zone the client asked for at connection start (JDBC sends its JVM's).
+            zone: ctx_zone,
             lock_timeout: None,
             idle_in_transaction_timeout: None,
             sql_prepared: Default::default(),
@@ -588,6 +593,8 @@ impl Session {
             deadline: self.statement_timeout.map(|d| std::time::Instant::now() + d),
             lock_timeout: self.lock_timeout,
         });
+        // Kept after the statement: its rows are written out on this thread in the session's zone.
+        crate::sql::timezone::set_current(self.zone.clone());
         let outcome = self.execute_statement(stmt, params, plan);
         crate::activity::set_limits(crate::activity::Limits::default());
         outcome
@@ -1154,6 +1161,10 @@ impl Session {
     }
 
     fn put_setting(&mut self, name: &str, value: String) {
+        if name.eq_ignore_ascii_case("timezone") {
+            // Checked by SET before it gets here; a zone unknown at connection start leaves UTC.
+            self.zone = crate::sql::timezone::load(&value).ok().filter(|z| !z.is_utc());
+        }
         let limit = || crate::settings::parse_duration(&value).filter(|d| !d.is_zero());
         if name.eq_ignore_ascii_case("statement_timeout") {
             self.statement_timeout = limit();
@@ -1214,11 +1225,21 @@ impl Session {
                     .with_hint("Valid units for this parameter are \"ms\", \"s\", \"min\" and \"h\"."));
                 }
                 let name = crate::sql::params::settable(&name)?;
+                if name == "TimeZone" {
+                    crate::sql::timezone::load(&value)?;
+                }
                 self.put_setting(&name, value);
                 Ok(Outcome::Command("SET".into()))
             }
             ast::Set::SetTimeZone { value, .. } => {
-                self.put_setting("TimeZone", value.to_string().trim_matches('\'').to_string());
+                let value = value.to_string().trim_matches('\'').to_string();
+                let value = if value.eq_ignore_ascii_case("local") || value.eq_ignore_ascii_case("default") {
+                    "Etc/UTC".to_string()
+                } else {
+                    value
+                };
+                crate::sql::timezone::load(&value)?;
+                self.put_setting("TimeZone", value);
                 Ok(Outcome::Command("SET".into()))
             }
             ast::Set::SetTransaction { modes, session, .. } => {

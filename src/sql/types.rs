@@ -131,7 +131,8 @@ pub fn parse_value(s: &str, ty: &DataType) -> Result<Value> {
         DataType::Char(n) => coerce_text(s, ty, Some(*n), true)?,
         DataType::Bytea => Value::Bytes(parse_bytea(s)?),
         DataType::Date => Value::Date(parse_date(t).ok_or_else(|| invalid_dt("date", s))?),
-        DataType::Timestamp => Value::Timestamp(parse_timestamp(t).ok_or_else(|| invalid_dt("timestamp", s))?),
+        // A timestamp without time zone ignores an offset written after it, as PostgreSQL does.
+        DataType::Timestamp => Value::Timestamp(parse_timestamp_parts(t).ok_or_else(|| invalid_dt("timestamp", s))?.0),
         DataType::Interval => Value::Interval(crate::sql::interval::parse(t).ok_or_else(|| {
             Error::new(SqlState("22007"), format!("invalid input syntax for type interval: \"{s}\""))
         })?),
@@ -346,7 +347,18 @@ fn parse_date(s: &str) -> Option<i32> {
 
 /// Parses `YYYY-MM-DD[ T]HH:MM:SS[.ffffff][+TZ]` into microseconds since 2000-01-01 (UTC for offsets).
 /// None for what is not a timestamp, or one too far from 2000 for 64 bits of microseconds.
+/// Reads a time with time zone: with an offset written after it, that offset; without, the session's zone.
 fn parse_timestamp(s: &str) -> Option<i64> {
+    let (local, offset) = parse_timestamp_parts(s)?;
+    Some(match offset {
+        Some(secs) => local.checked_sub(secs * 1_000_000)?,
+        None => crate::sql::timezone::to_utc(local),
+    })
+}
+
+/// Reads a time as written (µs since 2000-01-01 on the clock it names) and the UTC offset written after it
+/// (seconds east), if any.
+fn parse_timestamp_parts(s: &str) -> Option<(i64, Option<i64>)> {
     let s = s.trim();
     let (date, rest) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], s[i + 1..].trim()),
@@ -355,7 +367,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     let days = parse_date(date)? as i64;
     let usecs = days.checked_mul(USECS_PER_DAY)?;
     if rest.is_empty() {
-        return Some(usecs);
+        return Some((usecs, None));
     }
     let (time, offset) = match rest.find(['+', '-', 'Z', 'z']) {
         Some(i) => (&rest[..i], Some(&rest[i..])),
@@ -368,9 +380,11 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     if !(0..=24).contains(&h) || !(0..=59).contains(&mi) || !(0.0..61.0).contains(&sec) {
         return None;
     }
-    let mut usecs = usecs.checked_add((h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64)?;
-    if let Some(off) = offset {
-        if !off.eq_ignore_ascii_case("z") {
+    let usecs = usecs.checked_add((h * 3600 + mi * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64)?;
+    let offset = match offset {
+        None => None,
+        Some(off) if off.eq_ignore_ascii_case("z") => Some(0),
+        Some(off) => {
             let sign = if off.starts_with('-') { -1 } else { 1 };
             let mut op = off[1..].splitn(2, ':');
             let oh: i64 = op.next()?.parse().ok()?;
@@ -379,10 +393,10 @@ fn parse_timestamp(s: &str) -> Option<i64> {
             if !(0..=15).contains(&oh) || !(0..=59).contains(&om) {
                 return None;
             }
-            usecs = usecs.checked_sub(sign * (oh * 3600 + om * 60) * 1_000_000)?;
+            Some(sign * (oh * 3600 + om * 60))
         }
-    }
-    Some(usecs)
+    };
+    Some((usecs, offset))
 }
 
 /// Formats a date (days since 2000-01-01) as `YYYY-MM-DD`.
@@ -453,7 +467,11 @@ pub fn format_value(v: &Value, ty: &DataType) -> Option<String> {
         }
         Value::Date(d) => format_date(*d),
         Value::Timestamp(t) => format_timestamp(*t),
-        Value::TimestampTz(t) => format!("{}+00", format_timestamp(*t)),
+        Value::TimestampTz(t) => {
+            // Shown on the session's clocks, with their offset.
+            let off = crate::sql::timezone::offset_at(*t);
+            format!("{}{}", format_timestamp(t + off as i64 * 1_000_000), crate::sql::timezone::format_offset(off))
+        }
         Value::Interval(i) => crate::sql::interval::format(i),
     })
 }
@@ -506,12 +524,18 @@ pub fn cast(v: Value, ty: &DataType) -> Result<Value> {
         (Value::Bool(b), DataType::Int4 | DataType::Int8) => Value::Int(b as i64),
         (Value::Date(d), DataType::Date) => Value::Date(d),
         (Value::Date(d), DataType::Timestamp) => Value::Timestamp(d as i64 * USECS_PER_DAY),
-        (Value::Date(d), DataType::TimestampTz) => Value::TimestampTz(d as i64 * USECS_PER_DAY),
-        (Value::Timestamp(t) | Value::TimestampTz(t), DataType::Date) => {
-            Value::Date(t.div_euclid(USECS_PER_DAY) as i32)
+        // Between local times and instants, on the session's clocks.
+        (Value::Date(d), DataType::TimestampTz) => {
+            Value::TimestampTz(crate::sql::timezone::to_utc(d as i64 * USECS_PER_DAY))
         }
-        (Value::Timestamp(t) | Value::TimestampTz(t), DataType::Timestamp) => Value::Timestamp(t),
-        (Value::Timestamp(t) | Value::TimestampTz(t), DataType::TimestampTz) => Value::TimestampTz(t),
+        (Value::Timestamp(t), DataType::Date) => Value::Date(t.div_euclid(USECS_PER_DAY) as i32),
+        (Value::TimestampTz(t), DataType::Date) => {
+            Value::Date(crate::sql::timezone::to_local(t).div_euclid(USECS_PER_DAY) as i32)
+        }
+        (Value::Timestamp(t), DataType::Timestamp) => Value::Timestamp(t),
+        (Value::TimestampTz(t), DataType::Timestamp) => Value::Timestamp(crate::sql::timezone::to_local(t)),
+        (Value::Timestamp(t), DataType::TimestampTz) => Value::TimestampTz(crate::sql::timezone::to_utc(t)),
+        (Value::TimestampTz(t), DataType::TimestampTz) => Value::TimestampTz(t),
         (Value::Bytes(b), DataType::Bytea) => Value::Bytes(b),
         (Value::Interval(i), DataType::Interval) => Value::Interval(i),
         // A boolean's text cast spells the word; its output format (on the wire) stays `t`/`f`.
@@ -544,6 +568,7 @@ mod tests {
         let ts = parse_timestamp("2021-03-04 05:06:07.25").unwrap_or_default();
         assert_eq!(format_timestamp(ts), "2021-03-04 05:06:07.25");
         assert_eq!(parse_timestamp("2000-01-01 01:00-01:30"), Some(9_000_000_000));
+        assert_eq!(parse_timestamp_parts("2000-01-01 01:00-01:30"), Some((3_600_000_000, Some(-5400))));
     }
 
     #[test]
