@@ -622,3 +622,34 @@ async fn time_zones_show_and_read_timestamptz_on_the_session_clocks() {
     );
     assert_eq!(error(&c, "SELECT now() AT TIME ZONE 'Nowhere/City'").await.0, "22023");
 }
+
+#[tokio::test]
+async fn common_functions_give_postgresql_results() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // Each expected value is what PostgreSQL 15 printed for the same call.
+    assert_eq!(
+        rows(&c, r"SELECT regexp_replace('abc123def45', '[0-9]+', 'X'), regexp_replace('abc123def45', '[0-9]+', 'X', 'g'), regexp_replace('Hello World', '(\w+) (\w+)', '\2 \1')").await,
+        ["abcXdef45|abcXdefX|World Hello"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT format('Hello %s, %L and %I', 'x', 'O''Reilly', 'My Table'), format('%2$s %1$s', 'a', 'b'), format('%s|%L', NULL, NULL)").await,
+        ["Hello x, 'O''Reilly' and \"My Table\"|b a||NULL"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT encode('abc'::bytea, 'hex'), encode('hello'::bytea, 'base64'), decode('aGVsbG8=', 'base64') = 'hello'::bytea").await,
+        ["616263|aGVsbG8=|t"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT age(timestamp '2024-03-01', timestamp '2024-01-15'), age(timestamp '2024-01-15', timestamp '2024-03-01'), \
+                  age(timestamp '2024-03-31 10:00', timestamp '2023-02-28 12:30:15')").await,
+        ["1 mon 17 days|-1 mons -17 days|1 year 1 mon 2 days 21:29:45"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT to_timestamp(1700000000.5), make_date(2024, 2, 29), 2 ^ 10").await,
+        ["2023-11-14 22:13:20.5+00|2024-02-29|1024"]
+    );
+    assert_eq!(one(&c, "SELECT length(gen_random_uuid()::text)").await, "36");
+    assert_eq!(error(&c, "SELECT make_date(2023, 2, 29)").await.0, "22008");
+    assert_eq!(error(&c, "SELECT format('%s %s', 'a')").await.0, "22023");
+}

@@ -1,4 +1,5 @@
-//! `md5(text)` and `to_char(value, format)`: PostgreSQL's results for what clients use them for.
+//! `md5(text)`, `to_char(value, format)`, `format(fmt, ...)`, `encode`/`decode`: PostgreSQL's results for
+//! what clients use them for.
 //!
 //! `md5` is RFC 1321, written out here (one small function is not worth a dependency). `to_char` knows
 //! PostgreSQL's common template patterns: for times `YYYY`, `YY`, `MM`, `Mon`, `Month`, `DD`, `DDD`, `D`,
@@ -7,8 +8,166 @@
 //! in a template is copied, as PostgreSQL copies characters that are not patterns.
 
 use crate::error::{Error, Result, SqlState};
+use crate::sql::expr::text_of;
 use crate::sql::types::{civil_from_days, UNIX_TO_PG_DAYS};
-use crate::storage::value::{Decimal, USECS_PER_DAY};
+use crate::storage::value::{Decimal, Value, USECS_PER_DAY};
+
+/// An identifier quoted only if it needs to be (quote_ident, format's `%I`).
+pub fn quote_ident(v: &str) -> String {
+    let plain = !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        v.to_string()
+    } else {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    }
+}
+
+/// format(fmt, args...): `%s` (text, NULL as nothing), `%I` (identifier), `%L` (literal, NULL unquoted),
+/// `%%`, each optionally numbered (`%2$s`).
+pub fn format(fmt: &str, args: &[Value]) -> Result<String> {
+    let bad = |m: &str| Error::new(SqlState::INVALID_PARAMETER_VALUE, m.to_string());
+    let mut out = String::new();
+    let mut next = 0usize;
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut spec = String::new();
+        while let Some(&d) = chars.peek() {
+            if d.is_ascii_digit() || d == '$' {
+                spec.push(d);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let kind = chars.next().ok_or_else(|| bad("unterminated format() type specifier"))?;
+        if kind == '%' && spec.is_empty() {
+            out.push('%');
+            continue;
+        }
+        let index = match spec.strip_suffix('$') {
+            Some(n) => {
+                n.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| bad("format specifies argument 0, but arguments are numbered from 1"))?
+                    - 1
+            }
+            None if spec.is_empty() => next,
+            None => return Err(bad("unrecognized format() type specifier")),
+        };
+        next = index + 1;
+        let v = args.get(index).ok_or_else(|| bad("too few arguments for format()"))?;
+        match kind {
+            's' => out.push_str(&if v.is_null() { String::new() } else { text_of(v) }),
+            'I' if v.is_null() => {
+                return Err(Error::new(SqlState("22004"), "null values cannot be formatted as an SQL identifier"))
+            }
+            'I' => out.push_str(&quote_ident(&text_of(v))),
+            'L' if v.is_null() => out.push_str("NULL"),
+            'L' => {
+                let t = text_of(v);
+                if t.contains('\\') {
+                    out.push_str(&format!("E'{}'", t.replace('\\', "\\\\").replace('\'', "''")));
+                } else {
+                    out.push_str(&format!("'{}'", t.replace('\'', "''")));
+                }
+            }
+            other => return Err(bad(&format!("unrecognized format() type specifier \"{other}\""))),
+        }
+    }
+    Ok(out)
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// encode(bytea, 'hex' | 'base64' | 'escape'), as PostgreSQL writes them (base64 in lines of 76).
+pub fn encode(data: &[u8], format: &str) -> Result<String> {
+    Ok(match format.to_lowercase().as_str() {
+        "hex" => data.iter().map(|b| format!("{b:02x}")).collect(),
+        "base64" => {
+            let mut out = String::new();
+            for (i, chunk) in data.chunks(3).enumerate() {
+                if i > 0 && i.is_multiple_of(19) {
+                    out.push('\n');
+                }
+                let n = chunk.iter().fold(0u32, |n, b| n << 8 | *b as u32) << (8 * (3 - chunk.len()));
+                for k in 0..4 {
+                    if k <= chunk.len() {
+                        out.push(BASE64[(n >> (18 - 6 * k) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        }
+        "escape" => {
+            let mut out = String::new();
+            for &b in data {
+                match b {
+                    b'\\' => out.push_str("\\\\"),
+                    0 | 0x80..=0xff => out.push_str(&format!("\\{b:03o}")),
+                    b => out.push(b as char),
+                }
+            }
+            out
+        }
+        other => {
+            return Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, format!("unrecognized encoding: \"{other}\"")))
+        }
+    })
+}
+
+/// decode(text, 'hex' | 'base64' | 'escape').
+pub fn decode(text: &str, format: &str) -> Result<Vec<u8>> {
+    let bad = |m: String| Error::new(SqlState::INVALID_PARAMETER_VALUE, m);
+    match format.to_lowercase().as_str() {
+        "hex" => {
+            let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            if !digits.len().is_multiple_of(2) {
+                return Err(bad("invalid hexadecimal data: odd number of digits".into()));
+            }
+            digits
+                .chunks(2)
+                .map(|p| {
+                    std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| bad(format!("invalid hexadecimal digit: \"{}\"", String::from_utf8_lossy(p))))
+                })
+                .collect()
+        }
+        "base64" => {
+            let mut out = Vec::new();
+            let (mut acc, mut bits) = (0u32, 0u32);
+            for c in text.bytes().filter(|b| !b.is_ascii_whitespace()) {
+                if c == b'=' {
+                    break;
+                }
+                let v = BASE64.iter().position(|&x| x == c).ok_or_else(|| {
+                    bad(format!("invalid symbol \"{}\" found while decoding base64 sequence", c as char))
+                })? as u32;
+                acc = acc << 6 | v;
+                bits += 6;
+                if bits >= 8 {
+                    bits -= 8;
+                    out.push((acc >> bits & 0xff) as u8);
+                }
+            }
+            Ok(out)
+        }
+        "escape" => {
+            crate::sql::types::parse_bytea_escape(text).ok_or_else(|| bad("invalid input syntax for type bytea".into()))
+        }
+        other => Err(bad(format!("unrecognized encoding: \"{other}\""))),
+    }
+}
 
 /// The MD5 digest of `data`, in lower-case hex.
 pub fn md5_hex(data: &[u8]) -> String {

@@ -74,7 +74,15 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "set_config"
         | "pg_drop_replication_slot"
         | "pg_sleep"
-        | "translate" => DataType::Text,
+        | "translate"
+        | "regexp_replace"
+        | "format"
+        | "encode"
+        | "gen_random_uuid" => DataType::Text,
+        "decode" => DataType::Bytea,
+        "age" => DataType::Interval,
+        "to_timestamp" => DataType::TimestampTz,
+        "make_date" => DataType::Date,
         "length" | "char_length" | "character_length" | "octet_length" | "strpos" | "position" | "pg_backend_pid"
         | "array_position" | "array_upper" | "ascii" => DataType::Int4,
         "pg_is_in_recovery"
@@ -151,7 +159,15 @@ pub fn is_volatile(name: &str) -> bool {
 fn not_strict(name: &str) -> bool {
     matches!(
         name,
-        "coalesce" | "concat" | "greatest" | "least" | "nullif" | "current_setting" | "pg_get_expr" | "set_config"
+        "coalesce"
+            | "concat"
+            | "greatest"
+            | "least"
+            | "nullif"
+            | "current_setting"
+            | "pg_get_expr"
+            | "set_config"
+            | "format"
     )
 }
 
@@ -314,11 +330,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             let parts: Vec<&str> = text.split(&s(1)?).collect();
             Value::text(if n >= 1 { parts.get(n as usize - 1).copied().unwrap_or("") } else { "" })
         }
-        "quote_ident" => {
-            let v = s(0)?;
-            let plain = v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            Value::text(&if plain { v } else { format!("\"{}\"", v.replace('"', "\"\"")) })
-        }
+        "quote_ident" => Value::text(&crate::sql::formatting::quote_ident(&s(0)?)),
         "coalesce" => args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null),
         "nullif" => {
             let (x, y) = (a(0)?, a(1)?);
@@ -692,6 +704,68 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "pg_get_statisticsobjdef_columns" => Value::Null,
         "nextval" | "currval" | "setval" => sequence_call(name, &args, env)?,
         "md5" => Value::text(&crate::sql::formatting::md5_hex(s(0)?.as_bytes())),
+        "regexp_replace" => {
+            let flags = if args.len() > 3 { s(3)? } else { String::new() };
+            let replaced = regexp_replace(&s(0)?, &s(1)?, &s(2)?, &flags)?;
+            build(env, replaced.len())?;
+            Value::text(&replaced)
+        }
+        "format" => {
+            let Some(Value::Text(f)) = args.first() else { return Err(arg_error(name)) };
+            Value::text(&crate::sql::formatting::format(f, &args[1..])?)
+        }
+        "encode" => {
+            let Value::Bytes(b) = a(0)? else { return Err(arg_error(name)) };
+            Value::text(&crate::sql::formatting::encode(&b, &s(1)?)?)
+        }
+        "decode" => Value::Bytes(crate::sql::formatting::decode(&s(0)?, &s(1)?)?.into()),
+        "gen_random_uuid" => {
+            let mut b = [0u8; 16];
+            // SAFETY: getrandom writes at most the 16 bytes of the buffer it is given.
+            let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+            if n != 16 {
+                return Err(Error::internal("getrandom failed"));
+            }
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            Value::text(&format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+        }
+        "to_timestamp" => {
+            let secs = match types::cast(a(0)?, &DataType::Float8)? {
+                Value::Float(f) if f.is_finite() && f.abs() < 2.1e11 => f,
+                _ => return Err(Error::new(SqlState("22008"), "timestamp out of range")),
+            };
+            Value::TimestampTz(((secs - 946_684_800.0) * 1e6).round() as i64)
+        }
+        "make_date" => {
+            let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
+            let days = types::days_from_civil(if y < 0 { y + 1 } else { y }, m, d);
+            let back = types::civil_from_days(days);
+            if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
+                return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));
+            }
+            Value::Date((days - 10957) as i32)
+        }
+        "age" => {
+            let instant = |v: Value| -> Result<i64> {
+                match v {
+                    Value::Timestamp(t) => Ok(t),
+                    Value::TimestampTz(t) => Ok(crate::sql::timezone::to_local(t)),
+                    v => match types::cast(v, &DataType::Timestamp)? {
+                        Value::Timestamp(t) => Ok(t),
+                        _ => Err(arg_error("age")),
+                    },
+                }
+            };
+            let (x, y) = if args.len() == 1 {
+                let today = crate::sql::timezone::to_local(env.session.now).div_euclid(86_400_000_000) * 86_400_000_000;
+                (today, instant(a(0)?)?)
+            } else {
+                (instant(a(0)?)?, instant(a(1)?)?)
+            };
+            Value::Interval(age(x, y))
+        }
         "to_char" => {
             let template = s(1)?;
             match a(0)? {
@@ -916,6 +990,77 @@ fn date_part(field: &str, v: &Value, of_date: bool) -> Result<Option<(i128, u32)
             ));
         }
     }))
+}
+
+/// regexp_replace: PostgreSQL's replacement text (`\\1` for a group, `\\&` for the match) and flags (`g` for
+/// every match, `i` to ignore case).
+fn regexp_replace(text: &str, pattern: &str, replacement: &str, flags: &str) -> Result<String> {
+    if let Some(f) = flags.chars().find(|c| !"gi".contains(*c)) {
+        return Err(Error::new(
+            SqlState::INVALID_PARAMETER_VALUE,
+            format!("invalid regular expression option: \"{f}\""),
+        ));
+    }
+    let pattern = if flags.contains('i') { format!("(?i){pattern}") } else { pattern.to_string() };
+    let re = regex::Regex::new(&pattern)
+        .map_err(|e| Error::new(SqlState("2201B"), format!("invalid regular expression: {e}")))?;
+    let mut rep = String::new();
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek().copied()) {
+            ('\\', Some(d)) if d.is_ascii_digit() => {
+                chars.next();
+                rep.push_str(&format!("${{{d}}}"));
+            }
+            ('\\', Some('&')) => {
+                chars.next();
+                rep.push_str("${0}");
+            }
+            ('\\', Some('\\')) => {
+                chars.next();
+                rep.push('\\');
+            }
+            ('$', _) => rep.push_str("$$"),
+            (c, _) => rep.push(c),
+        }
+    }
+    Ok(if flags.contains('g') { re.replace_all(text, rep.as_str()) } else { re.replace(text, rep.as_str()) }
+        .into_owned())
+}
+
+/// age(x, y): x - y in years, months and days by the calendar (a day count that goes negative borrows the
+/// length of the earlier date's month, as PostgreSQL's timestamp_age does), then the time of day.
+fn age(x: i64, y: i64) -> crate::storage::value::Interval {
+    let negative = x < y;
+    let (a, b) = if negative { (y, x) } else { (x, y) };
+    let split = |t: i64| {
+        let days = t.div_euclid(86_400_000_000);
+        let (yy, mm, dd) = types::civil_from_days(days + 10957);
+        (yy, mm, dd, t.rem_euclid(86_400_000_000))
+    };
+    let (ay, am, ad, at) = split(a);
+    let (by, bm, bd, bt) = split(b);
+    let (mut years, mut months, mut days, mut micros) = (ay - by, am - bm, ad - bd, at - bt);
+    if micros < 0 {
+        micros += 86_400_000_000;
+        days -= 1;
+    }
+    if days < 0 {
+        // Borrow the length of the earlier date's month.
+        let next = if bm == 12 { types::days_from_civil(by + 1, 1, 1) } else { types::days_from_civil(by, bm + 1, 1) };
+        days += next - types::days_from_civil(by, bm, 1);
+        months -= 1;
+    }
+    if months < 0 {
+        months += 12;
+        years -= 1;
+    }
+    let sign = if negative { -1 } else { 1 };
+    crate::storage::value::Interval {
+        months: (sign * (years * 12 + months)) as i32,
+        days: (sign * days) as i32,
+        micros: sign * micros,
+    }
 }
 
 /// The ISO 8601 year and week of a day, given its calendar year, day of the year and ISO day of the week

@@ -1612,6 +1612,8 @@ impl<'a> Planner<'a> {
             B::PGILikeMatch => return Ok((Expr::Like(Box::new(l), Box::new(r), false, true), DataType::Bool)),
             B::PGNotLikeMatch => return Ok((Expr::Like(Box::new(l), Box::new(r), true, false), DataType::Bool)),
             B::PGNotILikeMatch => return Ok((Expr::Like(Box::new(l), Box::new(r), true, true), DataType::Bool)),
+            // `^` is power, in double precision (PostgreSQL's numeric ^ numeric is numeric).
+            B::PGExp => return Ok((Expr::Call(Arc::from("power"), vec![l, r]), DataType::Float8)),
             B::PGCustomBinaryOperator(parts) => {
                 let op = parts.last().map(String::as_str).unwrap_or("");
                 let bop = match op {

@@ -277,6 +277,11 @@ fn parse_bytea(s: &str) -> Result<Arc<[u8]>> {
             _ => Err(invalid("bytea", s)),
         };
     }
+    parse_bytea_escape(s).map(Into::into).ok_or_else(|| invalid("bytea", s))
+}
+
+/// Reads bytea's escape format: `\\` for a backslash, `\ooo` (octal) for any byte, other bytes as they are.
+pub fn parse_bytea_escape(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
@@ -286,11 +291,7 @@ fn parse_bytea(s: &str) -> Result<Arc<[u8]>> {
                 out.push(b'\\');
                 i += 2;
             } else {
-                let oct = s
-                    .get(i + 1..i + 4)
-                    .and_then(|o| u8::from_str_radix(o, 8).ok())
-                    .ok_or_else(|| invalid("bytea", s))?;
-                out.push(oct);
+                out.push(s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok())?);
                 i += 4;
             }
         } else {
@@ -298,7 +299,7 @@ fn parse_bytea(s: &str) -> Result<Arc<[u8]>> {
             i += 1;
         }
     }
-    Ok(out.into())
+    Some(out)
 }
 
 /// Days since 1970-01-01 of a civil date.
