@@ -558,37 +558,39 @@ pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool
     };
     let candidates = execute::table_rows(env.state, table, &def.name, &plan.access, scan_filter, env)?;
     let width = def.columns.len();
-    // The target row joined with the first row of the other tables the WHERE accepts for it (as in
-    // PostgreSQL, a target row is changed once however many rows it joins).
+    // The row, joined with the first row of the other tables that the WHERE accepts for it (as in
+    // PostgreSQL, a target row is changed once however many rows it joins); None if the WHERE rejects it.
     let joined = |row: &[Value]| -> Result<Option<Vec<Value>>> {
-        let Some(others) = &others else { return Ok(Some(row.to_vec())) };
+        let accepts = |r: &[Value]| -> Result<bool> {
+            Ok(match &plan.filter {
+                Some(f) => truth(&f.eval(r, env)?)? == Some(true),
+                None => true,
+            })
+        };
+        let Some(others) = &others else { return Ok(accepts(row)?.then(|| row.to_vec())) };
         for o in others {
             crate::activity::check_interrupts()?;
             let mut r = row.to_vec();
             r.extend(o.iter().cloned());
-            match &plan.filter {
-                Some(f) if truth(&f.eval(&r, env)?)? != Some(true) => {}
-                _ => return Ok(Some(r)),
+            if accepts(&r)? {
+                return Ok(Some(r));
             }
         }
         Ok(None)
     };
     let mut result = WriteResult { count: 0, rows: Vec::new() };
     for (key, seen) in candidates {
+        // Without other tables the scan applied the WHERE already.
         if others.is_some() && joined(&seen)?.is_none() {
             continue;
         }
         let Some(newest) = txn.borrow_mut().lock_row(table, &key)? else { continue };
-        let input = if Arc::ptr_eq(&newest, &seen) && others.is_none() {
+        let input = if others.is_none() && Arc::ptr_eq(&newest, &seen) {
             newest.to_vec()
         } else {
-            // A newer version than the snapshot showed (or a join to find): the WHERE is checked again.
+            // A newer version than the snapshot showed (or a join to make): the WHERE is checked again.
             match joined(&newest)? {
-                Some(r) if others.is_some() => r,
-                Some(r) => match &plan.filter {
-                    Some(f) if truth(&f.eval(&r, env)?)? != Some(true) => continue,
-                    _ => r,
-                },
+                Some(r) => r,
                 None => continue,
             }
         };

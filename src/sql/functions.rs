@@ -146,6 +146,7 @@ pub fn is_volatile(name: &str) -> bool {
     matches!(
         name,
         "random"
+            | "gen_random_uuid"
             | "nextval"
             | "setval"
             | "clock_timestamp"

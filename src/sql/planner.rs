@@ -664,26 +664,6 @@ impl<'a> Planner<'a> {
                 agg_types: vec![],
                 windows: vec![],
             };
-            // The window functions' types come first: the select list may use their results.
-            if !windows.is_empty() {
-                let mut probe = AggCtx {
-                    input: scope.clone(),
-                    group_text: vec![],
-                    group_types: vec![],
-                    aggs: vec![],
-                    agg_types: vec![],
-                    windows: vec![],
-                };
-                for g in &group_exprs {
-                    let g = self.group_target(g, &s.projection)?;
-                    probe.group_types.push(self.expr(&g, &scope)?.1);
-                    probe.group_text.push(g.to_string());
-                }
-                for (name, f) in windows {
-                    let (_, ty) = self.window_func(f, &s.named_window, &mut |p, e| p.agg_expr(e, &mut probe))?;
-                    ctx.windows.push((name.clone(), ty));
-                }
-            }
             for g in &group_exprs {
                 // GROUP BY may name an output column by position or alias.
                 let g = self.group_target(g, &s.projection)?;
@@ -691,6 +671,14 @@ impl<'a> Planner<'a> {
                 group.push(e);
                 ctx.group_text.push(g.to_string());
                 ctx.group_types.push(t);
+            }
+            // Window functions run over the groups: their arguments bind like the select list's, which may
+            // then use their results.
+            let mut funcs = Vec::new();
+            for (name, f) in windows {
+                let (func, ty) = self.window_func(f, &s.named_window, &mut |p, e| p.agg_expr(e, &mut ctx))?;
+                funcs.push(func);
+                ctx.windows.push((name.clone(), ty));
             }
             for (idx, item) in s.projection.iter().enumerate() {
                 let (e, alias) = match item {
@@ -706,11 +694,6 @@ impl<'a> Planner<'a> {
                 Some(h) => Some(self.agg_expr(h, &mut ctx)?.0),
                 None => None,
             };
-            // Window functions run over the groups: their arguments bind like the select list's.
-            let mut funcs = Vec::new();
-            for (_, f) in windows {
-                funcs.push(self.window_func(f, &s.named_window, &mut |p, e| p.agg_expr(e, &mut ctx))?.0);
-            }
             let width = ctx.group_text.len() + ctx.aggs.len();
             plan = Plan::Aggregate { input: Box::new(plan), group, aggs: ctx.aggs };
             if let Some(h) = having {
@@ -931,24 +914,8 @@ impl<'a> Planner<'a> {
                         "DISTINCT is not implemented for window functions",
                     ))
                 }
-                Some((func, false)) => {
-                    let (arg, ty) = match raw.first() {
-                        Some(Some(a)) => {
-                            let (x, t) = bind(self, a)?;
-                            (Some(x), t)
-                        }
-                        _ => (None, DataType::Int8),
-                    };
-                    let delimiter = match raw.get(1) {
-                        Some(Some(d)) if func == AggFunc::StringAgg => Some(bind(self, d)?.0),
-                        _ => None,
-                    };
-                    let filter = match &f.filter {
-                        Some(w) => Some(bind(self, w)?.0),
-                        None => None,
-                    };
-                    let (arg, ty) = agg_output(func, arg, ty);
-                    let agg = Aggregate { func, arg, distinct: false, delimiter, filter };
+                Some((_, false)) => {
+                    let (agg, ty) = self.aggregate_call(f, bind)?;
                     return Ok((WindowFunc { kind: WindowKind::Aggregate(agg), args, partition, order, frame }, ty));
                 }
                 None if functions::return_type(&name, &types).is_some() => {
@@ -985,6 +952,30 @@ impl<'a> Planner<'a> {
             WindowKind::Aggregate(_) => {}
         }
         Ok((WindowFunc { kind, args, partition, order, frame }, ty))
+    }
+
+    /// Binds an aggregate call (in a grouped select or over a window): its argument, string_agg's delimiter
+    /// and FILTER, each through `bind`; returns it with its result type.
+    fn aggregate_call(&mut self, f: &ast::Function, bind: &mut Binder<'_, 'a>) -> Result<(Aggregate, DataType)> {
+        let (func, distinct) = agg_func(f).ok_or_else(|| Error::internal("aggregate"))?;
+        let args = function_args(f)?;
+        let (arg, ty) = match args.first() {
+            Some(Some(a)) => {
+                let (x, t) = bind(self, a)?;
+                (Some(x), t)
+            }
+            _ => (None, DataType::Int8),
+        };
+        let delimiter = match args.get(1) {
+            Some(Some(d)) if func == AggFunc::StringAgg => Some(bind(self, d)?.0),
+            _ => None,
+        };
+        let filter = match &f.filter {
+            Some(w) => Some(bind(self, w)?.0),
+            None => None,
+        };
+        let (arg, out_ty) = agg_output(func, arg, ty);
+        Ok((Aggregate { func, arg, distinct, delimiter, filter }, out_ty))
     }
 
     /// A ROWS frame's offset: a constant expression (a parameter is a bigint).
@@ -1033,28 +1024,10 @@ impl<'a> Planner<'a> {
         }
         match e {
             ast::Expr::Function(f) if agg_func(f).is_some() => {
-                let (func, distinct) = agg_func(f).ok_or_else(|| Error::internal("aggregate"))?;
                 refuse_agg_modifiers(f)?;
-                let args = function_args(f)?;
                 let input = ctx.input.clone();
-                let filter = match &f.filter {
-                    Some(w) => Some(self.expr(w, &input)?.0),
-                    None => None,
-                };
-                let (arg, ty) = match args.first() {
-                    None => (None, DataType::Int8),
-                    Some(None) => (None, DataType::Int8),
-                    Some(Some(a)) => {
-                        let (x, t) = self.expr(a, &input)?;
-                        (Some(x), t)
-                    }
-                };
-                let delimiter = match args.get(1) {
-                    Some(Some(d)) if func == AggFunc::StringAgg => Some(self.expr(d, &input)?.0),
-                    _ => None,
-                };
-                let (arg, out_ty) = agg_output(func, arg, ty);
-                ctx.aggs.push(Aggregate { func, arg, distinct, delimiter, filter });
+                let (agg, out_ty) = self.aggregate_call(f, &mut |p, e| p.expr(e, &input))?;
+                ctx.aggs.push(agg);
                 ctx.agg_types.push(out_ty.clone());
                 Ok((Expr::Column(ctx.group_text.len() + ctx.aggs.len() - 1), out_ty))
             }
