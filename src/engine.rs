@@ -736,6 +736,10 @@ impl Engine {
                 },
             };
             let mut restartpoint: Option<JoinHandle<()>> = None;
+            // A flushed position that held no complete record past the replayed one (the receiver flushed
+            // part of a record): wait for WAL beyond it, not beyond the replayed position, or the loop
+            // would spin until the rest arrives.
+            let mut incomplete = Lsn::default();
             while !core.shutdown.load(Ordering::Acquire) && core.in_recovery.load(Ordering::Acquire) {
                 if core.timelines_changed.swap(false, Ordering::AcqRel) {
                     match crate::wal::timeline::timelines(&core.dir.join(WAL_DIR), core.wal.timeline()) {
@@ -747,11 +751,12 @@ impl Engine {
                 let flushed = if promoting {
                     core.wal.flushed()
                 } else {
-                    core.wal.wait_flushed_beyond(replay.position(), Duration::from_millis(100))
+                    core.wal.wait_flushed_beyond(replay.position().max(incomplete), Duration::from_millis(100))
                 };
                 match replay.apply_available(flushed) {
-                    Ok(0) => {}
+                    Ok(0) => incomplete = flushed,
                     Ok(_) => {
+                        incomplete = Lsn::default();
                         publish_replayed(&core, &replay);
                         if let Some((at, state)) = replay.take_checkpoint() {
                             if restartpoint.as_ref().is_none_or(|h| h.is_finished()) {
