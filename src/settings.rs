@@ -39,6 +39,9 @@ pub const KNOWN: &[Known] = &[
     // On a primary: its mirrors (`host=... port=...; ...`), recorded by init-standby, asked at start whether
     // one of them was promoted in its place.
     Known { name: "mirror_conninfo", default: "", reloadable: true },
+    // How session threads are scheduled (`adaptive`, `batch` or `normal`; server::scheduling), taken by each
+    // new session.
+    Known { name: "session_scheduling", default: "adaptive", reloadable: true },
 ];
 
 fn known(name: &str) -> Result<&'static Known> {
@@ -69,6 +72,9 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
         }
         "synchronous_standby_timeout" => {
             parse_duration(value).ok_or_else(|| bad("Valid units are \"ms\", \"s\", \"min\" and \"h\"."))?;
+        }
+        "session_scheduling" if !["adaptive", "batch", "normal"].iter().any(|v| value.eq_ignore_ascii_case(v)) => {
+            return Err(bad("Available values: adaptive, batch, normal."));
         }
         "max_slot_wal_keep_size" => {
             parse_wal_keep(value).ok_or_else(|| bad("-1, or a size: megabytes, or with a unit (kB, MB, GB, TB)."))?;

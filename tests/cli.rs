@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::{free_port, psql_output, tandem_bin};
 
@@ -132,4 +133,128 @@ fn refusals_touch_nothing() {
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(String::from_utf8_lossy(&status.stdout).contains("primary"));
     assert!(tandem(&["stop", "-D", &a]).status.success());
+}
+
+/// The scheduling policy (field 41 of /proc/PID/task/TID/stat) of each thread of `pid` named "session".
+fn session_policies(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut policies = Vec::new();
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // "TID (COMM) STATE ...": fields after the command name start at field 3.
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        if head.ends_with("(session") {
+            if let Some(policy) = rest.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()) {
+                policies.push(policy);
+            }
+        }
+    }
+    policies
+}
+
+/// A client speaking the simple query protocol over a raw socket, so the test decides how quickly it
+/// sends each query after the previous reply.
+struct RawClient(std::net::TcpStream);
+
+impl RawClient {
+    fn connect(port: u16) -> RawClient {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut body = 196608u32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0postgres\0database\0postgres\0\0");
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        s.write_all(&msg).expect("startup");
+        let mut c = RawClient(s);
+        c.until_ready();
+        c
+    }
+
+    /// Reads messages until ReadyForQuery; panics on an ErrorResponse.
+    fn until_ready(&mut self) {
+        use std::io::Read;
+        loop {
+            let mut head = [0u8; 5];
+            self.0.read_exact(&mut head).expect("read");
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut body = vec![0u8; len - 4];
+            self.0.read_exact(&mut body).expect("read");
+            assert_ne!(head[0], b'E', "error: {}", String::from_utf8_lossy(&body));
+            if head[0] == b'Z' {
+                return;
+            }
+        }
+    }
+
+    fn query(&mut self, sql: &str) {
+        use std::io::Write;
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+        msg.extend_from_slice(sql.as_bytes());
+        msg.push(0);
+        self.0.write_all(&msg).expect("query");
+        self.until_ready();
+    }
+}
+
+/// Runs queries on `client`, `pause` apart, until the server's only session thread has `policy` (true)
+/// or 3,000 queries (false).
+fn reaches_policy(server: &common::TestServer, client: &mut RawClient, pause: Duration, policy: u32) -> bool {
+    let pid = server.pid().expect("server pid");
+    for i in 0..3000 {
+        client.query("select 1");
+        std::thread::sleep(pause);
+        if i % 10 == 9 && session_policies(pid) == [policy] {
+            return true;
+        }
+    }
+    false
+}
+
+/// `session_scheduling`: under `adaptive` (the default) a session whose client sends its next query at
+/// once runs under SCHED_BATCH and one whose client pauses runs under the normal policy, both ways on one
+/// connection; `batch` and `normal` (after ALTER SYSTEM and a reload) hold whatever the client does. A bad
+/// value is refused with 22023 and the list of valid ones.
+#[test]
+fn session_threads_take_the_policy_session_scheduling_names() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let mut server = common::TestServer::start();
+    let pid = server.pid().expect("server pid");
+    assert_eq!(server.psql("show session_scheduling"), "adaptive");
+    let quick = Duration::ZERO;
+    let slow = Duration::from_millis(20);
+
+    let mut client = RawClient::connect(server.port);
+    assert!(reaches_policy(&server, &mut client, quick, SCHED_BATCH), "{:?}", session_policies(pid));
+    assert!(reaches_policy(&server, &mut client, slow, SCHED_OTHER), "{:?}", session_policies(pid));
+    assert!(reaches_policy(&server, &mut client, quick, SCHED_BATCH), "{:?}", session_policies(pid));
+    drop(client);
+
+    let bad = psql_output(
+        server.port,
+        &["-v", "VERBOSITY=verbose", "-c", "alter system set session_scheduling = 'sometimes'"],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("22023: invalid value for parameter \"session_scheduling\""),
+        "{err}"
+    );
+    assert!(err.contains("adaptive, batch, normal"), "{err}");
+
+    for (mode, held, other, pause) in
+        [("batch", SCHED_BATCH, SCHED_OTHER, slow), ("normal", SCHED_OTHER, SCHED_BATCH, quick)]
+    {
+        server.psql(&format!("alter system set session_scheduling = '{mode}'"));
+        server.psql("select pg_reload_conf()");
+        assert_eq!(server.psql("show session_scheduling"), mode);
+        let mut client = RawClient::connect(server.port);
+        assert!(reaches_policy(&server, &mut client, pause, held), "{mode}: {:?}", session_policies(pid));
+        for _ in 0..200 {
+            client.query("select 1");
+            std::thread::sleep(pause / 10);
+        }
+        assert!(!session_policies(pid).contains(&other), "{mode}: {:?}", session_policies(pid));
+    }
+    server.stop();
 }

@@ -29,6 +29,7 @@ use crate::activity::{self, Backend, Kind, State};
 use crate::error::{Error, Result, SqlState};
 use crate::server::format;
 use crate::server::frontend::{self, Frontend, Startup};
+use crate::server::scheduling::Scheduling;
 use crate::server::stream::Stream;
 use crate::server::Shared;
 use crate::sql::session::{self, Outcome, PlanSlot, Session, Stmt, TxnStatus, MAX_QUERY_BYTES};
@@ -95,6 +96,8 @@ struct Conn {
     out: BytesMut,
     /// FATAL 57P01 has been sent.
     told_terminated: bool,
+    /// The thread's scheduling policy (a session's follows its client; see [`crate::server::scheduling`]).
+    scheduling: Scheduling,
 }
 
 fn io_err(e: std::io::Error) -> Error {
@@ -122,7 +125,9 @@ impl Conn {
 
     fn flush(&mut self) -> Result<()> {
         self.push()?;
-        self.writer.flush().map_err(io_err)
+        self.writer.flush().map_err(io_err)?;
+        self.scheduling.replied();
+        Ok(())
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
@@ -247,6 +252,7 @@ pub fn serve(stream: Stream, shared: Arc<Shared>) {
         writer: BufWriter::with_capacity(64 * 1024, w),
         out: BytesMut::new(),
         told_terminated: false,
+        scheduling: Scheduling::start("normal"),
     };
     // A bug that panics ends this session only; the registration guard closes it properly.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut conn, &shared, stream)));
@@ -326,6 +332,7 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
         conn.error_with("FATAL", &e)?;
         return conn.flush();
     }
+    conn.scheduling = Scheduling::start(&shared.replication.settings.get("session_scheduling"));
     let closer = read_closer(&stream)?;
     let peer = stream.peer();
     let port = stream.local_port();
@@ -411,7 +418,10 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, 
             conn.reader.get_ref().set_read_timeout(idle_limit).map_err(io_err)?;
             read_timeout = idle_limit;
         }
-        let next = match conn.read_message() {
+        let waited = conn.reader.buffer().is_empty();
+        let next = conn.read_message();
+        conn.scheduling.received(waited);
+        let next = match next {
             Err(e) if e.code == SqlState("25P03") => {
                 conn.error_with("FATAL", &e)?;
                 return conn.flush();

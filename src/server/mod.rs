@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod format;
 pub mod frontend;
+pub mod scheduling;
 pub mod stream;
 
 use std::collections::HashMap;
