@@ -578,6 +578,30 @@ async fn distinct_on_keeps_the_first_row_of_each_key() {
     assert_eq!(one(&c, "SELECT count(*) FROM (SELECT DISTINCT ON (who) * FROM ev) t").await, "3");
     let r = c.query("SELECT DISTINCT ON (who) id FROM ev WHERE at > $1 ORDER BY who, at", &[&4i32]).await.unwrap();
     assert_eq!(r.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(), [1, 4]);
+    // The ORDER BY must start with the DISTINCT ON expressions, in any order, before any other key (and then
+    // name them all); PostgreSQL 15 refuses the other cases with 42P10 and answers these rows.
+    let mismatch = "SELECT DISTINCT ON expressions must match initial ORDER BY expressions";
+    for q in [
+        "SELECT DISTINCT ON (who, at) who, at FROM ev ORDER BY who, id, at",
+        "SELECT DISTINCT ON (who) who FROM ev ORDER BY at",
+        "SELECT DISTINCT ON (who, at) who, at FROM ev ORDER BY who, id",
+    ] {
+        assert_eq!(error(&c, q).await, ("42P10".to_string(), mismatch.to_string()), "{q}");
+    }
+    assert_eq!(
+        rows(&c, "SELECT DISTINCT ON (who, at) who, at, what FROM ev ORDER BY at DESC, who, what").await,
+        ["ann|9|u", "bob|7|w", "ann|5|x", "bob|3|z", "cy|1|v"]
+    );
+    assert_eq!(rows(&c, "SELECT DISTINCT ON (who, at) who, at FROM ev ORDER BY who").await.len(), 5);
+    assert_eq!(
+        rows(&c, "SELECT DISTINCT ON (who) who, at AS a FROM ev ORDER BY 1, a DESC").await,
+        ["ann|9", "bob|7", "cy|1"]
+    );
+    assert_eq!(
+        rows(&c, "SELECT DISTINCT ON (lower(who)) who FROM ev ORDER BY lower(who), id DESC").await,
+        ["ann", "bob", "cy"]
+    );
+    assert_eq!(rows(&c, "SELECT DISTINCT ON (who) who FROM ev ORDER BY who, who, id").await, ["ann", "bob", "cy"]);
 }
 
 #[tokio::test]

@@ -400,14 +400,21 @@ impl<'a> Planner<'a> {
             if let Some((input, exprs, scope)) = order_scope {
                 // A plain select: sort keys may use any input column, so sort below the projection.
                 let mut keys = Vec::new();
-                let mut extra = Vec::new();
+                let mut bound = Vec::new();
                 for item in items {
                     let key = match self.output_ref(&item.expr, &columns)? {
                         Some(i) => exprs[i].clone(),
                         None => self.expr(&item.expr, &scope)?.0,
                     };
+                    bound.push(format!("{key:?}"));
                     keys.push(sort_key(key, &item.options));
-                    extra.push(());
+                }
+                if let ast::SetExpr::Select(s) = &*q.body {
+                    if let Some(ast::Distinct::On(on)) = &s.distinct {
+                        let on_keys: Vec<String> =
+                            exprs[exprs.len() - on.len()..].iter().map(|e| format!("{e:?}")).collect();
+                        distinct_on_matches_order(&on_keys, &bound)?;
+                    }
                 }
                 plan = Plan::Project { input: Box::new(Plan::Sort { input: Box::new(input), keys }), exprs };
                 if let ast::SetExpr::Select(s) = &*q.body {
@@ -2335,4 +2342,27 @@ pub fn type_from_oid(oid: u32) -> Option<DataType> {
         1700 => DataType::Numeric(None),
         _ => return None,
     })
+}
+
+/// PostgreSQL's rule for DISTINCT ON with ORDER BY: the ORDER BY must start with DISTINCT ON expressions
+/// (in any order) before any other sort key, and once another key comes, every DISTINCT ON expression must
+/// have come already; otherwise "the first row of each key" would not be the first in the requested order.
+/// Expressions are compared as bound (so `ORDER BY 1` matches `DISTINCT ON (a)` when column 1 is `a`).
+fn distinct_on_matches_order(on: &[String], order: &[String]) -> Result<()> {
+    let mismatch =
+        || Error::new(SqlState("42P10"), "SELECT DISTINCT ON expressions must match initial ORDER BY expressions");
+    let mut skipped = false;
+    for key in order {
+        if on.contains(key) {
+            if skipped {
+                return Err(mismatch());
+            }
+        } else {
+            skipped = true;
+        }
+    }
+    if skipped && on.iter().any(|k| !order.contains(k)) {
+        return Err(mismatch());
+    }
+    Ok(())
 }
