@@ -675,3 +675,83 @@ async fn common_functions_give_postgresql_results() {
     assert_eq!(error(&c, "SELECT make_date(2023, 2, 29)").await.0, "22008");
     assert_eq!(error(&c, "SELECT format('%s %s', 'a')").await.0, "22023");
 }
+
+#[tokio::test]
+async fn more_functions_give_postgresql_results() {
+    // Each expected row is what PostgreSQL 15 printed for the same statement.
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(rows(&c, r#"SELECT concat_ws('-', 'a', NULL, 'b', 3), concat_ws(NULL, 'a')"#).await, [r#"a-b-3|"#]);
+    assert_eq!(rows(&c, r#"SELECT quote_literal('it''s'), quote_literal(E'a\\b'), quote_literal(42), quote_nullable(NULL), quote_nullable('x'), quote_literal(NULL) IS NULL"#).await, [r#"'it''s'|E'a\\b'|'42'|NULL|'x'|t"#]);
+    assert_eq!(rows(&c, r#"SELECT cbrt(64), cbrt(-8), cbrt(0.001), log10(1000)"#).await, [r#"4|-2|0.1|3"#]);
+    assert_eq!(
+        rows(
+            &c,
+            r#"SELECT gcd(12, 18), gcd(-12, 18), gcd(0, 0), lcm(4, 6), lcm(-4, 6), lcm(0, 5), gcd(12::int8, 8::int8)"#
+        )
+        .await,
+        [r#"6|6|0|12|12|0|4"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT div(7, 2), div(-7, 2), div(7.5, 2), div(9.99, 0.5), factorial(0), factorial(5), factorial(20), scale(1.230), scale(5), scale(0.00)"#).await, [r#"3|-3|3|19|1|120|2432902008176640000|3|0|2"#]);
+    assert_eq!(rows(&c, r#"SELECT width_bucket(5, 0, 10, 5), width_bucket(-1, 0, 10, 5), width_bucket(10, 0, 10, 5), width_bucket(9.99, 0, 10, 5), width_bucket(5, 10, 0, 5), width_bucket(10, 10, 0, 5), width_bucket(0, 10, 0, 5), width_bucket(2.5, 0, 10, 4)"#).await, [r#"3|0|6|5|3|1|6|2"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT num_nonnulls(1, NULL, 'a'), num_nulls(1, NULL, NULL), bit_length('ab'), bit_length('é')"#)
+            .await,
+        [r#"2|2|16|16"#]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            r#"SELECT isfinite(date '2024-01-01'), isfinite(timestamp '2024-01-01 10:00'), isfinite(interval '1 day')"#
+        )
+        .await,
+        [r#"t|t|t"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT justify_days(interval '35 days'), justify_days(interval '-35 days'), justify_days(interval '1 mon -5 days'), justify_days(interval '-1 mon 5 days')"#).await, [r#"1 mon 5 days|-1 mons -5 days|25 days|-25 days"#]);
+    assert_eq!(rows(&c, r#"SELECT justify_hours(interval '27 hours'), justify_hours(interval '-27 hours'), justify_hours(interval '1 day -3 hours'), justify_hours(interval '-1 day 3 hours')"#).await, [r#"1 day 03:00:00|-1 days -03:00:00|21:00:00|-21:00:00"#]);
+    assert_eq!(rows(&c, r#"SELECT justify_interval(interval '1 mon -1 hour'), justify_interval(interval '-1 mon 1 hour'), justify_interval(interval '50 days 30 hours'), justify_interval(interval '-50 days -30 hours'), justify_interval(interval '29 days 25 hours')"#).await, [r#"29 days 23:00:00|-29 days -23:00:00|1 mon 21 days 06:00:00|-1 mons -21 days -06:00:00|1 mon 01:00:00"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT make_timestamp(2024, 2, 29, 13, 5, 7.25), make_timestamp(2024, 1, 2, 24, 0, 0)"#).await,
+        [r#"2024-02-29 13:05:07.25|2024-01-03 00:00:00"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT date_bin('15 minutes', timestamp '2024-01-01 10:07:30', timestamp '2024-01-01'), date_bin('1 day', timestamp '2024-01-01 10:07', timestamp '2000-01-01 06:00'), date_bin('10 minutes', timestamp '2024-01-01 09:55', timestamp '2024-01-01 10:02')"#).await, [r#"2024-01-01 10:00:00|2024-01-01 06:00:00|2024-01-01 09:52:00"#]);
+    assert_eq!(rows(&c, r#"SELECT overlay('abcdef' placing 'xx' from 2 for 3), overlay('abcdef' placing 'xyz' from 5), overlay('abc' placing 'Z' from 10), overlay('abcdef' placing '' from 2 for 2)"#).await, [r#"axxef|abcdxyz|abcZ|adef"#]);
+    assert_eq!(rows(&c, r#"SELECT substring('abcdef' from 'c.e'), substring('abcdef' from 'b(c.)'), substring('abcdef' from 'z'), substring('abcdef' from 2), substring('abcdef' from 2 for 3)"#).await, [r#"cde|cd||bcdef|bcd"#]);
+    assert_eq!(rows(&c, r#"SELECT format('%L %L', 'o''k', E'x\\y')"#).await, [r#"'o''k' E'x\\y'"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT gcd(1.5, 2), lcm(1.5, 2), gcd(0.25, 1.5), lcm(2.50, 0.2), gcd(-6.0, 4)"#).await,
+        [r#"0.5|6.0|0.25|5.00|2.0"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT overlay('abc' placing 'x' from 1 for -1), overlay('abcdef' placing 'XY' from 3 for -2), overlay('abc' placing 'Q' from 4)"#).await, [r#"xabc|abXYabcdef|abcQ"#]);
+    // And their errors, with PostgreSQL's SQLSTATEs and messages.
+    for (q, code, message) in [
+        (r#"SELECT factorial(-1)"#, "22003", "factorial of a negative number is undefined"),
+        (r#"SELECT div(1, 0)"#, "22012", "division by zero"),
+        (r#"SELECT width_bucket(1, 0, 10, 0)"#, "2201G", "count must be greater than zero"),
+        (r#"SELECT width_bucket(1, 5, 5, 3)"#, "2201G", "lower bound cannot equal upper bound"),
+        (r#"SELECT make_timestamp(2024, 13, 1, 0, 0, 0)"#, "22008", "date field value out of range: 2024-13-01"),
+        (r#"SELECT make_timestamp(2024, 1, 1, 25, 0, 0)"#, "22008", "time field value out of range: 25:00:00"),
+        (r#"SELECT make_timestamp(2024, 1, 1, 10, 60, 0)"#, "22008", "time field value out of range: 10:60:00"),
+        (
+            r#"SELECT date_bin('1 month', timestamp '2024-01-01', timestamp '2000-01-01')"#,
+            "0A000",
+            "timestamps cannot be binned into intervals containing months or years",
+        ),
+        (
+            r#"SELECT date_bin('0 minutes', timestamp '2024-01-01', timestamp '2000-01-01')"#,
+            "22008",
+            "stride must be greater than zero",
+        ),
+        (
+            r#"SELECT date_bin('-5 minutes', timestamp '2024-01-01', timestamp '2000-01-01')"#,
+            "22008",
+            "stride must be greater than zero",
+        ),
+        (r#"SELECT overlay('abc' placing 'x' from 0)"#, "22011", "negative substring length not allowed"),
+        (r#"SELECT lcm(9223372036854775807, 2)"#, "22003", "bigint out of range"),
+    ] {
+        assert_eq!(error(&c, q).await, (code.to_string(), message.to_string()), "{q}");
+    }
+    assert_eq!(error(&c, "SELECT substring('abc' from '(')").await.0, "2201B");
+    assert_eq!(error(&c, "SELECT concat_ws(',')").await.0, "42883");
+}

@@ -12,6 +12,16 @@ use crate::sql::expr::text_of;
 use crate::sql::types::{civil_from_days, UNIX_TO_PG_DAYS};
 use crate::storage::value::{Decimal, Value, USECS_PER_DAY};
 
+/// A text as an SQL string literal, as quote_literal and format's %L write it: quotes doubled, and with
+/// backslashes doubled under an `E` prefix when it has any.
+pub fn quote_literal(t: &str) -> String {
+    if t.contains('\\') {
+        format!("E'{}'", t.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", t.replace('\'', "''"))
+    }
+}
+
 /// An identifier quoted only if it needs to be (quote_ident, format's `%I`).
 pub fn quote_ident(v: &str) -> String {
     let plain = !v.is_empty()
@@ -70,14 +80,7 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String> {
             }
             'I' => out.push_str(&quote_ident(&text_of(v))),
             'L' if v.is_null() => out.push_str("NULL"),
-            'L' => {
-                let t = text_of(v);
-                if t.contains('\\') {
-                    out.push_str(&format!("E'{}'", t.replace('\\', "\\\\").replace('\'', "''")));
-                } else {
-                    out.push_str(&format!("'{}'", t.replace('\'', "''")));
-                }
-            }
+            'L' => out.push_str(&quote_literal(&text_of(v))),
             other => return Err(bad(&format!("unrecognized format() type specifier \"{other}\""))),
         }
     }

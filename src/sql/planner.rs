@@ -1842,10 +1842,16 @@ impl<'a> Planner<'a> {
             }
             E::Substring { expr, substring_from, substring_for, .. } => {
                 let mut args = vec![self.expr(expr, scope)?.0];
-                args.push(match substring_from {
-                    Some(f) => self.expr(f, scope)?.0,
-                    None => Expr::Const(Value::Int(1)),
-                });
+                let from = match substring_from {
+                    Some(f) => Some(self.expr(f, scope)?),
+                    None => None,
+                };
+                // `substring(s FROM pattern)` with a text pattern is the POSIX regular expression form.
+                if let (Some((pattern, DataType::Text)), None) = (&from, substring_for) {
+                    args.push(pattern.clone());
+                    return Ok((Expr::Call(Arc::from("substring_regex"), args), DataType::Text));
+                }
+                args.push(from.map_or(Expr::Const(Value::Int(1)), |f| f.0));
                 if let Some(f) = substring_for {
                     args.push(self.expr(f, scope)?.0);
                 }
@@ -1862,6 +1868,14 @@ impl<'a> Planner<'a> {
                     args.push(self.expr(w, scope)?.0);
                 }
                 (Expr::Call(Arc::from(name), args), DataType::Text)
+            }
+            E::Overlay { expr, overlay_what, overlay_from, overlay_for } => {
+                let mut args = vec![self.expr(expr, scope)?.0, self.expr(overlay_what, scope)?.0];
+                args.push(self.expr(overlay_from, scope)?.0);
+                if let Some(f) = overlay_for {
+                    args.push(self.expr(f, scope)?.0);
+                }
+                (Expr::Call(Arc::from("overlay"), args), DataType::Text)
             }
             E::Position { expr, r#in } => {
                 let needle = self.expr(expr, scope)?.0;
