@@ -755,3 +755,49 @@ async fn more_functions_give_postgresql_results() {
     assert_eq!(error(&c, "SELECT substring('abc' from '(')").await.0, "2201B");
     assert_eq!(error(&c, "SELECT concat_ws(',')").await.0, "42883");
 }
+
+#[tokio::test]
+async fn dates_before_year_one_print_and_read_their_era() {
+    // PostgreSQL 15's outputs for the same statements: there is no year 0, 1 BC comes before 0001-01-01.
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(
+        error(&c, r#"select make_date(5874898, 1, 1)"#).await,
+        ("22008".to_string(), r#"date out of range: 5874898-01-01"#.to_string())
+    );
+    assert_eq!(rows(&c, r#"select make_date(5874897, 12, 31)"#).await, [r#"5874897-12-31"#]);
+    assert_eq!(
+        error(&c, r#"select make_date(-4714, 1, 1)"#).await,
+        ("22008".to_string(), r#"date out of range: -4713-01-01"#.to_string())
+    );
+    assert_eq!(rows(&c, r#"select make_date(-4713, 1, 1)"#).await, [r#"4713-01-01 BC"#]);
+    assert_eq!(rows(&c, r#"select make_date(-44, 3, 15)"#).await, [r#"0044-03-15 BC"#]);
+    assert_eq!(
+        error(&c, r#"select make_date(0, 1, 1)"#).await,
+        ("22008".to_string(), r#"date field value out of range: 0-01-01"#.to_string())
+    );
+    assert_eq!(
+        error(&c, r#"select make_timestamp(294277, 1, 1, 0,0,0)"#).await,
+        ("22008".to_string(), r#"timestamp out of range: 294277-01-01 0:00:00"#.to_string())
+    );
+    assert_eq!(rows(&c, r#"select make_timestamp(294276, 12, 31, 23,59,59)"#).await, [r#"294276-12-31 23:59:59"#]);
+    assert_eq!(rows(&c, r#"select make_timestamp(-4713, 11, 24, 0,0,0)"#).await, [r#"4713-11-24 00:00:00 BC"#]);
+    assert_eq!(
+        error(&c, r#"select make_timestamp(2024, 1, 1, 0,0,-1)"#).await,
+        ("22008".to_string(), r#"time field value out of range: 0:00:-1"#.to_string())
+    );
+    assert_eq!(rows(&c, r#"select make_timestamp(2024, 1, 1, 0,0,60)"#).await, [r#"2024-01-01 00:01:00"#]);
+    assert_eq!(
+        error(&c, r#"select make_timestamp(2024, 1, 1, 0,0,60.5)"#).await,
+        ("22008".to_string(), r#"time field value out of range: 0:00:60.5"#.to_string())
+    );
+    c.simple_query(r#"set timezone='UTC'"#).await.unwrap();
+    assert_eq!(rows(&c, r#"select timestamptz '0044-03-15 12:00:00+00 BC', date '0044-03-15 bc', timestamp '0044-03-15 12:00 BC', date '2024-01-01 AD', date '0001-01-01 BC' - 1, date '0001-01-01' - 1, date '0001-01-01 BC' + 1"#).await, [r#"0044-03-15 12:00:00+00 BC|0044-03-15 BC|0044-03-15 12:00:00 BC|2024-01-01|0002-12-31 BC|0001-12-31 BC|0001-01-02 BC"#]);
+    assert_eq!(
+        error(&c, r#"select date '0044-03-15 XX'"#).await,
+        ("22007".to_string(), r#"invalid input syntax for type date: "0044-03-15 XX""#.to_string())
+    );
+    assert_eq!(rows(&c, r#"select '0001-02-03 BC'::date::timestamp, ('0010-01-01 BC'::timestamp)::date, extract(year from date '0044-03-15 BC')"#).await, [r#"0001-02-03 00:00:00 BC|0010-01-01 BC|-44"#]);
+    // There is no year 0 (PostgreSQL says 22008, tandem 22007: both refuse it).
+    assert!(error(&c, "select date '0000-01-01'").await.0.starts_with("2200"));
+}

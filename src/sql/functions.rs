@@ -221,6 +221,17 @@ fn numeric_arg(v: &Value) -> Result<Decimal> {
     }
 }
 
+/// make_date's and make_timestamp's year (negative for BC) as an astronomical year (1 BC is 0), refused
+/// outside PostgreSQL's dates.
+fn year_in_range(y: i64, m: i64, d: i64) -> Result<i64> {
+    let year = if y < 0 { y.saturating_add(1) } else { y };
+    // The first date is 4714-11-24 BC (the Julian day 0).
+    if !types::DATE_YEARS.contains(&year) || (year == *types::DATE_YEARS.start() && (m, d) < (11, 24)) {
+        return Err(Error::new(SqlState("22008"), format!("date out of range: {year}-{m:02}-{d:02}")));
+    }
+    Ok(year)
+}
+
 fn gcd(mut x: i128, mut y: i128) -> i128 {
     while y != 0 {
         (x, y) = (y, x % y);
@@ -959,7 +970,8 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "make_timestamp" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
             let (h, mi, sec) = (int_arg(&a(3)?)?, int_arg(&a(4)?)?, float_arg(&a(5)?)?);
-            let days = types::days_from_civil(if y < 0 { y + 1 } else { y }, m, d);
+            let year = year_in_range(y, m, d)?;
+            let days = types::days_from_civil(year, m, d);
             let back = types::civil_from_days(days);
             if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
                 return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));
@@ -973,10 +985,14 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             {
                 return Err(Error::new(
                     SqlState("22008"),
-                    format!(
-                        "time field value out of range: {h}:{mi:02}:{}",
-                        if sec < 10.0 { format!("0{sec}") } else { sec.to_string() }
-                    ),
+                    format!("time field value out of range: {h}:{mi:02}:{sec:02}"),
+                ));
+            }
+            // PostgreSQL's last timestamp is in 294276.
+            if year > 294_276 {
+                return Err(Error::new(
+                    SqlState("22008"),
+                    format!("timestamp out of range: {y}-{m:02}-{d:02} {h}:{mi:02}:{sec:02}"),
                 ));
             }
             Value::Timestamp((days - 10957) * 86_400_000_000 + (h * 3600 + mi * 60) * 1_000_000 + usecs as i64)
@@ -1053,7 +1069,8 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         "make_date" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
-            let days = types::days_from_civil(if y < 0 { y + 1 } else { y }, m, d);
+            let year = year_in_range(y, m, d)?;
+            let days = types::days_from_civil(year, m, d);
             let back = types::civil_from_days(days);
             if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
                 return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));

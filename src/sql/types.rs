@@ -329,11 +329,39 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// The years a date may have, PostgreSQL's (4713 BC to 5874897 AD); the calendar arithmetic would
 /// overflow far beyond them.
-const DATE_YEARS: std::ops::RangeInclusive<i64> = -4713..=5_874_897;
+pub const DATE_YEARS: std::ops::RangeInclusive<i64> = -4713..=5_874_897;
 
+/// A trailing era, ` BC` or ` AD` (any case), taken off: the rest, and whether it was BC.
+fn strip_era(s: &str) -> (&str, bool) {
+    let t = s.trim_end();
+    let era = |suffix: &str| {
+        t.len() > 2
+            && t.is_char_boundary(t.len() - 2)
+            && t[t.len() - 2..].eq_ignore_ascii_case(suffix)
+            && t[..t.len() - 2].ends_with(char::is_whitespace)
+    };
+    if era("BC") {
+        (t[..t.len() - 2].trim_end(), true)
+    } else if era("AD") {
+        (t[..t.len() - 2].trim_end(), false)
+    } else {
+        (s, false)
+    }
+}
+
+/// Reads `YYYY-MM-DD [BC|AD]`. There is no year 0: 1 BC is the astronomical year 0, as in PostgreSQL.
 fn parse_date(s: &str) -> Option<i32> {
+    let (s, bc) = strip_era(s);
+    parse_date_in(s, bc)
+}
+
+fn parse_date_in(s: &str, bc: bool) -> Option<i32> {
     let mut parts = s.splitn(3, '-');
     let y: i64 = parts.next()?.parse().ok()?;
+    if y == 0 {
+        return None;
+    }
+    let y = if bc { 1 - y } else { y };
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.trim().parse().ok()?;
     if !DATE_YEARS.contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
@@ -360,12 +388,12 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 /// Reads a time as written (µs since 2000-01-01 on the clock it names) and the UTC offset written after it
 /// (seconds east), if any.
 fn parse_timestamp_parts(s: &str) -> Option<(i64, Option<i64>)> {
-    let s = s.trim();
+    let (s, bc) = strip_era(s.trim());
     let (date, rest) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], s[i + 1..].trim()),
         None => (s, ""),
     };
-    let days = parse_date(date)? as i64;
+    let days = parse_date_in(date, bc)? as i64;
     let usecs = days.checked_mul(USECS_PER_DAY)?;
     if rest.is_empty() {
         return Some((usecs, None));
@@ -400,10 +428,21 @@ fn parse_timestamp_parts(s: &str) -> Option<(i64, Option<i64>)> {
     Some((usecs, offset))
 }
 
-/// Formats a date (days since 2000-01-01) as `YYYY-MM-DD`.
+/// Formats a date (days since 2000-01-01) as `YYYY-MM-DD`, with ` BC` before year 1.
 pub fn format_date(days: i32) -> String {
+    let (date, bc) = date_and_era(days);
+    if bc {
+        date + " BC"
+    } else {
+        date
+    }
+}
+
+/// A date's `YYYY-MM-DD`, in years of its era, and whether that era is BC (astronomical year 0 is 1 BC).
+fn date_and_era(days: i32) -> (String, bool) {
     let (y, m, d) = civil_from_days(days as i64 + UNIX_TO_PG_DAYS);
-    format!("{y:04}-{m:02}-{d:02}")
+    let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
+    (format!("{year:04}-{m:02}-{d:02}"), bc)
 }
 
 /// Formats a timestamp (µs since 2000-01-01) as PostgreSQL's ISO style does.
@@ -411,11 +450,15 @@ pub fn format_timestamp(usecs: i64) -> String {
     let days = usecs.div_euclid(USECS_PER_DAY);
     let rem = usecs.rem_euclid(USECS_PER_DAY);
     let (h, mi, s, us) = (rem / 3_600_000_000, rem / 60_000_000 % 60, rem / 1_000_000 % 60, rem % 1_000_000);
-    let mut out = format!("{} {h:02}:{mi:02}:{s:02}", format_date(days as i32));
+    let (date, bc) = date_and_era(days as i32);
+    let mut out = format!("{date} {h:02}:{mi:02}:{s:02}");
     if us != 0 {
         let frac = format!("{us:06}");
         out.push('.');
         out.push_str(frac.trim_end_matches('0'));
+    }
+    if bc {
+        out.push_str(" BC");
     }
     out
 }
@@ -471,7 +514,13 @@ pub fn format_value(v: &Value, ty: &DataType) -> Option<String> {
         Value::TimestampTz(t) => {
             // Shown on the session's clocks, with their offset.
             let off = crate::sql::timezone::offset_at(*t);
-            format!("{}{}", format_timestamp(t + off as i64 * 1_000_000), crate::sql::timezone::format_offset(off))
+            let local = format_timestamp(t + off as i64 * 1_000_000);
+            let offset = crate::sql::timezone::format_offset(off);
+            // The era comes last, after the offset, as PostgreSQL writes it.
+            match local.strip_suffix(" BC") {
+                Some(time) => format!("{time}{offset} BC"),
+                None => format!("{local}{offset}"),
+            }
         }
         Value::Interval(i) => crate::sql::interval::format(i),
     })
