@@ -801,3 +801,76 @@ async fn dates_before_year_one_print_and_read_their_era() {
     // There is no year 0 (PostgreSQL says 22008, tandem 22007: both refuse it).
     assert!(error(&c, "select date '0000-01-01'").await.0.starts_with("2200"));
 }
+
+#[tokio::test]
+async fn variance_and_standard_deviation_give_postgresql_results() {
+    // Each expected row is what PostgreSQL 15 printed for the same statement.
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(rows(&c, r#"SELECT stddev(x), variance(x), stddev_pop(x), var_pop(x), stddev_samp(x), var_samp(x) FROM (VALUES (1),(2),(4)) t(x)"#).await, [r#"1.5275252316519467|2.3333333333333333|1.2472191289246471|1.5555555555555556|1.5275252316519467|2.3333333333333333"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM (VALUES (1.5),(2.25),(4)) t(x)"#)
+            .await,
+        [r#"1.2829003598617210|1.6458333333333333|1.04748375749804455964|1.09722222222222222222"#]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            r#"SELECT stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM (VALUES (1.5::float8),(2.25),(4)) t(x)"#
+        )
+        .await,
+        [r#"1.282900359861721|1.6458333333333333|1.0474837574980445|1.097222222222222"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM (VALUES (5),(5)) t(x)"#).await,
+        [r#"0|0|0|0"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x), stddev_pop(x), var_pop(x) FROM (VALUES (5)) t(x)"#).await,
+        [r#"||0|0"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x) FROM (VALUES (1000000),(2000000),(4000000)) t(x)"#).await,
+        [r#"1527525.2317|2333333333333.3333"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x) FROM (VALUES (0.001),(0.002),(0.004)) t(x)"#).await,
+        [r#"0.001527525231651946668754|0.000002333333333333333333"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), variance(x) FROM (VALUES (123456789012),(2),(4)) t(x)"#).await,
+        [r#"71277810368|5080526250804247734028"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT stddev(x::float4) FROM (VALUES (1),(2),(4)) t(x)"#).await, [r#"1.5275252316519468"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x), var_pop(x) FROM (VALUES (NULL::int),(3),(NULL),(9)) t(x)"#).await,
+        [r#"4.2426406871192851|9.0000000000000000"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT stddev(x) FROM (SELECT 1 WHERE false) t(x)"#).await, [r#""#]);
+    assert_eq!(rows(&c, r#"SELECT g, stddev(x), variance(x) FROM (VALUES (1, 10),(1, 11),(2, 5),(2, 8),(2, 20),(3, 7)) t(g, x) GROUP BY g ORDER BY g"#).await, [r#"1|0.70710678118654752440|0.50000000000000000000"#, r#"2|7.9372539331937718|63.0000000000000000"#, r#"3||"#]);
+    assert_eq!(rows(&c, r#"SELECT stddev(x) FROM generate_series(1, 1000) x"#).await, [r#"288.819436095749"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT variance(x), stddev_pop(x) FROM generate_series(1, 1000) x"#).await,
+        [r#"83416.666666666667|288.674990257210"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT stddev(x * 0.37) FROM generate_series(1, 100) x"#).await, [r#"10.7342520310763463"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(x::float8 / 7), var_pop(x::float8 * 1.1) FROM generate_series(1, 100) x"#).await,
+        [r#"4.144498853697431|1008.2325000000002"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT stddev(DISTINCT x) FROM (VALUES (1),(1),(2),(4)) t(x)"#).await,
+        [r#"1.5275252316519467"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT x, stddev(x) OVER (ORDER BY x) FROM (VALUES (1),(2),(4)) t(x)"#).await,
+        [r#"1|"#, r#"2|0.70710678118654752440"#, r#"4|1.5275252316519467"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT variance(x) FROM (VALUES (-3.5),(2.25),(-4)) t(x)"#).await,
+        [r#"12.0625000000000000"#]
+    );
+    assert_eq!(rows(&c, r#"SELECT stddev(x) FROM (VALUES (0.1),(0.2)) t(x)"#).await, [r#"0.07071067811865475244"#]);
+    // Numerics are 38 digits here: a sum of squares beyond that is an error, not a wrong answer.
+    assert_eq!(error(&c, "SELECT var_samp(x / 3.0) FROM generate_series(1, 100) x").await.0, "22003");
+}

@@ -539,6 +539,20 @@ pub(crate) enum AggState {
     MinMax(Option<Value>),
     Bool(Option<bool>),
     Concat(Option<String>),
+    Variance(Box<Moments>),
+}
+
+/// What variance and standard deviation accumulate: the count, and for floats PostgreSQL's running sum and
+/// sum of squared deviations (Youngs-Cramer, so results match its bits), for integers and numerics the
+/// exact sum and sum of squares.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Moments {
+    n: i64,
+    float: bool,
+    sx: f64,
+    sxx: f64,
+    sum: Option<Value>,
+    squares: Option<Value>,
 }
 
 impl AggState {
@@ -551,6 +565,7 @@ impl AggState {
             AggFunc::Min | AggFunc::Max => AggState::MinMax(None),
             AggFunc::BoolAnd | AggFunc::BoolOr => AggState::Bool(None),
             AggFunc::StringAgg => AggState::Concat(None),
+            AggFunc::Variance { .. } => AggState::Variance(Box::default()),
         }
     }
 }
@@ -656,6 +671,35 @@ pub(crate) fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env
                 (Some(x), _) => x || b,
             });
         }
+        AggState::Variance(m) => {
+            let previous = m.n as f64;
+            m.n += 1;
+            match v {
+                Value::Float(x) => {
+                    m.float = true;
+                    m.sx += x;
+                    if previous > 0.0 {
+                        let d = x * m.n as f64 - m.sx;
+                        m.sxx += d * d / (m.n as f64 * previous);
+                    }
+                }
+                v => {
+                    let v = match v {
+                        Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                        v => v,
+                    };
+                    let square = binary(BinOp::Mul, v.clone(), v.clone())?;
+                    m.sum = Some(match m.sum.take() {
+                        None => v,
+                        Some(x) => binary(BinOp::Add, x, v)?,
+                    });
+                    m.squares = Some(match m.squares.take() {
+                        None => square,
+                        Some(x) => binary(BinOp::Add, x, square)?,
+                    });
+                }
+            }
+        }
         AggState::Concat(acc) => {
             let delim = match &a.delimiter {
                 Some(d) => crate::sql::expr::text_of(&d.eval(row, env)?),
@@ -701,7 +745,97 @@ pub(crate) fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
         AggState::MinMax(v) => v.unwrap_or(Value::Null),
         AggState::Bool(b) => b.map(Value::Bool).unwrap_or(Value::Null),
         AggState::Concat(s) => s.map(|s| Value::text(&s)).unwrap_or(Value::Null),
+        AggState::Variance(m) => match a.func {
+            AggFunc::Variance { sample, root } => variance(&m, sample, root)?,
+            _ => return Err(Error::internal("a variance state for another aggregate")),
+        },
     })
+}
+
+/// The variance (or, with `root`, the standard deviation) of what `m` accumulated: NULL for no rows, and
+/// for one row when it is the sample's. Numerics follow PostgreSQL's numeric_stddev_internal: the exact
+/// `(n·Σx² − (Σx)²) / (n·(n−1))` (or `/ n²`) at the scale its division would choose, and the square root
+/// at that same scale.
+fn variance(m: &Moments, sample: bool, root: bool) -> Result<Value> {
+    let n = m.n;
+    if n == 0 || (sample && n == 1) {
+        return Ok(Value::Null);
+    }
+    if m.float {
+        let var = m.sxx / if sample { (n - 1) as f64 } else { n as f64 };
+        return Ok(Value::Float(if root { var.sqrt() } else { var }));
+    }
+    let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
+    let decimal = |v: &Option<Value>| match v {
+        Some(Value::Numeric(d)) => Ok(*d),
+        _ => Err(Error::internal("variance of a non-numeric")),
+    };
+    let (sum, squares) = (decimal(&m.sum)?, decimal(&m.squares)?);
+    let scale = sum.scale * 2;
+    let squares = squares.rescale_up(scale).ok_or_else(overflow)?;
+    let sum_squared = sum.mantissa.checked_mul(sum.mantissa).ok_or_else(overflow)?;
+    let numerator = (n as i128).checked_mul(squares.mantissa).and_then(|x| x.checked_sub(sum_squared));
+    let numerator = numerator.ok_or_else(overflow)?;
+    if numerator <= 0 {
+        // Rounding can leave a tiny negative numerator; PostgreSQL answers a plain zero.
+        return Ok(Value::Numeric(Decimal { mantissa: 0, scale: 0 }));
+    }
+    let n = n as i128;
+    let denominator = if sample { n * (n - 1) } else { n * n };
+    let num = Decimal { mantissa: numerator, scale };
+    let rscale = division_scale(num, denominator);
+    // num / denominator, rounded half away from zero at rscale.
+    let shift = (rscale + 1).checked_sub(scale);
+    let widened = match shift {
+        Some(k) => 10i128.checked_pow(k).and_then(|f| numerator.checked_mul(f)).ok_or_else(overflow)?,
+        None => numerator / 10i128.pow(scale - rscale - 1),
+    };
+    let q = widened / denominator;
+    let var = Decimal { mantissa: (q + 5) / 10, scale: rscale };
+    if !root {
+        return Ok(Value::Numeric(var));
+    }
+    Ok(Value::Numeric(Decimal { mantissa: decimal_sqrt(var.mantissa, rscale).ok_or_else(overflow)?, scale: rscale }))
+}
+
+/// PostgreSQL's select_div_scale for `num / den` (den a positive integer): at least 16 significant digits,
+/// and no fewer decimals than the dividend has. Weights and first digits are in base 10000, as its
+/// numerics are stored.
+fn division_scale(num: Decimal, den: i128) -> u32 {
+    let lead = |d: Decimal| -> (i64, i128) {
+        let e = d.mantissa.unsigned_abs().ilog10() as i64 - d.scale as i64;
+        let weight = e.div_euclid(4);
+        let k = -(d.scale as i64) - 4 * weight;
+        let first = if k >= 0 { d.mantissa * 10i128.pow(k as u32) } else { d.mantissa / 10i128.pow((-k) as u32) };
+        (weight, first % 10000)
+    };
+    let (w1, f1) = lead(num);
+    let (w2, f2) = lead(Decimal { mantissa: den, scale: 0 });
+    let qweight = w1 - w2 - i64::from(f1 <= f2);
+    (16 - qweight * 4).max(num.scale as i64).clamp(0, 1000) as u32
+}
+
+/// The square root of `m·10^-scale`, at `scale` decimals, rounded half up: digit by digit on the decimal
+/// digits, so nothing wider than the root itself is needed. None if the root does not fit.
+fn decimal_sqrt(m: i128, scale: u32) -> Option<i128> {
+    // The digits of m·10^(scale + 2), an integer whose square root is the root at scale + 1 decimals.
+    let mut digits: Vec<u8> = m.to_string().bytes().map(|b| b - b'0').collect();
+    digits.extend(std::iter::repeat_n(0, scale as usize + 2));
+    if digits.len() % 2 == 1 {
+        digits.insert(0, 0);
+    }
+    let (mut root, mut rem): (i128, i128) = (0, 0);
+    for pair in digits.chunks(2) {
+        rem = rem.checked_mul(100)?.checked_add((pair[0] * 10 + pair[1]) as i128)?;
+        let base = root.checked_mul(20)?;
+        let mut x = 0;
+        while (base + x + 1).checked_mul(x + 1)? <= rem {
+            x += 1;
+        }
+        rem -= (base + x) * x;
+        root = root.checked_mul(10)?.checked_add(x)?;
+    }
+    Some((root + 5) / 10)
 }
 
 /// Whether a sum's argument is an integer expression (the planner marks it with a cast to bigint).

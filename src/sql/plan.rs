@@ -47,6 +47,12 @@ pub enum AggFunc {
     BoolAnd,
     BoolOr,
     StringAgg,
+    /// var_samp/variance (`sample`), var_pop, and with `root` their square roots stddev_samp/stddev and
+    /// stddev_pop.
+    Variance {
+        sample: bool,
+        root: bool,
+    },
 }
 
 /// A window function call: `kind(args) OVER (PARTITION BY partition ORDER BY order frame)`.

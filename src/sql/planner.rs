@@ -2076,6 +2076,14 @@ fn agg_output(func: AggFunc, arg: Option<Expr>, ty: DataType) -> (Option<Expr>, 
         ),
         AggFunc::BoolAnd | AggFunc::BoolOr => (arg, DataType::Bool),
         AggFunc::StringAgg => (arg, DataType::Text),
+        // Double precision for floats, numeric for integers and numerics (others are read as numeric).
+        AggFunc::Variance { .. } if matches!(ty, DataType::Float4 | DataType::Float8) => {
+            (arg.map(|a| Expr::Cast(Box::new(a), DataType::Float8)), DataType::Float8)
+        }
+        AggFunc::Variance { .. } if is_int(&ty) => (arg, DataType::Numeric(None)),
+        AggFunc::Variance { .. } => {
+            (arg.map(|a| Expr::Cast(Box::new(a), DataType::Numeric(None))), DataType::Numeric(None))
+        }
         _ => (arg, ty),
     }
 }
@@ -2090,6 +2098,10 @@ fn agg_func(f: &ast::Function) -> Option<(AggFunc, bool)> {
         "bool_and" | "every" => AggFunc::BoolAnd,
         "bool_or" => AggFunc::BoolOr,
         "string_agg" => AggFunc::StringAgg,
+        "variance" | "var_samp" => AggFunc::Variance { sample: true, root: false },
+        "var_pop" => AggFunc::Variance { sample: false, root: false },
+        "stddev" | "stddev_samp" => AggFunc::Variance { sample: true, root: true },
+        "stddev_pop" => AggFunc::Variance { sample: false, root: true },
         _ => return None,
     };
     let distinct = matches!(&f.args, ast::FunctionArguments::List(l) if matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
