@@ -874,3 +874,44 @@ async fn variance_and_standard_deviation_give_postgresql_results() {
     // Numerics are 38 digits here: a sum of squares beyond that is an error, not a wrong answer.
     assert_eq!(error(&c, "SELECT var_samp(x / 3.0) FROM generate_series(1, 100) x").await.0, "22003");
 }
+
+#[tokio::test]
+async fn random_is_uniform_and_setseed_repeats_it() {
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    // 2,000 draws in one statement: all different, in [0, 1), spread over it and in no order (the clock-based
+    // random() this replaced gave increasing values within a statement).
+    let r: Vec<f64> =
+        rows(&c, "SELECT random() FROM generate_series(1, 2000)").await.iter().map(|v| v.parse().unwrap()).collect();
+    assert!(r.iter().all(|x| (0.0..1.0).contains(x)));
+    let distinct: std::collections::HashSet<u64> = r.iter().map(|x| x.to_bits()).collect();
+    assert_eq!(distinct.len(), r.len());
+    let mean = r.iter().sum::<f64>() / r.len() as f64;
+    assert!((0.45..0.55).contains(&mean), "mean {mean}");
+    let descents = r.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!((800..1200).contains(&descents), "{descents} descents in 1999 steps");
+    for tenth in 0..10 {
+        let n = r.iter().filter(|x| (**x * 10.0) as usize == tenth).count();
+        assert!((100..300).contains(&n), "{n} draws in tenth {tenth}");
+    }
+    // ORDER BY random() shuffles.
+    let order = rows(&c, "SELECT x FROM generate_series(1, 50) x ORDER BY random()").await;
+    assert_eq!(order.len(), 50);
+    assert_ne!(order, (1..=50).map(|i| i.to_string()).collect::<Vec<_>>());
+    // setseed makes the sequence repeat; another seed gives another one.
+    let draw = |seed: f64| {
+        let c = &c;
+        async move {
+            c.simple_query(&format!("SELECT setseed({seed})")).await.unwrap();
+            rows(c, "SELECT random() FROM generate_series(1, 5)").await
+        }
+    };
+    let (a, b, other) = (draw(0.5).await, draw(0.5).await, draw(-0.25).await);
+    assert_eq!(a, b);
+    assert_ne!(a, other);
+    assert_eq!(one(&c, "SELECT setseed(1)").await, "");
+    assert_eq!(
+        error(&c, "SELECT setseed(1.5)").await,
+        ("22023".to_string(), "setseed parameter 1.5 is out of allowed range [-1,1]".to_string())
+    );
+}

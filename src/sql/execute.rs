@@ -56,6 +56,21 @@ pub struct SessionCtx {
     pub work_limit: u64,
     /// The working tables of the recursive unions running now, by plan id (see [`Plan::RecursiveUnion`]).
     pub work_tables: std::cell::RefCell<HashMap<usize, std::rc::Rc<Vec<Vec<Value>>>>>,
+    /// The state of the session's random(): a splitmix64 counter, seeded from the kernel when the session
+    /// starts and by setseed().
+    pub random: Cell<u64>,
+}
+
+/// A seed for a session's random(): from getrandom(2), or the clock if that fails.
+pub fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most the 8 bytes of the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    }
 }
 
 /// How much work a statement may do by default, in bytes: a quarter of the machine's memory (8 GB where

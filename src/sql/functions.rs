@@ -78,7 +78,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "regexp_replace"
         | "format"
         | "encode"
-        | "gen_random_uuid" => DataType::Text,
+        | "gen_random_uuid"
+        | "setseed" => DataType::Text,
         "concat_ws" | "quote_literal" | "quote_nullable" | "substring_regex" | "overlay" => DataType::Text,
         "cbrt" | "log10" => DataType::Float8,
         "num_nonnulls" | "num_nulls" | "bit_length" | "width_bucket" | "scale" => DataType::Int4,
@@ -165,6 +166,7 @@ pub fn is_volatile(name: &str) -> bool {
     matches!(
         name,
         "random"
+            | "setseed"
             | "gen_random_uuid"
             | "nextval"
             | "setval"
@@ -561,12 +563,28 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "pi" => Value::Float(std::f64::consts::PI),
         "degrees" => Value::Float(float_arg(&a(0)?)?.to_degrees()),
         "radians" => Value::Float(float_arg(&a(0)?)?.to_radians()),
+        // splitmix64: 53 random bits make a double in [0, 1).
         "random" => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            Value::Float((nanos % 1_000_000) as f64 / 1_000_000.0)
+            let state = env.session.random.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            env.session.random.set(state);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            Value::Float((z >> 11) as f64 / (1u64 << 53) as f64)
+        }
+        // The same seed gives the same sequence in this session (not PostgreSQL's numbers: its generator
+        // differs).
+        "setseed" => {
+            let seed = float_arg(&a(0)?)?;
+            if !(-1.0..=1.0).contains(&seed) {
+                return Err(Error::new(
+                    SqlState::INVALID_PARAMETER_VALUE,
+                    format!("setseed parameter {seed} is out of allowed range [-1,1]"),
+                ));
+            }
+            env.session.random.set((seed * (1u64 << 53) as f64) as i64 as u64);
+            Value::text("")
         }
         "now" | "current_timestamp" | "transaction_timestamp" => Value::TimestampTz(env.session.now),
         "statement_timestamp" | "clock_timestamp" => Value::TimestampTz(types::now_usecs()),

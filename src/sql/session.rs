@@ -386,6 +386,7 @@ impl Session {
             work_tables: Default::default(),
             work: Default::default(),
             work_limit: execute::default_work_limit(),
+            random: std::cell::Cell::new(execute::random_seed()),
         };
         let ctx_zone = ctx.setting("TimeZone").and_then(|z| crate::sql::timezone::load(z).ok()).filter(|z| !z.is_utc());
         Session {
