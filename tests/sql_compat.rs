@@ -915,3 +915,36 @@ async fn random_is_uniform_and_setseed_repeats_it() {
         ("22023".to_string(), "setseed parameter 1.5 is out of allowed range [-1,1]".to_string())
     );
 }
+
+#[tokio::test]
+async fn similar_to_and_like_escape_give_postgresql_results() {
+    // Each expected row is what PostgreSQL 15 printed for the same statement.
+    let server = TestServer::start();
+    let c = connect(&server).await;
+    assert_eq!(rows(&c, r#"SELECT 'abc' SIMILAR TO 'abc', 'abc' SIMILAR TO 'a', 'abc' SIMILAR TO '%(b|d)%', 'abc' SIMILAR TO '(b|c)%', 'abc' NOT SIMILAR TO 'a%'"#).await, [r#"t|f|t|f|f"#]);
+    assert_eq!(rows(&c, r#"SELECT 'abd' SIMILAR TO 'a_d', 'a.c' SIMILAR TO 'a.c', 'abc' SIMILAR TO 'a.c', 'aaa' SIMILAR TO 'a{2,3}', 'aaaa' SIMILAR TO 'a{2,3}', 'ab' SIMILAR TO 'a+b?', 'x' SIMILAR TO '[a-z]'"#).await, [r#"t|t|f|t|f|t|t"#]);
+    assert_eq!(rows(&c, r#"SELECT 'a%c' SIMILAR TO 'a\%c', 'abc' SIMILAR TO 'a\%c', 'a%c' SIMILAR TO 'a#%c' ESCAPE '#', 'a_c' SIMILAR TO 'a!_c' ESCAPE '!', 'abc' SIMILAR TO 'a!_c' ESCAPE '!'"#).await, [r#"t|f|t|t|f"#]);
+    assert_eq!(rows(&c, r#"SELECT '5' SIMILAR TO '\d', 'a$' SIMILAR TO 'a$', '^a' SIMILAR TO '^a', 'a\b' SIMILAR TO 'a\\b', 'ab' SIMILAR TO 'a\\b' ESCAPE ''"#).await, [r#"t|t|t|t|f"#]);
+    assert_eq!(rows(&c, r#"SELECT similar_to_escape('a%b_c(d|e)[x.y]\.'), similar_to_escape('a#%', '#'), similar_to_escape('x', '')"#).await, [r#"^(?:a.*b.c(?:d|e)[x.y]\.)$|^(?:a\%)$|^(?:x)$"#]);
+    assert_eq!(rows(&c, r#"SELECT 'a%c' LIKE 'a!%c' ESCAPE '!', 'abc' LIKE 'a!%c' ESCAPE '!', 'a\c' LIKE 'a\c' ESCAPE '!', 'a!c' LIKE 'a!!c' ESCAPE '!', 'a\c' LIKE 'a\c' ESCAPE '', 'ab' ILIKE 'A#_' ESCAPE '#', 'a_' ILIKE 'A#_' ESCAPE '#', 'a%' NOT LIKE 'a$%' ESCAPE '$'"#).await, [r#"t|f|t|t|t|f|t|f"#]);
+    assert_eq!(
+        rows(&c, r#"SELECT like_escape('a!%b\c', '!'), like_escape('a\b', ''), like_escape('a\b', '\')"#).await,
+        [r#"a\%b\\c|a\\b|a\b"#]
+    );
+    assert_eq!(
+        rows(&c, r#"SELECT NULL SIMILAR TO 'a', 'a' SIMILAR TO NULL, 'a' LIKE 'a' ESCAPE NULL"#).await,
+        [r#"||"#]
+    );
+    assert_eq!(rows(&c, r#"select 'a<b' similar to 'a#<b' escape '#', 'a é' similar to 'a#%' escape '#', 'é' similar to '#é' escape '#', 'a>' similar to 'a\>'"#).await, [r#"t|f|t|t"#]);
+    for (q, code, message) in [
+        (r#"SELECT 'a' SIMILAR TO 'a' ESCAPE 'xy'"#, "22025", "invalid escape string"),
+        (r#"SELECT 'a' LIKE 'a' ESCAPE 'xy'"#, "22025", "invalid escape string"),
+        (
+            r#"SELECT 'a' SIMILAR TO 'a#"b#"c#"d#"' ESCAPE '#'"#,
+            "2200C",
+            "SQL regular expression may not contain more than two escape-double-quote separators",
+        ),
+    ] {
+        assert_eq!(error(&c, q).await, (code.to_string(), message.to_string()), "{q}");
+    }
+}

@@ -80,7 +80,8 @@ pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
         | "encode"
         | "gen_random_uuid"
         | "setseed" => DataType::Text,
-        "concat_ws" | "quote_literal" | "quote_nullable" | "substring_regex" | "overlay" => DataType::Text,
+        "concat_ws" | "quote_literal" | "quote_nullable" | "substring_regex" | "overlay" | "like_escape"
+        | "similar_to_escape" => DataType::Text,
         "cbrt" | "log10" => DataType::Float8,
         "num_nonnulls" | "num_nulls" | "bit_length" | "width_bucket" | "scale" => DataType::Int4,
         "isfinite" => DataType::Bool,
@@ -221,6 +222,105 @@ fn numeric_arg(v: &Value) -> Result<Decimal> {
         Value::Numeric(d) => Ok(d),
         _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "numeric argument expected")),
     }
+}
+
+/// The escape of LIKE ... ESCAPE and SIMILAR TO ... ESCAPE: none (empty) or one character.
+fn escape_char(escape: &str) -> Result<Option<char>> {
+    let mut chars = escape.chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => Ok(None),
+        (Some(c), None) => Ok(Some(c)),
+        _ => Err(Error::new(SqlState("22025"), "invalid escape string")
+            .with_hint("Escape string must be empty or one character.")),
+    }
+}
+
+/// A LIKE pattern with escape character `escape` rewritten to use backslash, LIKE's own escape (PostgreSQL's
+/// like_escape): the escape becomes `\`, and a backslash that is not escaped is doubled.
+fn like_escape(pattern: &str, escape: &str) -> Result<String> {
+    let Some(e) = escape_char(escape)? else {
+        return Ok(pattern.replace('\\', "\\\\"));
+    };
+    if e == '\\' {
+        return Ok(pattern.to_string());
+    }
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut after_escape = false;
+    for c in pattern.chars() {
+        if c == e && !after_escape {
+            out.push('\\');
+            after_escape = true;
+            continue;
+        }
+        if c == '\\' && !after_escape {
+            out.push('\\');
+        }
+        out.push(c);
+        after_escape = false;
+    }
+    Ok(out)
+}
+
+/// A SIMILAR TO pattern as a regular expression matching the whole text, as PostgreSQL's
+/// similar_to_escape writes it: `%` is `.*`, `_` is `.`, groups do not capture, `.`, `^`, `$` and `\` are
+/// literal, bracket expressions pass through, and the escape character quotes what follows it.
+fn similar_to_escape(pattern: &str, escape: &str) -> Result<String> {
+    let e = escape_char(escape)?;
+    let mut out = String::from("^(?:");
+    let (mut after_escape, mut in_class, mut quotes) = (false, false, 0);
+    for c in pattern.chars() {
+        if after_escape {
+            if c == '"' && !in_class {
+                // The separators of SUBSTRING(... SIMILAR ...): at most two.
+                match quotes {
+                    0 => out.push_str("){1,1}?("),
+                    1 => out.push_str("){1,1}(?:"),
+                    _ => {
+                        return Err(Error::new(
+                            SqlState("2200C"),
+                            "SQL regular expression may not contain more than two escape-double-quote separators",
+                        ))
+                    }
+                }
+                quotes += 1;
+            } else if c.is_ascii() && !matches!(c, '<' | '>') {
+                // A class escape such as \d, as PostgreSQL allows, or a quoted punctuation mark (but `\<`
+                // and `\>` are word boundaries to the regex crate, so those two go as themselves).
+                out.push('\\');
+                out.push(c);
+            } else {
+                out.push_str(&regex::escape(&c.to_string()));
+            }
+            after_escape = false;
+        } else if Some(c) == e {
+            after_escape = true;
+        } else if in_class {
+            if c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+            if c == ']' {
+                in_class = false;
+            }
+        } else {
+            match c {
+                '[' => {
+                    out.push('[');
+                    in_class = true;
+                }
+                '%' => out.push_str(".*"),
+                '_' => out.push('.'),
+                '(' => out.push_str("(?:"),
+                '\\' | '.' | '^' | '$' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push_str(")$");
+    Ok(out)
 }
 
 /// make_date's and make_timestamp's year (negative for BC) as an astronomical year (1 BC is 0), refused
@@ -1084,6 +1184,11 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Some(c) if c.len() > 1 => c.get(1).map_or(Value::Null, |m| Value::text(m.as_str())),
                 Some(c) => Value::text(c.get(0).map_or("", |m| m.as_str())),
             }
+        }
+        "like_escape" => Value::text(&like_escape(&s(0)?, &s(1)?)?),
+        "similar_to_escape" => {
+            let escape = if args.len() > 1 { s(1)? } else { "\\".to_string() };
+            Value::text(&similar_to_escape(&s(0)?, &escape)?)
         }
         "make_date" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);

@@ -1768,10 +1768,24 @@ impl<'a> Planner<'a> {
                 );
                 (if *negated { Expr::Not(Box::new(b)) } else { b }, DataType::Bool)
             }
-            E::Like { negated, expr, pattern, .. } | E::ILike { negated, expr, pattern, .. } => {
+            E::Like { negated, expr, pattern, escape_char, .. }
+            | E::ILike { negated, expr, pattern, escape_char, .. } => {
                 let (x, _) = self.expr(expr, scope)?;
-                let (p, _) = self.expr(pattern, scope)?;
+                let (mut p, _) = self.expr(pattern, scope)?;
+                // `ESCAPE c`: the pattern is rewritten to the backslash form, as PostgreSQL's like_escape does.
+                if let Some(c) = escape_char {
+                    p = Expr::Call(Arc::from("like_escape"), vec![p, self.expr(c, scope)?.0]);
+                }
                 (Expr::Like(Box::new(x), Box::new(p), *negated, matches!(e, E::ILike { .. })), DataType::Bool)
+            }
+            E::SimilarTo { negated, expr, pattern, escape_char } => {
+                let (x, _) = self.expr(expr, scope)?;
+                let mut args = vec![self.expr(pattern, scope)?.0];
+                if let Some(c) = escape_char {
+                    args.push(self.expr(c, scope)?.0);
+                }
+                let regex = Expr::Call(Arc::from("similar_to_escape"), args);
+                (Expr::Regex(Box::new(x), Box::new(regex), *negated, false), DataType::Bool)
             }
             E::Cast { expr, data_type, .. } => {
                 let ty = types::data_type(data_type)?;
