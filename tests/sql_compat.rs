@@ -754,6 +754,15 @@ async fn more_functions_give_postgresql_results() {
     }
     assert_eq!(error(&c, "SELECT substring('abc' from '(')").await.0, "2201B");
     assert_eq!(error(&c, "SELECT concat_ws(',')").await.0, "42883");
+    // log(base, x): PostgreSQL computes it in numeric (3.0000000000000000, 3.3219280948873623); here it is
+    // double precision, the same number to its 15 digits.
+    assert_eq!(
+        rows(&c, "SELECT log(2, 8), round(log(2.0, 10)::numeric, 12), log(10, 0.001), log(5, 125), log(3, 81)").await,
+        ["3|3.321928094887|-3|3|4"]
+    );
+    assert_eq!(error(&c, "SELECT log(1, 10)").await, ("22012".to_string(), "division by zero".to_string()));
+    assert_eq!(error(&c, "SELECT log(0, 10)").await.0, "2201E");
+    assert_eq!(error(&c, "SELECT log(2, -1)").await.0, "2201E");
 }
 
 #[tokio::test]
