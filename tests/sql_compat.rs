@@ -763,6 +763,13 @@ async fn more_functions_give_postgresql_results() {
     assert_eq!(error(&c, "SELECT log(1, 10)").await, ("22012".to_string(), "division by zero".to_string()));
     assert_eq!(error(&c, "SELECT log(0, 10)").await.0, "2201E");
     assert_eq!(error(&c, "SELECT log(2, -1)").await.0, "2201E");
+    // A call with a number of arguments the function does not take is refused, as PostgreSQL refuses it
+    // (arguments were dropped silently: lower('a', 'b') gave a).
+    for q in
+        ["SELECT lower('a', 'b')", "SELECT upper()", "SELECT round(1.5, 1, 2)", "SELECT now(1)", "SELECT md5('a', 'b')"]
+    {
+        assert_eq!(error(&c, q).await.0, "42883", "{q}");
+    }
 }
 
 #[tokio::test]

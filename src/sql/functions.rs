@@ -16,8 +16,55 @@ use crate::sql::types::{self, round_decimal};
 use crate::storage::value::{DataType, Decimal, Value};
 use crate::wal::Lsn;
 
+/// How many arguments a function takes, for those whose PostgreSQL signatures are fixed: a call with another
+/// count is "function does not exist" there, and must not run here with arguments silently dropped. None for
+/// functions not checked.
+fn arity(name: &str) -> Option<(usize, usize)> {
+    const MANY: usize = usize::MAX;
+    Some(match name {
+        "now"
+        | "pi"
+        | "random"
+        | "clock_timestamp"
+        | "statement_timestamp"
+        | "transaction_timestamp"
+        | "version"
+        | "pg_backend_pid"
+        | "pg_is_in_recovery"
+        | "gen_random_uuid"
+        | "pg_current_wal_lsn"
+        | "pg_current_wal_flush_lsn"
+        | "pg_current_wal_insert_lsn"
+        | "pg_last_wal_receive_lsn"
+        | "pg_last_wal_replay_lsn"
+        | "pg_last_xact_replay_timestamp"
+        | "pg_reload_conf" => (0, 0),
+        "lower" | "upper" | "initcap" | "reverse" | "char_length" | "character_length" | "octet_length"
+        | "bit_length" | "ascii" | "chr" | "md5" | "abs" | "sign" | "sqrt" | "cbrt" | "exp" | "ln" | "log10"
+        | "degrees" | "radians" | "ceil" | "ceiling" | "floor" | "factorial" | "scale" | "quote_ident"
+        | "quote_literal" | "quote_nullable" | "isfinite" | "justify_days" | "justify_hours" | "justify_interval"
+        | "setseed" | "pg_size_pretty" | "nextval" | "currval" | "to_timestamp" | "length" => (1, 1),
+        "repeat" | "left" | "right" | "strpos" | "starts_with" | "mod" | "power" | "pow" | "div" | "gcd" | "lcm"
+        | "pg_wal_lsn_diff" | "like_escape" | "date_part" | "nullif" | "to_char" | "encode" | "decode" | "timezone" => {
+            (2, 2)
+        }
+        "split_part" | "translate" | "replace" | "make_date" | "date_bin" => (3, 3),
+        "width_bucket" => (4, 4),
+        "make_timestamp" => (6, 6),
+        "round" | "trunc" | "log" | "trim" | "btrim" | "ltrim" | "rtrim" | "age" | "similar_to_escape" => (1, 2),
+        "lpad" | "rpad" | "substr" | "substring" | "setval" | "date_trunc" => (2, 3),
+        "overlay" => (3, 4),
+        "concat" | "coalesce" | "greatest" | "least" | "format" | "num_nulls" | "num_nonnulls" => (1, MANY),
+        "concat_ws" => (2, MANY),
+        _ => return None,
+    })
+}
+
 /// The result type of a function given its argument types, or None if there is no such function.
 pub fn return_type(name: &str, args: &[DataType]) -> Option<DataType> {
+    if arity(name).is_some_and(|(min, max)| !(min..=max).contains(&args.len())) {
+        return None;
+    }
     let first = args.first().cloned().unwrap_or(DataType::Text);
     Some(match name {
         "lower"
