@@ -370,15 +370,27 @@ fn similar_to_escape(pattern: &str, escape: &str) -> Result<String> {
     Ok(out)
 }
 
-/// make_date's and make_timestamp's year (negative for BC) as an astronomical year (1 BC is 0), refused
-/// outside PostgreSQL's dates.
-fn year_in_range(y: i64, m: i64, d: i64) -> Result<i64> {
+/// make_date's and make_timestamp's date (a negative year is BC): its astronomical year (1 BC is 0) and its
+/// days since 1970-01-01, refused outside PostgreSQL's dates or when no such day exists.
+fn civil_date(y: i64, m: i64, d: i64) -> Result<(i64, i64)> {
     let year = if y < 0 { y.saturating_add(1) } else { y };
     // The first date is 4714-11-24 BC (the Julian day 0).
     if !types::DATE_YEARS.contains(&year) || (year == *types::DATE_YEARS.start() && (m, d) < (11, 24)) {
         return Err(Error::new(SqlState("22008"), format!("date out of range: {year}-{m:02}-{d:02}")));
     }
-    Ok(year)
+    let days = types::days_from_civil(year, m, d);
+    let back = types::civil_from_days(days);
+    if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
+        return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));
+    }
+    Ok((year, days))
+}
+
+/// Two numerics as mantissas at their common scale, and that scale.
+fn aligned(x: Decimal, y: Decimal) -> Result<(i128, i128, u32)> {
+    let scale = x.scale.max(y.scale);
+    let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
+    Ok((x.rescale_up(scale).ok_or_else(overflow)?.mantissa, y.rescale_up(scale).ok_or_else(overflow)?.mantissa, scale))
 }
 
 fn gcd(mut x: i128, mut y: i128) -> i128 {
@@ -398,49 +410,47 @@ fn justify(name: &str, i: crate::storage::value::Interval) -> Result<crate::stor
         *months += *days / 30;
         *days %= 30;
     };
+    let whole_days = |days: &mut i64, micros: &mut i64| {
+        *days += *micros / DAY;
+        *micros %= DAY;
+    };
+    // One sign for months and what follows them (days, then the time when days are 0).
+    let month_sign = |months: &mut i64, days: &mut i64, micros: i64| {
+        if *months > 0 && (*days < 0 || (*days == 0 && micros < 0)) {
+            *days += 30;
+            *months -= 1;
+        } else if *months < 0 && (*days > 0 || (*days == 0 && micros > 0)) {
+            *days -= 30;
+            *months += 1;
+        }
+    };
+    // One sign for days and the time.
+    let day_sign = |days: &mut i64, micros: &mut i64| {
+        if *days > 0 && *micros < 0 {
+            *micros += DAY;
+            *days -= 1;
+        } else if *days < 0 && *micros > 0 {
+            *micros -= DAY;
+            *days += 1;
+        }
+    };
     match name {
         "justify_days" => {
             whole_months(&mut months, &mut days);
-            if months > 0 && days < 0 {
-                days += 30;
-                months -= 1;
-            } else if months < 0 && days > 0 {
-                days -= 30;
-                months += 1;
-            }
+            month_sign(&mut months, &mut days, 0);
         }
         "justify_hours" => {
-            days += micros / DAY;
-            micros %= DAY;
-            if days > 0 && micros < 0 {
-                micros += DAY;
-                days -= 1;
-            } else if days < 0 && micros > 0 {
-                micros -= DAY;
-                days += 1;
-            }
+            whole_days(&mut days, &mut micros);
+            day_sign(&mut days, &mut micros);
         }
         _ => {
             if (days > 0 && micros > 0) || (days < 0 && micros < 0) {
                 whole_months(&mut months, &mut days);
             }
-            days += micros / DAY;
-            micros %= DAY;
+            whole_days(&mut days, &mut micros);
             whole_months(&mut months, &mut days);
-            if months > 0 && (days < 0 || (days == 0 && micros < 0)) {
-                days += 30;
-                months -= 1;
-            } else if months < 0 && (days > 0 || (days == 0 && micros > 0)) {
-                days -= 30;
-                months += 1;
-            }
-            if days > 0 && micros < 0 {
-                micros += DAY;
-                days -= 1;
-            } else if days < 0 && micros > 0 {
-                micros -= DAY;
-                days += 1;
-            }
+            month_sign(&mut months, &mut days, micros);
+            day_sign(&mut days, &mut micros);
         }
     }
     Ok(crate::storage::value::Interval {
@@ -1056,13 +1066,8 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "cbrt" => Value::Float(float_arg(&a(0)?)?.cbrt()),
         "log10" => return call("log", args, env),
         "gcd" | "lcm" if args.iter().any(|v| !matches!(v, Value::Int(_))) => {
-            let (x, y) = (numeric_arg(&a(0)?)?, numeric_arg(&a(1)?)?);
-            let scale = x.scale.max(y.scale);
+            let (x, y, scale) = aligned(numeric_arg(&a(0)?)?, numeric_arg(&a(1)?)?)?;
             let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
-            let (x, y) = (
-                x.rescale_up(scale).ok_or_else(overflow)?.mantissa,
-                y.rescale_up(scale).ok_or_else(overflow)?.mantissa,
-            );
             let g = gcd(x, y);
             let mantissa = if name == "gcd" {
                 g
@@ -1087,14 +1092,11 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             Value::Int(i64::try_from(r).map_err(|_| range())?)
         }
         "div" => {
-            let (x, y) = (numeric_arg(&a(0)?)?, numeric_arg(&a(1)?)?);
-            let scale = x.scale.max(y.scale);
-            let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
-            let (mx, my) = (x.rescale_up(scale).ok_or_else(overflow)?, y.rescale_up(scale).ok_or_else(overflow)?);
-            if my.mantissa == 0 {
+            let (x, y, _) = aligned(numeric_arg(&a(0)?)?, numeric_arg(&a(1)?)?)?;
+            if y == 0 {
                 return Err(Error::new(SqlState::DIVISION_BY_ZERO, "division by zero"));
             }
-            Value::Numeric(Decimal { mantissa: mx.mantissa / my.mantissa, scale: 0 })
+            Value::Numeric(Decimal { mantissa: x / y, scale: 0 })
         }
         "factorial" => {
             let n = int_arg(&a(0)?)?;
@@ -1152,12 +1154,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "make_timestamp" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
             let (h, mi, sec) = (int_arg(&a(3)?)?, int_arg(&a(4)?)?, float_arg(&a(5)?)?);
-            let year = year_in_range(y, m, d)?;
-            let days = types::days_from_civil(year, m, d);
-            let back = types::civil_from_days(days);
-            if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
-                return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));
-            }
+            let (year, days) = civil_date(y, m, d)?;
             let usecs = (sec * 1e6).round();
             // 24:00:00 is allowed, as in PostgreSQL; nothing later.
             if !(0..=24).contains(&h)
@@ -1256,12 +1253,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         }
         "make_date" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
-            let year = year_in_range(y, m, d)?;
-            let days = types::days_from_civil(year, m, d);
-            let back = types::civil_from_days(days);
-            if y == 0 || !(1..=12).contains(&m) || back.1 != m || back.2 != d {
-                return Err(Error::new(SqlState("22008"), format!("date field value out of range: {y}-{m:02}-{d:02}")));
-            }
+            let (_, days) = civil_date(y, m, d)?;
             Value::Date((days - 10957) as i32)
         }
         "age" => {
