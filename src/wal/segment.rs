@@ -118,7 +118,12 @@ pub fn ensure(dir: &Path, timeline: u32, segno: u64, segment_size: u64) -> Resul
             meta.len()
         )));
     }
-    let tmp = dir.join(format!("xlogtemp.{}.{segno}", std::process::id()));
+    // A name of this call's own: two creators of one segment in a process (a halted engine's preallocation
+    // thread and the next engine's writer, in tests) sharing a name would truncate each other's file, and one
+    // could link the other's half-written file as the segment.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("xlogtemp.{}.{segno}.{n}", std::process::id()));
     let io = |e| Error::io(format!("could not create WAL segment \"{}\"", tmp.display()), e);
     {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
