@@ -200,7 +200,11 @@ fn load_snapshot(dir: &str, rows: i64) {
     println!("{load_secs}");
 }
 
+#[global_allocator]
+static ALLOCATOR: tandem::memory::Allocator = tandem::memory::ALLOCATOR;
+
 fn main() {
+    tandem::memory::set_up();
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
     let quick = std::env::var("TANDEM_BENCH_QUICK").is_ok();
     // TANDEM_BENCH_ONLY=commits|replay|snapshot runs one part.
@@ -209,6 +213,9 @@ fn main() {
     if let (Ok(dir), Ok(rows)) = (std::env::var("TANDEM_BENCH_LOAD"), std::env::var("TANDEM_BENCH_ROWS")) {
         return load_snapshot(&dir, rows.parse().unwrap());
     }
+    // The loads run in a child, as a starting server: this process gives back what it frees, as a server
+    // that stopped would, rather than keeping it from the child.
+    tandem::memory::set_purge_delay(0);
     let secs = if quick { 1.0 } else { 5.0 };
     if run("commits") {
         commits(secs);

@@ -12,6 +12,7 @@ pub mod encoding;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod memory;
 pub mod recovery;
 pub mod replication;
 pub mod server;

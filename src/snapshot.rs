@@ -321,7 +321,6 @@ impl Checked {
     /// Decodes the whole state.
     pub fn decode(self) -> Result<DbState> {
         failpoint::check("snapshot_decode")?;
-        let _heap = GrowingHeap::start();
         let body = &self.bytes[..self.bytes.len() - 4];
         let mut d = Decoder::at(body, HEADER, "snapshot");
         let mut state = DbState::new();
@@ -368,38 +367,6 @@ impl Checked {
         // The catalog was filled in place rather than by `apply`.
         state.catalog_changed();
         Ok(state)
-    }
-}
-
-/// While a snapshot loads, malloc grows its heaps in large steps.
-///
-/// The decoders allocate every row afresh, and glibc grows a thread's heap by `mprotect`, by default 128 KiB
-/// at a time: thousands of calls, each taking the process's memory-map lock for writing while the other
-/// decoders fault in the pages they just got. Growing by 64 MiB makes that a few calls (a scale-70 load went
-/// from about 1.75 s to 1.25 s). Setting the pad fixes malloc's mmap threshold, which would otherwise adapt,
-/// so it is set too, to 4 MiB; the pad goes back to 128 KiB (the default mallopt(3) documents) when the
-/// load ends.
-struct GrowingHeap;
-
-impl GrowingHeap {
-    fn start() -> GrowingHeap {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only sets allocator parameters; any thread may call it at any time.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-        }
-        GrowingHeap
-    }
-}
-
-impl Drop for GrowingHeap {
-    fn drop(&mut self) {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: as above.
-        unsafe {
-            libc::mallopt(libc::M_TOP_PAD, 128 << 10);
-        }
     }
 }
 
