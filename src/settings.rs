@@ -42,6 +42,9 @@ pub const KNOWN: &[Known] = &[
     // How session threads are scheduled (`adaptive`, `batch` or `normal`; server::scheduling), taken by each
     // new session.
     Known { name: "session_scheduling", default: "adaptive", reloadable: true },
+    // Whether a quick TCP client's session runs on its client's CPU (`follow_client` or `any`;
+    // server::scheduling), taken by each new session.
+    Known { name: "session_placement", default: "follow_client", reloadable: true },
 ];
 
 fn known(name: &str) -> Result<&'static Known> {
@@ -75,6 +78,9 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
         }
         "session_scheduling" if !["adaptive", "batch", "normal"].iter().any(|v| value.eq_ignore_ascii_case(v)) => {
             return Err(bad("Available values: adaptive, batch, normal."));
+        }
+        "session_placement" if !["follow_client", "any"].iter().any(|v| value.eq_ignore_ascii_case(v)) => {
+            return Err(bad("Available values: follow_client, any."));
         }
         "max_slot_wal_keep_size" => {
             parse_wal_keep(value).ok_or_else(|| bad("-1, or a size: megabytes, or with a unit (kB, MB, GB, TB)."))?;

@@ -258,3 +258,81 @@ fn session_threads_take_the_policy_session_scheduling_names() {
     }
     server.stop();
 }
+
+/// The CPUs each thread of `pid` named "session" may run on (`Cpus_allowed_list` in /proc/PID/task/TID/status),
+/// and those of the process itself.
+fn session_cpus(pid: u32) -> (Vec<String>, String) {
+    let allowed = |status: &str| {
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or_default().trim().to_string()
+    };
+    let process = allowed(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default());
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (Vec::new(), process) };
+    let mut sessions = Vec::new();
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        if status.lines().next() == Some("Name:\tsession") {
+            sessions.push(allowed(&status));
+        }
+    }
+    (sessions, process)
+}
+
+/// Runs queries on `client`, `pause` apart, until `check` holds (true) or 3,000 queries (false).
+fn reaches(client: &mut RawClient, pause: Duration, check: impl Fn() -> bool) -> bool {
+    for i in 0..3000 {
+        client.query("select 1");
+        std::thread::sleep(pause);
+        if i % 10 == 9 && check() {
+            return true;
+        }
+    }
+    false
+}
+
+/// `session_placement`: under `adaptive`, the session of a quick TCP client is held to one CPU (the one its
+/// client's packets arrive on) and goes back to all of the server's CPUs when the client pauses; with
+/// `any` it is never held. A bad value is refused with 22023 and the list of valid ones.
+#[test]
+fn a_quick_tcp_clients_session_follows_it_to_its_cpu() {
+    let mut server = common::TestServer::start();
+    let pid = server.pid().expect("server pid");
+    assert_eq!(server.psql("show session_placement"), "follow_client");
+    let quick = Duration::ZERO;
+    let slow = Duration::from_millis(20);
+    let one_cpu = || {
+        let (sessions, _) = session_cpus(pid);
+        sessions.len() == 1 && sessions[0].parse::<usize>().is_ok()
+    };
+    let all_cpus = || {
+        let (sessions, process) = session_cpus(pid);
+        sessions.len() == 1 && sessions[0] == process
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        let mut client = RawClient::connect(server.port);
+        assert!(reaches(&mut client, quick, one_cpu), "{:?}", session_cpus(pid));
+        assert!(reaches(&mut client, slow, all_cpus), "{:?}", session_cpus(pid));
+        assert!(reaches(&mut client, quick, one_cpu), "{:?}", session_cpus(pid));
+        drop(client);
+    } else {
+        eprintln!("one CPU: nothing to follow; only `any` and the bad value are checked");
+    }
+
+    let bad =
+        psql_output(server.port, &["-v", "VERBOSITY=verbose", "-c", "alter system set session_placement = 'nearby'"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("22023: invalid value for parameter \"session_placement\""), "{err}");
+    assert!(err.contains("follow_client, any"), "{err}");
+
+    server.psql("alter system set session_placement = 'any'");
+    server.psql("select pg_reload_conf()");
+    assert_eq!(server.psql("show session_placement"), "any");
+    let mut client = RawClient::connect(server.port);
+    // Quick enough to run under SCHED_BATCH, which is when a following session would be held.
+    assert!(reaches_policy(&server, &mut client, quick, 3), "{:?}", session_policies(pid));
+    for _ in 0..200 {
+        client.query("select 1");
+        assert!(all_cpus(), "{:?}", session_cpus(pid));
+    }
+    server.stop();
+}

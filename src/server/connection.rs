@@ -333,6 +333,10 @@ fn run(conn: &mut Conn, shared: &Arc<Shared>, stream: Stream) -> Result<()> {
         return conn.flush();
     }
     conn.scheduling = Scheduling::start(&shared.replication.settings.get("session_scheduling"));
+    if let Some(fd) = conn.reader.get_ref().tcp_fd() {
+        // The reader's socket lives as long as `conn`, and so as long as its scheduling.
+        conn.scheduling.follow_client(fd, &shared.replication.settings.get("session_placement"));
+    }
     let closer = read_closer(&stream)?;
     let peer = stream.peer();
     let port = stream.local_port();

@@ -97,6 +97,14 @@ impl Stream {
         }
     }
 
+    /// The socket's descriptor if it is a TCP connection (for `SO_INCOMING_CPU`, see server::scheduling).
+    pub fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Stream::Tcp(s) => Some(std::os::fd::AsRawFd::as_raw_fd(s)),
+            Stream::Unix(_) => None,
+        }
+    }
+
     /// Sends small messages at once (TCP_NODELAY); a Unix socket has no delay to turn off.
     pub fn set_nodelay(&self) {
         if let Stream::Tcp(s) = self {
