@@ -135,21 +135,23 @@ fn refusals_touch_nothing() {
     assert!(tandem(&["stop", "-D", &a]).status.success());
 }
 
+/// The file `name` (in /proc/PID/task/TID/) of each thread of `pid` named "session".
+fn session_files(pid: u32, name: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == "session"))
+        .filter_map(|task| std::fs::read_to_string(task.path().join(name)).ok())
+        .collect()
+}
+
 /// The scheduling policy (field 41 of /proc/PID/task/TID/stat) of each thread of `pid` named "session".
 fn session_policies(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    let mut policies = Vec::new();
-    for task in tasks.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // "TID (COMM) STATE ...": fields after the command name start at field 3.
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        if head.ends_with("(session") {
-            if let Some(policy) = rest.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()) {
-                policies.push(policy);
-            }
-        }
-    }
-    policies
+    // "TID (COMM) STATE ...": fields after the command name start at field 3.
+    session_files(pid, "stat")
+        .iter()
+        .filter_map(|stat| stat.rsplit_once(") ")?.1.split_whitespace().nth(41 - 3)?.parse().ok())
+        .collect()
 }
 
 /// A client speaking the simple query protocol over a raw socket, so the test decides how quickly it
@@ -197,18 +199,23 @@ impl RawClient {
     }
 }
 
-/// Runs queries on `client`, `pause` apart, until the server's only session thread has `policy` (true)
-/// or 3,000 queries (false).
-fn reaches_policy(server: &common::TestServer, client: &mut RawClient, pause: Duration, policy: u32) -> bool {
-    let pid = server.pid().expect("server pid");
+/// Runs queries on `client`, `pause` apart, until `check` holds (true) or 3,000 queries (false).
+fn reaches(client: &mut RawClient, pause: Duration, check: impl Fn() -> bool) -> bool {
     for i in 0..3000 {
         client.query("select 1");
         std::thread::sleep(pause);
-        if i % 10 == 9 && session_policies(pid) == [policy] {
+        if i % 10 == 9 && check() {
             return true;
         }
     }
     false
+}
+
+/// Runs queries on `client`, `pause` apart, until the server's only session thread has `policy` (true)
+/// or 3,000 queries (false).
+fn reaches_policy(server: &common::TestServer, client: &mut RawClient, pause: Duration, policy: u32) -> bool {
+    let pid = server.pid().expect("server pid");
+    reaches(client, pause, || session_policies(pid) == [policy])
 }
 
 /// `session_scheduling`: under `adaptive` (the default) a session whose client sends its next query at
@@ -266,27 +273,7 @@ fn session_cpus(pid: u32) -> (Vec<String>, String) {
         status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or_default().trim().to_string()
     };
     let process = allowed(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default());
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (Vec::new(), process) };
-    let mut sessions = Vec::new();
-    for task in tasks.flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        if status.lines().next() == Some("Name:\tsession") {
-            sessions.push(allowed(&status));
-        }
-    }
-    (sessions, process)
-}
-
-/// Runs queries on `client`, `pause` apart, until `check` holds (true) or 3,000 queries (false).
-fn reaches(client: &mut RawClient, pause: Duration, check: impl Fn() -> bool) -> bool {
-    for i in 0..3000 {
-        client.query("select 1");
-        std::thread::sleep(pause);
-        if i % 10 == 9 && check() {
-            return true;
-        }
-    }
-    false
+    (session_files(pid, "status").iter().map(|s| allowed(s)).collect(), process)
 }
 
 /// `session_placement`: under `adaptive`, the session of a quick TCP client is held to one CPU (the one its
