@@ -206,3 +206,40 @@ fn recycled_wal_and_foreign_systems_are_reported_not_hidden() {
     other.shutdown().unwrap();
     primary.stop();
 }
+
+#[test]
+fn the_receiver_makes_the_next_segment_before_it_needs_it() {
+    // Zero-filling and fsyncing a segment inline held replay back at every segment boundary; the receiver
+    // creates the next one in the background as soon as it opens a segment, as the primary's flusher does.
+    let tmp = TempDir::new("standby-prealloc");
+    let pdir = tmp.path().join("primary");
+    let sdir = tmp.path().join("standby");
+    Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
+    {
+        let e = Engine::open(&pdir, EngineConfig::default()).unwrap();
+        common::create_kv_table(&e, "a");
+        e.shutdown().unwrap();
+    }
+    make_standby(&pdir, &sdir);
+    // No checkpoints (the default distance is far beyond this test's WAL), so no segment is recycled into
+    // a future name: any segment ahead of the receiver is one it made.
+    let primary = TestPrimary::start(&pdir, EngineConfig::default(), 0);
+    let standby = Arc::new(Engine::open(&sdir, EngineConfig::default()).unwrap());
+    let rx = receiver(&standby, primary.port);
+    wait_status(&rx, |s| s.status == "streaming", "streaming");
+    let first = standby.wal().flushed().segment(SEGMENT);
+    write(&primary.engine, "a", 0, 1500, 2000);
+    converge(&primary.engine, &standby);
+    let at = standby.wal().flushed().segment(SEGMENT);
+    assert!(at >= first + 2, "the receiver crossed from segment {first} only to {at}");
+    let timeline = standby.wal().timeline();
+    let next = sdir.join("pg_wal").join(tandem::wal::segment::file_name(timeline, at + 1, SEGMENT));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&next).map(|m| m.len()).ok() != Some(SEGMENT) {
+        assert!(Instant::now() < deadline, "segment {} was not made ahead of the receiver", next.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rx.stop();
+    standby.shutdown().unwrap();
+    primary.stop();
+}

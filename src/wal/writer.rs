@@ -346,9 +346,12 @@ impl Wal {
     pub fn recycle_before(&self, keep: Lsn, max_spare: u64) -> Result<(usize, usize)> {
         let keep = self.oldest_consumer().map_or(keep, |c| c.min(keep));
         let keep_segno = keep.segment(self.shared.segment_size);
+        // On a standby the receiver writes the WAL, so the end is what it has flushed, not the insert
+        // position (which stays where recovery began).
         let (timeline, insert_segno) = {
             let st = lock(&self.shared.append);
-            (st.timeline, st.insert.segment(self.shared.segment_size))
+            let end = st.insert.max(lock(&self.shared.flush).flushed);
+            (st.timeline, end.segment(self.shared.segment_size))
         };
         let _files = lock(&self.shared.segment_files);
         let segments = segment::list(&self.shared.dir, self.shared.segment_size)?;
@@ -380,6 +383,18 @@ impl Wal {
         Ok((recycled, removed))
     }
 
+    /// Makes sure segment `segno` of `timeline` exists at full size (a standby's WAL receiver, which writes
+    /// the segments itself), serialized with recycling so a recycled file never replaces a created one.
+    pub fn ensure_segment(&self, timeline: u32, segno: u64) -> Result<()> {
+        let _files = lock(&self.shared.segment_files);
+        segment::ensure(&self.shared.dir, timeline, segno, self.shared.segment_size).map(|_| ())
+    }
+
+    /// Creates segment `segno` in the background, unless a creation is already under way.
+    pub fn preallocate(&self, timeline: u32, segno: u64) {
+        preallocate(&self.shared, timeline, segno);
+    }
+
     /// Flushes what is pending, stops the flusher and refuses further appends.
     pub fn shutdown(&self) {
         lock(&self.shared.append).shutdown = true;
@@ -399,6 +414,25 @@ impl Drop for Wal {
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its state consistent.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the next segment in the background, so whoever writes WAL (the flusher, a standby's receiver)
+/// rarely waits for a 16 MB file to be zero-filled and fsynced.
+fn preallocate(shared: &Arc<Shared>, timeline: u32, segno: u64) {
+    if shared.preallocating.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let worker = shared.clone();
+    let spawned = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
+        {
+            let _files = lock(&worker.segment_files);
+            let _ = segment::ensure(&worker.dir, timeline, segno, worker.segment_size);
+        }
+        worker.preallocating.store(false, Ordering::Release);
+    });
+    if spawned.is_err() {
+        shared.preallocating.store(false, Ordering::Release);
+    }
 }
 
 /// The flusher thread's state: the segment files it has open.
@@ -495,27 +529,9 @@ impl Flusher {
                 .map_err(|e| Error::io(format!("could not open WAL segment \"{}\"", path.display()), e))?;
             self.files.retain(|&(_, s), _| s + 1 >= segno);
             self.files.insert((timeline, segno), f);
-            self.preallocate(timeline, segno + 1);
+            preallocate(&self.shared, timeline, segno + 1);
         }
         Ok(&self.files[&(timeline, segno)])
-    }
-
-    /// Creates the next segment in the background, so the flusher rarely waits for a file to be made.
-    fn preallocate(&self, timeline: u32, segno: u64) {
-        if self.shared.preallocating.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let shared = self.shared.clone();
-        let spawned = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
-            {
-                let _files = lock(&shared.segment_files);
-                let _ = segment::ensure(&shared.dir, timeline, segno, shared.segment_size);
-            }
-            shared.preallocating.store(false, Ordering::Release);
-        });
-        if spawned.is_err() {
-            self.shared.preallocating.store(false, Ordering::Release);
-        }
     }
 
     fn write_at(&mut self, timeline: u32, mut at: Lsn, mut data: &[u8], touched: &mut Vec<u64>) -> Result<()> {
