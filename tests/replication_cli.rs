@@ -53,6 +53,39 @@ fn psql(port: u16, sql: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// The server's process id, from the first line of its `tandem.pid`.
+fn standby_pid(dir: &Path) -> u32 {
+    let text = std::fs::read_to_string(dir.join("tandem.pid")).unwrap();
+    text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("tandem.pid: {text}"))
+}
+
+/// The nice value (field 19 of /proc/PID/task/TID/stat) of the thread of `pid` named `comm`.
+fn thread_nice(pid: u32, comm: &str) -> Option<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|task| {
+        let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        if name.trim_end() != comm {
+            return None;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // "TID (COMM) STATE ...": fields after the command name start at field 3.
+        stat.rsplit_once(") ")?.1.split_whitespace().nth(19 - 3)?.parse().ok()
+    })
+}
+
+/// Whether a thread of this user may lower its nice value to -5 (root, CAP_SYS_NICE or RLIMIT_NICE), tried
+/// on a thread of the test's own.
+fn may_lower_nice() -> bool {
+    std::thread::spawn(|| {
+        // SAFETY: plain system calls on the calling thread, which ends right after.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, -5) == 0
+        }
+    })
+    .join()
+    .unwrap()
+}
+
 /// A primary in `TMP/primary`, started with `tandem start --detach`; its port and a free one for a standby.
 fn running_primary(tag: &str) -> (TempDir, u16, u16, Running) {
     let tmp = TempDir::new(tag);
@@ -210,6 +243,12 @@ fn standby_streams_while_its_snapshot_loads() {
         assert!(Instant::now() < deadline, "the standby never streamed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Replay threads are favoured (nice -5, where the server may), the startup process only once loaded:
+    // the load must not take CPU from the primary it may share a machine with.
+    let spid = standby_pid(&sdir);
+    let favoured = if may_lower_nice() { -5 } else { 0 };
+    assert_eq!(thread_nice(spid, "walreceiver"), Some(favoured), "the WAL receiver's nice value");
+    assert_eq!(thread_nice(spid, "startup"), Some(0), "the startup process's nice value while it loads");
     let refused = psql(sport, "select count(*) from t").expect_err("a loading standby answered a query");
     assert!(refused.contains("the database system is not yet accepting connections"), "{refused}");
     assert!(refused.contains("Consistent recovery state has not been yet reached"), "{refused}");
@@ -222,6 +261,7 @@ fn standby_streams_while_its_snapshot_loads() {
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("is streaming") && said.contains("accepts read-only connections"), "{said}");
     assert_eq!(psql(sport, "select count(*), sum(id) from t").unwrap(), "1000|500500");
+    assert_eq!(thread_nice(spid, "startup"), Some(favoured), "the startup process's nice value once loaded");
     let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap();
     assert!(log.contains("snapshot loaded") && log.contains("consistent recovery state reached"), "{log}");
     // A standby taken away: its slot is dropped with PostgreSQL's function (not while it streams).

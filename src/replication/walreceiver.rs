@@ -137,7 +137,10 @@ impl WalReceiver {
             let (status, stop, socket) = (status.clone(), stop.clone(), socket.clone());
             std::thread::Builder::new()
                 .name("walreceiver".into())
-                .spawn(move || run(&engine, &config, &status, &stop, &socket))
+                .spawn(move || {
+                    crate::engine::favour_replay_thread();
+                    run(&engine, &config, &status, &stop, &socket)
+                })
                 .ok()
         };
         WalReceiver { status, stop, socket, handle }

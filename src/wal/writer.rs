@@ -424,6 +424,7 @@ fn preallocate(shared: &Arc<Shared>, timeline: u32, segno: u64) {
     }
     let worker = shared.clone();
     let spawned = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
+        crate::engine::plain_thread_priority();
         {
             let _files = lock(&worker.segment_files);
             let _ = segment::ensure(&worker.dir, timeline, segno, worker.segment_size);
