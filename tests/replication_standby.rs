@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,21 @@ fn wait_status(rx: &WalReceiver, want: impl Fn(&tandem::replication::walreceiver
     }
 }
 
+/// A primary in `TMP/primary` with 1 MiB segments and a table `a`, and a copy of it as a standby in
+/// `TMP/standby`.
+fn primary_with_table_and_standby(tag: &str, config: EngineConfig) -> (TempDir, PathBuf, PathBuf) {
+    let tmp = TempDir::new(tag);
+    let pdir = tmp.path().join("primary");
+    let sdir = tmp.path().join("standby");
+    Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
+    let e = Engine::open(&pdir, config).unwrap();
+    common::create_kv_table(&e, "a");
+    e.shutdown().unwrap();
+    drop(e);
+    make_standby(&pdir, &sdir);
+    (tmp, pdir, sdir)
+}
+
 fn make_standby(primary_dir: &Path, standby_dir: &Path) {
     copy_dir(primary_dir, standby_dir);
     std::fs::write(standby_dir.join(STANDBY_SIGNAL), "").unwrap();
@@ -76,16 +91,7 @@ fn config() -> EngineConfig {
 
 #[test]
 fn standby_replays_refuses_writes_and_survives_restarts_and_cuts() {
-    let tmp = TempDir::new("standby");
-    let pdir = tmp.path().join("primary");
-    let sdir = tmp.path().join("standby");
-    Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
-    {
-        let e = Engine::open(&pdir, config()).unwrap();
-        common::create_kv_table(&e, "a");
-        e.shutdown().unwrap();
-    }
-    make_standby(&pdir, &sdir);
+    let (_tmp, pdir, sdir) = primary_with_table_and_standby("standby", config());
     let primary = TestPrimary::start(&pdir, config(), 0);
     let port = primary.port;
     let proxy = Proxy::start(port);
@@ -156,16 +162,7 @@ fn standby_replays_refuses_writes_and_survives_restarts_and_cuts() {
 
 #[test]
 fn recycled_wal_and_foreign_systems_are_reported_not_hidden() {
-    let tmp = TempDir::new("standby-err");
-    let pdir = tmp.path().join("primary");
-    let sdir = tmp.path().join("standby");
-    Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
-    {
-        let e = Engine::open(&pdir, config()).unwrap();
-        common::create_kv_table(&e, "a");
-        e.shutdown().unwrap();
-    }
-    make_standby(&pdir, &sdir);
+    let (tmp, pdir, sdir) = primary_with_table_and_standby("standby-err", config());
     // The primary moves on far enough to recycle what the standby would need.
     let primary = TestPrimary::start(&pdir, EngineConfig { spare_segments: 0, ..config() }, 0);
     write(&primary.engine, "a", 0, 5000, 2000);
@@ -211,16 +208,7 @@ fn recycled_wal_and_foreign_systems_are_reported_not_hidden() {
 fn the_receiver_makes_the_next_segment_before_it_needs_it() {
     // Zero-filling and fsyncing a segment inline held replay back at every segment boundary; the receiver
     // creates the next one in the background as soon as it opens a segment, as the primary's flusher does.
-    let tmp = TempDir::new("standby-prealloc");
-    let pdir = tmp.path().join("primary");
-    let sdir = tmp.path().join("standby");
-    Engine::init(&pdir, &InitOptions { segment_size: SEGMENT }).unwrap();
-    {
-        let e = Engine::open(&pdir, EngineConfig::default()).unwrap();
-        common::create_kv_table(&e, "a");
-        e.shutdown().unwrap();
-    }
-    make_standby(&pdir, &sdir);
+    let (_tmp, pdir, sdir) = primary_with_table_and_standby("standby-prealloc", EngineConfig::default());
     // No checkpoints (the default distance is far beyond this test's WAL), so no segment is recycled into
     // a future name: any segment ahead of the receiver is one it made.
     let primary = TestPrimary::start(&pdir, EngineConfig::default(), 0);
