@@ -247,8 +247,19 @@ fn standby_streams_while_its_snapshot_loads() {
     // the load must not take CPU from the primary it may share a machine with.
     let spid = standby_pid(&sdir);
     let favoured = if may_lower_nice() { -5 } else { 0 };
-    assert_eq!(thread_nice(spid, "walreceiver"), Some(favoured), "the WAL receiver's nice value");
-    assert_eq!(thread_nice(spid, "startup"), Some(0), "the startup process's nice value while it loads");
+    let threads = || {
+        let tasks = std::fs::read_dir(format!("/proc/{spid}/task")).map(|d| d.flatten().collect::<Vec<_>>());
+        let names: Vec<String> = tasks
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim_end().to_string())
+            .collect();
+        let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap_or_default();
+        format!("threads of {spid}: {names:?}; log:\n{log}")
+    };
+    assert_eq!(thread_nice(spid, "walreceiver"), Some(favoured), "the WAL receiver's nice value; {}", threads());
+    assert_eq!(thread_nice(spid, "startup"), Some(0), "the startup process's nice value while it loads; {}", threads());
     let refused = psql(sport, "select count(*) from t").expect_err("a loading standby answered a query");
     assert!(refused.contains("the database system is not yet accepting connections"), "{refused}");
     assert!(refused.contains("Consistent recovery state has not been yet reached"), "{refused}");
@@ -261,7 +272,12 @@ fn standby_streams_while_its_snapshot_loads() {
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("is streaming") && said.contains("accepts read-only connections"), "{said}");
     assert_eq!(psql(sport, "select count(*), sum(id) from t").unwrap(), "1000|500500");
-    assert_eq!(thread_nice(spid, "startup"), Some(favoured), "the startup process's nice value once loaded");
+    assert_eq!(
+        thread_nice(spid, "startup"),
+        Some(favoured),
+        "the startup process's nice value once loaded; {}",
+        threads()
+    );
     let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap();
     assert!(log.contains("snapshot loaded") && log.contains("consistent recovery state reached"), "{log}");
     // A standby taken away: its slot is dropped with PostgreSQL's function (not while it streams).
