@@ -59,16 +59,26 @@ fn standby_pid(dir: &Path) -> u32 {
     text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("tandem.pid: {text}"))
 }
 
-/// The nice value (field 19 of /proc/PID/task/TID/stat) of the thread of `pid` named `comm`.
+/// The nice value (field 19 of /proc/PID/task/TID/stat) of the thread of `pid` named `comm`. Listing
+/// /proc/PID/task while other threads start and end (a WAL segment's creation) can miss an entry, so a
+/// thread not found is looked for again, a few times.
 fn thread_nice(pid: u32, comm: &str) -> Option<i64> {
-    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|task| {
-        let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        if name.trim_end() != comm {
-            return None;
+    let find = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if name.trim_end() != comm {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // "TID (COMM) STATE ...": fields after the command name start at field 3.
+            stat.rsplit_once(") ")?.1.split_whitespace().nth(19 - 3)?.parse().ok()
+        })
+    };
+    (0..20).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(10));
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        // "TID (COMM) STATE ...": fields after the command name start at field 3.
-        stat.rsplit_once(") ")?.1.split_whitespace().nth(19 - 3)?.parse().ok()
+        find()
     })
 }
 
