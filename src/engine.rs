@@ -1120,7 +1120,6 @@ pub fn plain_thread_priority() {
     }
 }
 
-/// Publishes what the startup process has replayed as the visible (and latest) state.
 /// Where a server's state stands when `Engine::open` hands over: replayed to the end of the WAL (a
 /// primary), or a checked snapshot file the standby's startup process has yet to load.
 enum Startup {
@@ -1151,6 +1150,7 @@ fn load_standby(core: &Core, snap: snapshot::Checked) -> Result<Replay> {
     Ok(replay)
 }
 
+/// Publishes what the startup process has replayed as the visible (and latest) state.
 fn publish_replayed(core: &Core, replay: &Replay) {
     let pos = replay.position();
     {

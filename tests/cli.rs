@@ -18,13 +18,10 @@ struct Cleanup(std::path::PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Ok(text) = std::fs::read_to_string(self.0.join("tandem.pid")) {
-            if let Some(Ok(pid)) = text.lines().next().map(|l| l.trim().parse::<u32>()) {
-                let held =
-                    std::fs::File::open(self.0.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false);
-                if held {
-                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-                }
+        if let Some(pid) = common::server_pid(&self.0) {
+            let held = std::fs::File::open(self.0.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false);
+            if held {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
             }
         }
     }
@@ -137,21 +134,16 @@ fn refusals_touch_nothing() {
 
 /// The file `name` (in /proc/PID/task/TID/) of each thread of `pid` named "session".
 fn session_files(pid: u32, name: &str) -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    tasks
-        .flatten()
-        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim_end() == "session"))
-        .filter_map(|task| std::fs::read_to_string(task.path().join(name)).ok())
+    common::threads(pid)
+        .into_iter()
+        .filter(|(comm, _)| comm == "session")
+        .filter_map(|(_, task)| std::fs::read_to_string(task.join(name)).ok())
         .collect()
 }
 
 /// The scheduling policy (field 41 of /proc/PID/task/TID/stat) of each thread of `pid` named "session".
 fn session_policies(pid: u32) -> Vec<u32> {
-    // "TID (COMM) STATE ...": fields after the command name start at field 3.
-    session_files(pid, "stat")
-        .iter()
-        .filter_map(|stat| stat.rsplit_once(") ")?.1.split_whitespace().nth(41 - 3)?.parse().ok())
-        .collect()
+    session_files(pid, "stat").iter().filter_map(|stat| common::stat_field(stat, 41)).map(|p| p as u32).collect()
 }
 
 /// A client speaking the simple query protocol over a raw socket, so the test decides how quickly it

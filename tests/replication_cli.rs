@@ -53,26 +53,15 @@ fn psql(port: u16, sql: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// The server's process id, from the first line of its `tandem.pid`.
-fn standby_pid(dir: &Path) -> u32 {
-    let text = std::fs::read_to_string(dir.join("tandem.pid")).unwrap();
-    text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("tandem.pid: {text}"))
-}
-
 /// The nice value (field 19 of /proc/PID/task/TID/stat) of the thread of `pid` named `comm`. Listing
 /// /proc/PID/task while other threads start and end (a WAL segment's creation) can miss an entry, so a
 /// thread not found is looked for again, a few times.
 fn thread_nice(pid: u32, comm: &str) -> Option<i64> {
     let find = || {
-        std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|task| {
-            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            if name.trim_end() != comm {
-                return None;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            // "TID (COMM) STATE ...": fields after the command name start at field 3.
-            stat.rsplit_once(") ")?.1.split_whitespace().nth(19 - 3)?.parse().ok()
-        })
+        common::threads(pid)
+            .into_iter()
+            .filter(|(name, _)| name == comm)
+            .find_map(|(_, task)| common::stat_field(&std::fs::read_to_string(task.join("stat")).ok()?, 19))
     };
     (0..20).find_map(|attempt| {
         if attempt > 0 {
@@ -255,16 +244,10 @@ fn standby_streams_while_its_snapshot_loads() {
     }
     // Replay threads are favoured (nice -5, where the server may), the startup process only once loaded:
     // the load must not take CPU from the primary it may share a machine with.
-    let spid = standby_pid(&sdir);
+    let spid = common::server_pid(&sdir).expect("the standby's tandem.pid");
     let favoured = if may_lower_nice() { -5 } else { 0 };
     let threads = || {
-        let tasks = std::fs::read_dir(format!("/proc/{spid}/task")).map(|d| d.flatten().collect::<Vec<_>>());
-        let names: Vec<String> = tasks
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-            .map(|c| c.trim_end().to_string())
-            .collect();
+        let names: Vec<String> = common::threads(spid).into_iter().map(|(name, _)| name).collect();
         let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap_or_default();
         format!("threads of {spid}: {names:?}; log:\n{log}")
     };

@@ -4,9 +4,10 @@
 //! same database system and timeline, asks for WAL from the end of its own log, writes what arrives at the
 //! same positions into its own `pg_wal/` (so its segment files are byte-identical to the primary's), and
 //! fdatasyncs whenever it has drained the socket. Opening a segment starts the creation of the next one in
-//! the background (as the primary's flusher does), so a segment boundary costs no zero-fill. Each flush is announced to the WAL (which wakes the
-//! startup process) and reported to the primary in a status update with the write, flush and apply
-//! positions; status updates also go out every `wal_receiver_status_interval` and when a keepalive asks.
+//! the background (as the primary's flusher does), so a segment boundary costs no zero-fill. Each flush is
+//! announced to the WAL (which wakes the startup process) and reported to the primary in a status update
+//! with the write, flush and apply positions; status updates also go out every
+//! `wal_receiver_status_interval` and when a keepalive asks.
 //!
 //! Any failure — refused connection, primary restart, network cut, nothing heard for
 //! `wal_receiver_timeout` — ends that connection; the loop reconnects with exponential backoff, and the

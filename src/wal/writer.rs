@@ -386,8 +386,7 @@ impl Wal {
     /// Makes sure segment `segno` of `timeline` exists at full size (a standby's WAL receiver, which writes
     /// the segments itself), serialized with recycling so a recycled file never replaces a created one.
     pub fn ensure_segment(&self, timeline: u32, segno: u64) -> Result<()> {
-        let _files = lock(&self.shared.segment_files);
-        segment::ensure(&self.shared.dir, timeline, segno, self.shared.segment_size).map(|_| ())
+        ensure_segment(&self.shared, timeline, segno)
     }
 
     /// Creates segment `segno` in the background, unless a creation is already under way.
@@ -416,6 +415,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Makes sure a segment exists, under the lock that serializes creating and recycling segment files.
+fn ensure_segment(shared: &Shared, timeline: u32, segno: u64) -> Result<()> {
+    let _files = lock(&shared.segment_files);
+    segment::ensure(&shared.dir, timeline, segno, shared.segment_size).map(|_| ())
+}
+
 /// Creates the next segment in the background, so whoever writes WAL (the flusher, a standby's receiver)
 /// rarely waits for a 16 MB file to be zero-filled and fsynced.
 fn preallocate(shared: &Arc<Shared>, timeline: u32, segno: u64) {
@@ -425,10 +430,7 @@ fn preallocate(shared: &Arc<Shared>, timeline: u32, segno: u64) {
     let worker = shared.clone();
     let spawned = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
         crate::engine::plain_thread_priority();
-        {
-            let _files = lock(&worker.segment_files);
-            let _ = segment::ensure(&worker.dir, timeline, segno, worker.segment_size);
-        }
+        let _ = ensure_segment(&worker, timeline, segno);
         worker.preallocating.store(false, Ordering::Release);
     });
     if spawned.is_err() {
@@ -518,10 +520,7 @@ impl Flusher {
     fn file(&mut self, timeline: u32, segno: u64) -> Result<&File> {
         if !self.files.contains_key(&(timeline, segno)) {
             let size = self.shared.segment_size;
-            {
-                let _files = lock(&self.shared.segment_files);
-                segment::ensure(&self.shared.dir, timeline, segno, size)?;
-            }
+            ensure_segment(&self.shared, timeline, segno)?;
             let path = self.shared.dir.join(segment::file_name(timeline, segno, size));
             let f = OpenOptions::new()
                 .read(true)

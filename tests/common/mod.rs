@@ -229,6 +229,29 @@ pub fn tandem_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
 }
 
+/// A server's pid, from the first line of the lock file in its data directory.
+pub fn server_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("tandem.pid")).ok()?.lines().next()?.trim().parse().ok()
+}
+
+/// The threads of process `pid`: each one's name (`comm`) and its /proc/PID/task/TID directory.
+pub fn threads(pid: u32) -> Vec<(String, PathBuf)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            Some((name.trim_end().to_string(), task.path()))
+        })
+        .collect()
+}
+
+/// Field `n` of a /proc/PID/task/TID/stat line, numbered as proc(5) numbers them.
+pub fn stat_field(stat: &str, n: usize) -> Option<i64> {
+    // "TID (COMM) STATE ...": the fields after the command name start at field 3.
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
 /// A free loopback port (the kernel picks it; it is released before the server binds it).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -460,10 +483,7 @@ impl Node {
 
     /// The server's pid, from its lock file.
     pub fn pid(&self) -> i32 {
-        std::fs::read_to_string(self.dir.join("tandem.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
-            .expect("pid in tandem.pid")
+        server_pid(&self.dir).expect("pid in tandem.pid") as i32
     }
 
     /// Sends a signal to the server (SIGSTOP, SIGCONT, SIGKILL).
