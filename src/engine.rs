@@ -270,7 +270,7 @@ pub(crate) struct Core {
     last_checkpoint: Mutex<(Lsn, Instant)>,
     /// A commit since the latest checkpoint altered a table: replaying it may rebuild a whole table, so a
     /// base backup takes a new checkpoint rather than leave that to the standby. Set and cleared under
-    /// the WAL append lock.
+    /// the WAL append lock; at open, set if recovery replayed such a commit (always on a standby).
     pub(crate) altered_since_checkpoint: AtomicBool,
     shutdown: AtomicBool,
     /// A standby: replaying WAL, refusing writes.
@@ -672,6 +672,12 @@ impl Engine {
             Startup::Replayed(r) => (r.state().clone(), end, r.last_commit_time()),
             Startup::Load(_) => (DbState::new(), control.checkpoint, None),
         };
+        // Whether the WAL after the checkpoint alters a table: a standby does not know yet (it has not
+        // replayed), so its first base backup after a promotion checkpoints.
+        let altered = match &replay {
+            Startup::Replayed(r) => r.altered(),
+            Startup::Load(_) => true,
+        };
         let next_rowid = state.max_rowid() + 1;
         let cluster_state = if standby { ClusterState::InArchiveRecovery } else { ClusterState::InProduction };
         let core = Arc::new(Core {
@@ -692,7 +698,7 @@ impl Engine {
             checkpoint_lock: Mutex::new(()),
             spare_segments: config.spare_segments,
             last_checkpoint: Mutex::new((control.checkpoint, Instant::now())),
-            altered_since_checkpoint: AtomicBool::new(true),
+            altered_since_checkpoint: AtomicBool::new(altered),
             shutdown: AtomicBool::new(false),
             in_recovery: AtomicBool::new(standby),
             replay_status: Mutex::new(ReplayStatus { applied, last_commit_time }),

@@ -12,7 +12,7 @@ use crate::control::ControlFile;
 use crate::engine::WAL_DIR;
 use crate::error::{Error, Result};
 use crate::snapshot;
-use crate::storage::state::DbState;
+use crate::storage::state::{DbState, Op};
 use crate::wal::reader::{Timelines, WalReader};
 use crate::wal::record::{bad_payload, decode_commit, CheckpointInfo, Record, RecordKind};
 use crate::wal::Lsn;
@@ -37,6 +37,8 @@ pub struct Replay {
     last_commit_time: Option<i64>,
     /// The last checkpoint record passed, with the state at it: where a standby can take a restartpoint.
     checkpoint: Option<(Lsn, DbState)>,
+    /// Whether a replayed commit altered a table ([`Op::Alter`]).
+    altered: bool,
 }
 
 /// A reader at the checkpoint the control file names, past its checkpoint record (checked to be one, of
@@ -96,7 +98,7 @@ impl Replay {
     pub fn from_snapshot(dir: &Path, control: &ControlFile, snapshot: snapshot::Checked) -> Result<Replay> {
         let reader = open_reader(dir, control)?;
         let state = snapshot.decode()?;
-        Ok(Replay { state, reader, last_commit_time: None, checkpoint: None })
+        Ok(Replay { state, reader, last_commit_time: None, checkpoint: None, altered: false })
     }
 
     /// The end of the valid WAL after the checkpoint, and the position of the last record before it, found
@@ -134,6 +136,13 @@ impl Replay {
         self.last_commit_time
     }
 
+    /// Whether a commit replayed since the snapshot altered a table. A primary that has replayed such a
+    /// commit at its start takes a new checkpoint for its next base backup rather than having the standby
+    /// replay the alteration (see `Engine::backup_start`).
+    pub fn altered(&self) -> bool {
+        self.altered
+    }
+
     /// The last checkpoint record replayed since the previous call, and the state at it.
     pub fn take_checkpoint(&mut self) -> Option<(Lsn, DbState)> {
         self.checkpoint.take()
@@ -152,6 +161,7 @@ impl Replay {
             let ops = decode_commit(&rec.payload).map_err(|e| bad_payload(rec, e))?;
             for op in &ops {
                 self.state.apply(op).map_err(|e| bad_payload(rec, e))?;
+                self.altered |= matches!(op, Op::Alter { .. });
             }
             if rec.xid != 0 {
                 self.last_commit_time = Some(rec.time);
@@ -170,6 +180,7 @@ impl Replay {
         let reader = &mut self.reader;
         let state = &mut self.state;
         let last_commit_time = &mut self.last_commit_time;
+        let altered = &mut self.altered;
         std::thread::scope(|scope| {
             scope.spawn(move || loop {
                 let mut batch = Vec::with_capacity(256);
@@ -212,6 +223,7 @@ impl Replay {
                 for (rec, ops) in batch? {
                     for op in &ops {
                         state.apply(op).map_err(|e| bad_payload(&rec, e))?;
+                        *altered |= matches!(op, Op::Alter { .. });
                     }
                     if rec.kind == RecordKind::Commit && rec.xid != 0 {
                         *last_commit_time = Some(rec.time);

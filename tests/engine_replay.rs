@@ -136,3 +136,43 @@ fn checkpoints_happen_by_time() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A base backup reuses the latest checkpoint when little WAL follows it and no table was altered since,
+/// also after a restart (recovery notes whether the WAL it replayed alters a table); an alteration replayed
+/// at the start makes the next base backup take a new checkpoint.
+#[test]
+fn a_base_backup_after_a_restart_reuses_the_checkpoint_unless_a_table_was_altered() {
+    use tandem::storage::state::AlterOp;
+    let tmp = common::TempDir::new("backup-reuse");
+    let dir = tmp.path().join("data");
+    Engine::init(&dir, &InitOptions { segment_size: SEGMENT }).unwrap();
+    let engine = Engine::open(&dir, EngineConfig::default()).unwrap();
+    let id = common::create_kv_table(&engine, "t");
+    write_rows(&engine, id, 0, 100, 10);
+    engine.shutdown().unwrap();
+    drop(engine);
+    let shut_down_at = ControlFile::read(&dir).unwrap().checkpoint;
+
+    // A restart, a few commits, a crash, a restart: the backup starts at the shutdown checkpoint.
+    let engine = Engine::open(&dir, EngineConfig::default()).unwrap();
+    write_rows(&engine, id, 100, 10, 10);
+    engine.halt();
+    drop(engine);
+    let engine = Engine::open(&dir, EngineConfig::default()).unwrap();
+    let backup = engine.backup_start("test").unwrap();
+    assert_eq!(backup.checkpoint, shut_down_at, "the backup reuses the checkpoint the restart replayed from");
+    assert_eq!(ControlFile::read(&dir).unwrap().checkpoint, shut_down_at);
+
+    // An alteration, a crash, a restart: the next backup checkpoints.
+    let mut txn = engine.begin(Isolation::ReadCommitted);
+    txn.alter_table(id, AlterOp::RenameTable("renamed".into())).unwrap();
+    txn.commit().unwrap().wait().unwrap();
+    engine.halt();
+    drop(engine);
+    let engine = Engine::open(&dir, EngineConfig::default()).unwrap();
+    let backup = engine.backup_start("test").unwrap();
+    assert!(backup.checkpoint > shut_down_at, "a replayed alteration makes the backup checkpoint");
+    assert_eq!(ControlFile::read(&dir).unwrap().checkpoint, backup.checkpoint);
+    let table = engine.snapshot().state.tables.get(&id).map(|t| t.def.name.clone());
+    assert_eq!(table.as_deref(), Some("renamed"));
+}
