@@ -816,6 +816,23 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
     let existed = empty_target(dir)?;
     let begun = Instant::now();
     let slot = slot_name(name);
+    // The slot is made first, on its own, so that a failure undoes only a slot this command made: a slot of
+    // that name that exists already is another standby's, whose WAL it holds.
+    if let Err(e) =
+        replication_command(host, primary_port, &format!("CREATE_REPLICATION_SLOT \"{slot}\" PHYSICAL RESERVE_WAL"))
+    {
+        clear_target(dir, existed);
+        if e.code == SqlState::DUPLICATE_OBJECT {
+            return Err(config_error(format!(
+                "a standby named \"{name}\" is already registered on the primary {host}:{primary_port} (replication slot \"{slot}\" exists)"
+            ))
+            .with_detail("The slot holds the WAL that standby still needs, so it was left as it is.")
+            .with_hint(format!(
+                "Give the new standby another --name. If the standby that used the slot is gone for good, drop the slot on the primary first: SELECT pg_drop_replication_slot('{slot}');"
+            )));
+        }
+        return Err(e);
+    }
     let undo = |started: bool| {
         if started {
             let _ = stop(dir, StopMode::Immediate);
@@ -823,8 +840,7 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         let _ = drop_slot(host, primary_port, &slot);
         clear_target(dir, existed);
     };
-    let options =
-        FetchOptions { progress: true, max_rate: None, slot: Some(slot.clone()), application_name: name.to_string() };
+    let options = FetchOptions { progress: true, max_rate: None, slot: None, application_name: name.to_string() };
     println!("taking a base backup of {host}:{primary_port} into {} (the primary keeps serving)", dir.display());
     let fetched = match basebackup::fetch(host, primary_port, dir, &options) {
         Ok(f) => f,

@@ -213,6 +213,48 @@ fn init_standby_refuses_the_primarys_own_port() {
     assert!(!tmp.path().join("s").exists(), "a refused init-standby left files behind");
 }
 
+/// A standby name already registered on the primary (its replication slot exists) is refused with the
+/// way out, and the slot, which holds WAL for the standby that made it, is left as it was (init-standby used
+/// to drop it while undoing its own failure).
+#[test]
+fn init_standby_leaves_another_standbys_slot_alone() {
+    let (tmp, pport, sport, _primary) = running_primary("init-standby-taken");
+    let made = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={pport} user=postgres replication=true"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "CREATE_REPLICATION_SLOT taken PHYSICAL RESERVE_WAL"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let before = psql(pport, "select slot_name, restart_lsn from pg_replication_slots").unwrap();
+    assert!(before.starts_with("taken|"), "{before}");
+
+    let sdir = tmp.path().join("standby");
+    let out = Command::new(tandem_bin())
+        .args(["init-standby", "-h", "127.0.0.1", "-p", &pport.to_string(), "--port", &sport.to_string()])
+        .args(["--name", "taken", "-D"])
+        .arg(&sdir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "init-standby took a registered name: {stderr}");
+    assert!(stderr.contains("a standby named \"taken\" is already registered"), "{stderr}");
+    assert!(stderr.contains("pg_drop_replication_slot('taken')"), "no way out given: {stderr}");
+    assert!(!sdir.exists(), "a refused init-standby left files behind");
+    let after = psql(pport, "select slot_name, restart_lsn from pg_replication_slots").unwrap();
+    assert_eq!(after, before, "the other standby's slot changed");
+
+    // Once the operator drops it, the name can be used.
+    psql(pport, "select pg_drop_replication_slot('taken')").unwrap();
+    let out = Command::new(tandem_bin())
+        .args(["init-standby", "-h", "127.0.0.1", "-p", &pport.to_string(), "--port", &sport.to_string()])
+        .args(["--name", "taken", "--no-start", "-D"])
+        .arg(&sdir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(psql(pport, "select slot_name from pg_replication_slots").unwrap().contains("taken"));
+}
+
 /// A standby streams while it still loads its snapshot: the primary sees it `streaming` while the standby
 /// refuses sessions with 57P03 and `tandem status` shows it starting up; once loaded it answers reads,
 /// `init-standby` returns, and the data is the primary's. (A failpoint stalls the snapshot's decoding
