@@ -268,7 +268,9 @@ impl Transaction {
                 "cannot execute a write: this server is a former primary and has been fenced",
             )
             .with_detail(reason.clone())
-            .with_hint("Write to the new primary; rebuild this server as its standby (tandem init-standby).")),
+            .with_hint(
+                "Write to the new primary. Stop this server and make it the new primary's standby with tandem rewind (or a fresh tandem init-standby).",
+            )),
             None => Ok(()),
         }
     }
