@@ -542,7 +542,11 @@ fn start(dir: &Path, port: Option<u16>, listen: Option<String>, banner: Option<&
     server.close_replication(engine.wal().flushed(), SHUTDOWN_DRAIN);
     result?;
     tracing::info!("database system is shut down");
-    Ok(())
+    // Everything is durable and every connection closed. Exiting here leaves the memory to the kernel rather
+    // than dropping the tables row by row (seconds of CPU for millions of rows, spent after `tandem stop`
+    // had already returned: the data directory's lock went with the engine, before its state). The lock is
+    // released when the process's files close, after its memory is gone.
+    std::process::exit(0)
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
