@@ -153,4 +153,13 @@ fn quickstart_takes_another_port_for_a_new_pair() {
     let (child, _) = run_quickstart(tmp.path(), &[]);
     assert_eq!(sql(port, "select count(*) from t"), "1");
     interrupt(child);
+
+    // A standby folder removed by hand is made again, on its port, from the primary's data; the slot the
+    // removed standby left on the primary is dropped first (the pair is quickstart's own).
+    std::fs::remove_dir_all(data.join("standby")).unwrap();
+    let (child, out) = run_quickstart(tmp.path(), &["--port", &port.to_string()]);
+    assert!(out.contains("Dropped the replication slot"), "{out}");
+    assert_eq!(sql(port, "select sync_state from pg_stat_replication"), "sync");
+    assert_eq!(sql(port + 1, "select count(*) from t"), "1");
+    interrupt(child);
 }
