@@ -82,11 +82,14 @@ pub fn server_error(body: &[u8]) -> Error {
         Some("57P03") => SqlState::CANNOT_CONNECT_NOW,
         _ => SqlState("08006"),
     };
-    let e = Error::new(code, format!("error from {}: {}", "the server", field(b'M').unwrap_or_default()));
-    match field(b'D') {
-        Some(d) => e.with_detail(d),
-        None => e,
+    let mut e = Error::new(code, format!("error from {}: {}", "the server", field(b'M').unwrap_or_default()));
+    if let Some(d) = field(b'D') {
+        e = e.with_detail(d);
     }
+    if let Some(h) = field(b'H') {
+        e = e.with_hint(h);
+    }
+    e
 }
 
 /// Reads results until ReadyForQuery (or, with `stop_at_copy`, a CopyOutResponse): column names and rows.
