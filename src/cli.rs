@@ -681,7 +681,17 @@ fn wait_for_sessions(addr: &SocketAddr, mut child: Option<&mut std::process::Chi
     Ok(())
 }
 
+/// Refuses a directory that holds no tandem data directory, with the message `tandem start` gives (and
+/// nothing more: a server whose control file is damaged must still be stoppable).
+fn data_directory(dir: &Path) -> Result<()> {
+    if dir.join(tandem::control::CONTROL_FILE).exists() {
+        return Ok(());
+    }
+    tandem::control::ControlFile::read(dir).map(|_| ())
+}
+
 fn stop(dir: &Path, mode: StopMode) -> Result<()> {
+    data_directory(dir)?;
     let path = dir.join(PID_FILE);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::io(format!("could not read \"{}\" (is the server running?)", path.display()), e))?;
@@ -949,6 +959,7 @@ fn fence_if_replaced(engine: &Engine, settings: &ServerSettings) {
 /// `tandem promote`: refuses while the standby's primary still accepts writes (unless `--force`), then
 /// runs `pg_promote(true, N)` on the standby, which returns once it accepts writes.
 fn promote(dir: &Path, wait_seconds: u64, force: bool, fence: bool) -> Result<()> {
+    data_directory(dir)?;
     let config = Config::load(dir)?;
     if !dir.join(tandem::engine::STANDBY_SIGNAL).exists() {
         return Err(config_error(format!("\"{}\" is not a standby (no standby.signal)", dir.display())));

@@ -125,6 +125,20 @@ fn refusals_touch_nothing() {
     let dead = tandem(&["basebackup", "-p", &free_port().to_string(), "-D", &fresh]);
     assert!(!dead.status.success());
     assert!(!tmp.path().join("fresh").exists(), "a failed basebackup left its directory behind");
+    // A directory that is no data directory: every command that takes one says so, as start does.
+    for cmd in ["start", "stop", "promote", "rewind"] {
+        let mut args = vec![cmd, "-D", &fresh];
+        if cmd == "rewind" {
+            args.extend(["-h", "127.0.0.1", "-p", &p]);
+        }
+        let out = tandem(&args);
+        assert!(
+            !out.status.success() && stderr(&out).contains("is not a tandem data directory"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!tmp.path().join("fresh").exists(), "a refused command made the directory");
 
     let status = tandem(&["status", "-h", "127.0.0.1", "-p", &p]);
     assert!(status.status.success(), "{}", stderr(&status));
