@@ -743,7 +743,7 @@ impl Engine {
             };
             // Loaded: from here on this thread is what replay lag waits for (not before: the load would
             // take CPU from the primary it shares a machine with while a standby is being created).
-            favour_replay_thread();
+            crate::priority::favour_replay_thread();
             let mut restartpoint: Option<JoinHandle<()>> = None;
             // A flushed position that held no complete record past the replayed one (the receiver flushed
             // part of a record): wait for WAL beyond it, not beyond the replayed position, or the loop
@@ -773,7 +773,7 @@ impl Engine {
                                 restartpoint = std::thread::Builder::new()
                                     .name("restartpoint".into())
                                     .spawn(move || {
-                                        plain_thread_priority();
+                                        crate::priority::plain_thread_priority();
                                         if let Err(e) = take_restartpoint(&core, at, &state) {
                                             eprintln!("tandem: restartpoint at {at} failed: {e}");
                                         }
@@ -1085,44 +1085,6 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.halt();
-    }
-}
-
-/// How much a standby's replay threads (the startup process once its snapshot is loaded, the WAL receiver)
-/// are favoured over sessions: a nice value, as `nice -n -5`.
-pub const REPLAY_NICE: i32 = -5;
-
-/// Gives the calling thread [`REPLAY_NICE`], if the server may (root, CAP_SYS_NICE, or an RLIMIT_NICE of
-/// at least 25, such as systemd's `LimitNICE=-5`); otherwise it stays at the server's own nice value. Replay
-/// is a standby's critical path: on a machine whose CPUs are busy (read-only sessions on the standby, or a
-/// primary and its clients on the same machine) an ordinary thread waits its turn behind every runnable
-/// one, and replay lag grows with the wait (docs/BENCHMARKS.md, 2026-11-29).
-pub fn favour_replay_thread() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread (its own id).
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, REPLAY_NICE)
-        };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not raise the replay thread's priority");
-        }
-    }
-}
-
-/// Gives the calling thread the server's own nice value (its main thread's): for threads that a favoured
-/// replay thread starts (a restartpoint, a segment's creation), which would otherwise inherit its priority.
-pub fn plain_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread and reading the main thread's nice value.
-    unsafe {
-        *libc::__errno_location() = 0;
-        let nice = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
-        if *libc::__errno_location() == 0 {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod memory;
+pub mod priority;
 pub mod recovery;
 pub mod replication;
 pub mod server;

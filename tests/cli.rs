@@ -18,11 +18,8 @@ struct Cleanup(std::path::PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(pid) = common::server_pid(&self.0) {
-            let held = std::fs::File::open(self.0.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false);
-            if held {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            }
+        if let Some(pid) = common::server_pid(&self.0).filter(|_| common::server_running(&self.0)) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
 }

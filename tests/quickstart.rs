@@ -74,15 +74,11 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for node in ["primary", "standby"] {
             let dir = self.0.join(node);
-            if held(&dir) {
+            if common::server_running(&dir) {
                 let _ = Command::new(tandem_bin()).args(["stop", "--mode", "immediate", "-D"]).arg(&dir).output();
             }
         }
     }
-}
-
-fn held(dir: &std::path::Path) -> bool {
-    std::fs::File::open(dir.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false)
 }
 
 #[test]
@@ -113,7 +109,10 @@ fn quickstart_runs_a_synchronous_pair_and_resumes_it() {
     assert_eq!(sql(5434, "select pg_is_in_recovery()"), "t");
     assert_eq!(sql(5433, "select sync_state from pg_stat_replication"), "sync");
     interrupt(child);
-    assert!(!held(&data.join("primary")) && !held(&data.join("standby")), "a server still runs after Ctrl-C");
+    assert!(
+        !common::server_running(&data.join("primary")) && !common::server_running(&data.join("standby")),
+        "a server still runs after Ctrl-C"
+    );
 
     // Run again: the same pair, with its data.
     let (child, out) = run_quickstart(tmp.path(), &[]);
@@ -122,13 +121,13 @@ fn quickstart_runs_a_synchronous_pair_and_resumes_it() {
     sql(5433, "insert into notes values (2, 'second run')");
     assert_eq!(sql(5433, "select sync_state from pg_stat_replication"), "sync");
     interrupt(child);
-    assert!(!held(&data.join("primary")) && !held(&data.join("standby")));
+    assert!(!common::server_running(&data.join("primary")) && !common::server_running(&data.join("standby")));
 
     // The pair keeps its ports: another --port is refused, saying which one it has.
     let out = Command::new(tandem_bin()).args(["quickstart", "--port", "6001", "--dir"]).arg(&data).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("was created on port 5433, not 6001"), "{err}");
-    assert!(!held(&data.join("primary")));
+    assert!(!common::server_running(&data.join("primary")));
 }
 
 #[test]

@@ -139,7 +139,7 @@ impl WalReceiver {
             std::thread::Builder::new()
                 .name("walreceiver".into())
                 .spawn(move || {
-                    crate::engine::favour_replay_thread();
+                    crate::priority::favour_replay_thread();
                     run(&engine, &config, &status, &stop, &socket)
                 })
                 .ok()

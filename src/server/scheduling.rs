@@ -18,7 +18,7 @@
 //! batch makes late goes back to normal by itself. The policy is changed only when it differs (one system
 //! call). WAL senders, the WAL flusher, and a standby's receiver and startup threads always keep the
 //! normal policy, so commit and replication wake-ups still preempt (and a standby's receiver and startup
-//! threads run at nice -5 where the server may: `engine::favour_replay_thread`).
+//! threads run at nice -5 where the server may: `priority::favour_replay_thread`).
 //!
 //! Placement (`session_placement`: `follow_client`, the default, or `any`). Under `adaptive`, a session
 //! whose client is quick and connected over TCP also runs on the CPU its client's packets arrive on

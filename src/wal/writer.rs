@@ -429,7 +429,7 @@ fn preallocate(shared: &Arc<Shared>, timeline: u32, segno: u64) {
     }
     let worker = shared.clone();
     let spawned = std::thread::Builder::new().name("wal-prealloc".into()).spawn(move || {
-        crate::engine::plain_thread_priority();
+        crate::priority::plain_thread_priority();
         let _ = ensure_segment(&worker, timeline, segno);
         worker.preallocating.store(false, Ordering::Release);
     });

@@ -234,6 +234,11 @@ pub fn server_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join("tandem.pid")).ok()?.lines().next()?.trim().parse().ok()
 }
 
+/// Whether a server runs in `dir`: its lock file is held.
+pub fn server_running(dir: &Path) -> bool {
+    std::fs::File::open(dir.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false)
+}
+
 /// The threads of process `pid`: each one's name (`comm`) and its /proc/PID/task/TID directory.
 pub fn threads(pid: u32) -> Vec<(String, PathBuf)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
@@ -531,7 +536,7 @@ impl Node {
 impl Node {
     /// Whether the server is running: its lock file is held.
     pub fn running(&self) -> bool {
-        std::fs::File::open(self.dir.join("tandem.pid")).map(|f| f.try_lock().is_err()).unwrap_or(false)
+        server_running(&self.dir)
     }
 }
 
