@@ -254,7 +254,7 @@ fn decode_chunk(
                 cur[i] = v;
             }
         }
-        let row: Row = Arc::from(&cur[..]);
+        let row: Row = Row::from(&cur[..]);
         let key: Key = match key {
             Some(k) => k.into(),
             None => match &def.primary_key {
@@ -508,7 +508,7 @@ mod tests {
                 2 => Value::Null,
                 _ => Value::Int(k),
             };
-            let row: Row = vec![Value::Int(k), Value::Numeric(n), s, Value::Float(k as f64 / 3.0), i].into();
+            let row: Row = vec![Value::Int(k), Value::numeric(n), s, Value::Float(k as f64 / 3.0), i].into();
             state.apply(&Op::Put { table: 20000, key: vec![Value::Int(k)].into(), row }).unwrap();
         }
         for r in 0..100i64 {

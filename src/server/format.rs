@@ -51,7 +51,7 @@ pub fn decode_param(bytes: Option<&[u8]>, ty: &DataType, binary: bool) -> Result
         DataType::Interval => {
             let b = fixed(16)?;
             let int = |r: std::ops::Range<usize>| b[r].iter().fold(0i64, |acc, x| (acc << 8) | *x as i64);
-            Value::Interval(Interval {
+            Value::interval(Interval {
                 micros: int(0..8),
                 days: int(8..12) as u32 as i32,
                 months: int(12..16) as u32 as i32,

@@ -585,7 +585,7 @@ pub fn update_or_delete(txn: &TxnCell, plan: &WritePlan, env: &Env, delete: bool
             continue;
         }
         let Some(newest) = txn.borrow_mut().lock_row(table, &key)? else { continue };
-        let input = if others.is_none() && Arc::ptr_eq(&newest, &seen) {
+        let input = if others.is_none() && Row::ptr_eq(&newest, &seen) {
             newest.to_vec()
         } else {
             // A newer version than the snapshot showed (or a join to make): the WHERE is checked again.

@@ -643,7 +643,7 @@ pub(crate) fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env
         AggState::Count(n) => *n += 1,
         AggState::Sum(acc) => {
             let v = match v {
-                Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                Value::Int(i) => Value::numeric(Decimal { mantissa: i as i128, scale: 0 }),
                 v => v,
             };
             *acc = Some(match acc.take() {
@@ -653,7 +653,7 @@ pub(crate) fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env
         }
         AggState::Avg(acc, n) => {
             let v = match v {
-                Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                Value::Int(i) => Value::numeric(Decimal { mantissa: i as i128, scale: 0 }),
                 v => v,
             };
             *n += 1;
@@ -700,7 +700,7 @@ pub(crate) fn step(s: &mut AggState, a: &Aggregate, v: Value, row: &[Value], env
                 }
                 v => {
                     let v = match v {
-                        Value::Int(i) => Value::Numeric(Decimal { mantissa: i as i128, scale: 0 }),
+                        Value::Int(i) => Value::numeric(Decimal { mantissa: i as i128, scale: 0 }),
                         v => v,
                     };
                     let square = binary(BinOp::Mul, v.clone(), v.clone())?;
@@ -748,9 +748,9 @@ pub(crate) fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
             None => Value::Null,
             Some(Value::Float(f)) => Value::Float(f / n as f64),
             Some(Value::Numeric(d)) => {
-                let scaled = d.rescale_up(d.scale.max(16) + 1).unwrap_or(d);
+                let scaled = d.rescale_up(d.scale.max(16) + 1).unwrap_or(*d);
                 let q = Decimal { mantissa: scaled.mantissa / n as i128, scale: scaled.scale };
-                Value::Numeric(types::round_decimal(q, d.scale.max(16)))
+                Value::numeric(types::round_decimal(q, d.scale.max(16)))
             }
             Some(Value::Interval(i)) => {
                 crate::sql::expr::binary(crate::sql::expr::BinOp::Div, Value::Interval(i), Value::Int(n))?
@@ -782,7 +782,7 @@ fn variance(m: &Moments, sample: bool, root: bool) -> Result<Value> {
     }
     let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
     let decimal = |v: &Option<Value>| match v {
-        Some(Value::Numeric(d)) => Ok(*d),
+        Some(Value::Numeric(d)) => Ok(**d),
         _ => Err(Error::internal("variance of a non-numeric")),
     };
     let (sum, squares) = (decimal(&m.sum)?, decimal(&m.squares)?);
@@ -793,7 +793,7 @@ fn variance(m: &Moments, sample: bool, root: bool) -> Result<Value> {
     let numerator = numerator.ok_or_else(overflow)?;
     if numerator <= 0 {
         // Rounding can leave a tiny negative numerator; PostgreSQL answers a plain zero.
-        return Ok(Value::Numeric(Decimal { mantissa: 0, scale: 0 }));
+        return Ok(Value::numeric(Decimal { mantissa: 0, scale: 0 }));
     }
     let n = n as i128;
     let denominator = if sample { n * (n - 1) } else { n * n };
@@ -808,9 +808,9 @@ fn variance(m: &Moments, sample: bool, root: bool) -> Result<Value> {
     let q = widened / denominator;
     let var = Decimal { mantissa: (q + 5) / 10, scale: rscale };
     if !root {
-        return Ok(Value::Numeric(var));
+        return Ok(Value::numeric(var));
     }
-    Ok(Value::Numeric(Decimal { mantissa: decimal_sqrt(var.mantissa, rscale).ok_or_else(overflow)?, scale: rscale }))
+    Ok(Value::numeric(Decimal { mantissa: decimal_sqrt(var.mantissa, rscale).ok_or_else(overflow)?, scale: rscale }))
 }
 
 /// PostgreSQL's select_div_scale for `num / den` (den a positive integer): at least 16 significant digits,

@@ -120,8 +120,8 @@ impl Expr {
                 Value::Null => Value::Null,
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(overflow)?),
                 Value::Float(f) => Value::Float(-f),
-                Value::Numeric(d) => Value::Numeric(Decimal { mantissa: -d.mantissa, scale: d.scale }),
-                Value::Interval(i) => Value::Interval(interval::negate(&i).ok_or_else(interval_overflow)?),
+                Value::Numeric(d) => Value::numeric(Decimal { mantissa: -d.mantissa, scale: d.scale }),
+                Value::Interval(i) => Value::interval(interval::negate(&i).ok_or_else(interval_overflow)?),
                 v => return Err(operator_error("-", &v)),
             },
             Expr::IsNull(e, negated) => Value::Bool(e.eval(row, env)?.is_null() != *negated),
@@ -462,7 +462,7 @@ pub fn like(s: &str, p: &str) -> bool {
 fn to_decimal(v: &Value) -> Option<Decimal> {
     match v {
         Value::Int(i) => Some(Decimal { mantissa: *i as i128, scale: 0 }),
-        Value::Numeric(d) => Some(*d),
+        Value::Numeric(d) => Some(**d),
         _ => None,
     }
 }
@@ -488,7 +488,9 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value> {
         // anytextcat does (so `true || 'x'` is `truex`).
         return Ok(match (a, b) {
             (Value::Null, _) | (_, Value::Null) => Value::Null,
-            (Value::Bytes(x), Value::Bytes(y)) => Value::Bytes(x.iter().chain(y.iter()).copied().collect()),
+            (Value::Bytes(x), Value::Bytes(y)) => {
+                Value::Bytes(x.iter().chain(y.iter()).copied().collect::<Vec<u8>>().into())
+            }
             (a, b) => Value::text(&(concat_text(a)? + &concat_text(b)?)),
         });
     }
@@ -605,7 +607,7 @@ fn interval_binary(op: BinOp, a: &Value, b: &Value) -> Option<Result<Value>> {
     let r = (|| -> Result<Option<Value>> {
         Ok(Some(match (a, b) {
             (Value::Timestamp(t) | Value::TimestampTz(t), Value::Interval(i)) if matches!(op, Add | Sub) => {
-                let i = if op == Add { *i } else { interval::negate(i).ok_or_else(interval_overflow)? };
+                let i = if op == Add { **i } else { interval::negate(i).ok_or_else(interval_overflow)? };
                 if matches!(a, Value::Timestamp(_)) {
                     Value::Timestamp(interval::add_to_timestamp(*t, &i).ok_or_else(interval_overflow)?)
                 } else {
@@ -625,11 +627,11 @@ fn interval_binary(op: BinOp, a: &Value, b: &Value) -> Option<Result<Value>> {
                 return interval_binary(op, &Value::Timestamp(*d as i64 * USECS_PER_DAY), b).transpose()
             }
             (Value::Timestamp(x) | Value::TimestampTz(x), Value::Timestamp(y) | Value::TimestampTz(y)) if op == Sub => {
-                Value::Interval(interval::between(*x, *y).ok_or_else(interval_overflow)?)
+                Value::interval(interval::between(*x, *y).ok_or_else(interval_overflow)?)
             }
             (Value::Interval(x), Value::Interval(y)) if matches!(op, Add | Sub) => {
-                let y = if op == Add { *y } else { interval::negate(y).ok_or_else(interval_overflow)? };
-                Value::Interval(interval::add(x, &y).ok_or_else(interval_overflow)?)
+                let y = if op == Add { **y } else { interval::negate(y).ok_or_else(interval_overflow)? };
+                Value::interval(interval::add(x, &y).ok_or_else(interval_overflow)?)
             }
             (Value::Interval(i), n) | (n, Value::Interval(i))
                 if op == Mul || (op == Div && matches!(a, Value::Interval(_))) =>
@@ -639,7 +641,7 @@ fn interval_binary(op: BinOp, a: &Value, b: &Value) -> Option<Result<Value>> {
                     return Err(div_zero());
                 }
                 let f = if op == Div { 1.0 / f } else { f };
-                Value::Interval(interval::scale(i, f).ok_or_else(interval_overflow)?)
+                Value::interval(interval::scale(i, f).ok_or_else(interval_overflow)?)
             }
             _ => return Ok(None),
         }))
@@ -657,7 +659,7 @@ fn decimal_op(op: BinOp, x: Decimal, y: Decimal) -> Result<Value> {
         return Err(Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format"));
     };
     let of = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
-    Ok(Value::Numeric(match op {
+    Ok(Value::numeric(match op {
         BinOp::Add => Decimal { mantissa: xs.mantissa.checked_add(ys.mantissa).ok_or_else(of)?, scale },
         BinOp::Sub => Decimal { mantissa: xs.mantissa.checked_sub(ys.mantissa).ok_or_else(of)?, scale },
         BinOp::Mul => {

@@ -266,7 +266,7 @@ fn float_arg(v: &Value) -> Result<f64> {
 
 fn numeric_arg(v: &Value) -> Result<Decimal> {
     match types::cast(v.clone(), &DataType::Numeric(None))? {
-        Value::Numeric(d) => Ok(d),
+        Value::Numeric(d) => Ok(*d),
         _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "numeric argument expected")),
     }
 }
@@ -635,7 +635,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 i.checked_abs()
                     .ok_or_else(|| Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "integer out of range"))?,
             ),
-            Value::Numeric(d) => Value::Numeric(Decimal { mantissa: d.mantissa.abs(), scale: d.scale }),
+            Value::Numeric(d) => Value::numeric(Decimal { mantissa: d.mantissa.abs(), scale: d.scale }),
             v => Value::Float(float_arg(&v)?.abs()),
         },
         "sign" => match a(0)? {
@@ -649,9 +649,9 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Value::Int(i) if args.len() == 1 => Value::Int(i),
                 // round(int, places) is round(numeric, places) in PostgreSQL.
                 Value::Int(i) => {
-                    Value::Numeric(round_places(Decimal { mantissa: i as i128, scale: 0 }, places, trunc)?)
+                    Value::numeric(round_places(Decimal { mantissa: i as i128, scale: 0 }, places, trunc)?)
                 }
-                Value::Numeric(d) => Value::Numeric(round_places(d, places, trunc)?),
+                Value::Numeric(d) => Value::numeric(round_places(*d, places, trunc)?),
                 v => {
                     let f = float_arg(&v)?;
                     let k = 10f64.powi(places as i32);
@@ -669,7 +669,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             Value::Numeric(d) => {
                 let f = d.to_f64();
                 let r = if name == "floor" { f.floor() } else { f.ceil() };
-                Value::Numeric(Decimal { mantissa: r as i128, scale: 0 })
+                Value::numeric(Decimal { mantissa: r as i128, scale: 0 })
             }
             v => {
                 let f = float_arg(&v)?;
@@ -784,7 +784,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             match date_part(&field, &a(1)?, name == "extract")? {
                 None => Value::Null,
                 // extract() is numeric in PostgreSQL 15, date_part() double precision.
-                Some((mantissa, scale)) if name == "extract" => Value::Numeric(Decimal { mantissa, scale }),
+                Some((mantissa, scale)) if name == "extract" => Value::numeric(Decimal { mantissa, scale }),
                 Some((mantissa, scale)) => Value::Float(mantissa as f64 / 10f64.powi(scale as i32)),
             }
         }
@@ -938,7 +938,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 })
             };
             let (x, y) = (parse(s(0)?)?, parse(s(1)?)?);
-            Value::Numeric(Decimal { mantissa: x.0 as i128 - y.0 as i128, scale: 0 })
+            Value::numeric(Decimal { mantissa: x.0 as i128 - y.0 as i128, scale: 0 })
         }
         "current_schema" => Value::text("public"),
         "current_schemas" => Value::text("{pg_catalog,public}"),
@@ -1076,7 +1076,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             } else {
                 (x / g).checked_mul(y).ok_or_else(overflow)?.abs()
             };
-            Value::Numeric(Decimal { mantissa, scale })
+            Value::numeric(Decimal { mantissa, scale })
         }
         "gcd" | "lcm" => {
             let (x, y) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?);
@@ -1096,7 +1096,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             if y == 0 {
                 return Err(Error::new(SqlState::DIVISION_BY_ZERO, "division by zero"));
             }
-            Value::Numeric(Decimal { mantissa: x / y, scale: 0 })
+            Value::numeric(Decimal { mantissa: x / y, scale: 0 })
         }
         "factorial" => {
             let n = int_arg(&a(0)?)?;
@@ -1112,7 +1112,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                     Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format")
                 })?;
             }
-            Value::Numeric(Decimal { mantissa: f, scale: 0 })
+            Value::numeric(Decimal { mantissa: f, scale: 0 })
         }
         "scale" => Value::Int(numeric_arg(&a(0)?)?.scale as i64),
         "width_bucket" => {
@@ -1149,7 +1149,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Value::Interval(i) => i,
                 _ => return Err(arg_error(name)),
             };
-            Value::Interval(justify(name, i)?)
+            Value::interval(justify(name, *i)?)
         }
         "make_timestamp" => {
             let (y, m, d) = (int_arg(&a(0)?)?, int_arg(&a(1)?)?, int_arg(&a(2)?)?);
@@ -1273,7 +1273,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
             } else {
                 (instant(a(0)?)?, instant(a(1)?)?)
             };
-            Value::Interval(age(x, y))
+            Value::interval(age(x, y))
         }
         "to_char" => {
             let template = s(1)?;
@@ -1291,7 +1291,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                         Value::Numeric(d) => d,
                         _ => return Err(arg_error(name)),
                     };
-                    Value::text(&crate::sql::formatting::format_number(d, &template)?)
+                    Value::text(&crate::sql::formatting::format_number(*d, &template)?)
                 }
                 _ => return Err(arg_error(name)),
             }

@@ -185,7 +185,7 @@ pub fn literal_value(v: &ast::Value) -> Result<(Value, DataType)> {
             } else {
                 let d = types::parse_decimal(n)
                     .ok_or_else(|| Error::new(SqlState::SYNTAX_ERROR, format!("invalid number {n}")))?;
-                (Value::Numeric(d), DataType::Numeric(None))
+                (Value::numeric(d), DataType::Numeric(None))
             }
         }
         ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => (Value::text(s), DataType::Text),

@@ -6,11 +6,10 @@
 //! with `::type`, and result rows alike. Dates and timestamps count from 2000-01-01 as PostgreSQL does;
 //! the civil-calendar conversions are Howard Hinnant's algorithms. The session time zone is UTC.
 
-use std::sync::Arc;
-
 use sqlparser::ast;
 
 use crate::error::{Error, Result, SqlState};
+use crate::storage::shared::Shared;
 use crate::storage::value::{DataType, Decimal, Value};
 
 /// Days from 1970-01-01 to 2000-01-01.
@@ -133,7 +132,7 @@ pub fn parse_value(s: &str, ty: &DataType) -> Result<Value> {
         DataType::Date => Value::Date(parse_date(t).ok_or_else(|| invalid_dt("date", s))?),
         // A timestamp without time zone ignores an offset written after it, as PostgreSQL does.
         DataType::Timestamp => Value::Timestamp(parse_timestamp_parts(t).ok_or_else(|| invalid_dt("timestamp", s))?.0),
-        DataType::Interval => Value::Interval(crate::sql::interval::parse(t).ok_or_else(|| {
+        DataType::Interval => Value::interval(crate::sql::interval::parse(t).ok_or_else(|| {
             Error::new(SqlState("22007"), format!("invalid input syntax for type interval: \"{s}\""))
         })?),
         DataType::TimestampTz => {
@@ -238,7 +237,7 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
 
 /// Rounds a decimal to a numeric(p,s) type, checking its precision.
 pub fn coerce_numeric(d: Decimal, tm: Option<(u32, u32)>) -> Result<Value> {
-    let Some((p, s)) = tm else { return Ok(Value::Numeric(d)) };
+    let Some((p, s)) = tm else { return Ok(Value::numeric(d)) };
     let d = round_decimal(d, s);
     let digits = d.mantissa.unsigned_abs().to_string().len() as u32;
     if d.mantissa != 0 && digits > p {
@@ -247,7 +246,7 @@ pub fn coerce_numeric(d: Decimal, tm: Option<(u32, u32)>) -> Result<Value> {
             p - s
         )));
     }
-    Ok(Value::Numeric(d))
+    Ok(Value::numeric(d))
 }
 
 /// Rounds (half away from zero) or extends a decimal to exactly `scale` fractional digits.
@@ -268,7 +267,7 @@ pub fn round_decimal(d: Decimal, scale: u32) -> Decimal {
     Decimal { mantissa: q, scale }
 }
 
-fn parse_bytea(s: &str) -> Result<Arc<[u8]>> {
+fn parse_bytea(s: &str) -> Result<Shared<u8>> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let bytes: Option<Vec<u8>> =
             (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
@@ -564,12 +563,12 @@ pub fn cast(v: Value, ty: &DataType) -> Result<Value> {
             coerce_numeric(d, *tm)?
         }
         (Value::Numeric(d), DataType::Int2 | DataType::Int4 | DataType::Int8 | DataType::Oid) => {
-            let r = round_decimal(d, 0);
+            let r = round_decimal(*d, 0);
             let v = i64::try_from(r.mantissa).map_err(|_| out_of_range(ty))?;
             check_int(v, ty)?
         }
         (Value::Numeric(d), DataType::Float4 | DataType::Float8) => Value::Float(d.to_f64()),
-        (Value::Numeric(d), DataType::Numeric(tm)) => coerce_numeric(d, *tm)?,
+        (Value::Numeric(d), DataType::Numeric(tm)) => coerce_numeric(*d, *tm)?,
         (Value::Bool(b), DataType::Bool) => Value::Bool(b),
         (Value::Bool(b), DataType::Int4 | DataType::Int8) => Value::Int(b as i64),
         (Value::Date(d), DataType::Date) => Value::Date(d),

@@ -1,8 +1,8 @@
 //! Values and column types: what a row is made of.
 //!
-//! A [`Value`] is one field of a row. Rows and keys are shared slices of values (`Arc<[Value]>`), because
-//! the persistent maps that hold tables copy their nodes on write, and copying an entry must only bump a
-//! reference count. Values order totally (NULL after everything, floats by IEEE total order), so any
+//! A [`Value`] is one field of a row. Rows and keys are shared slices of values ([`Shared<Value>`], one
+//! pointer wide), because the persistent maps that hold tables copy their nodes on write, and copying an
+//! entry must only bump a reference count. Values order totally (NULL after everything, floats by IEEE total order), so any
 //! column list can be a key.
 
 use std::cmp::Ordering;
@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use crate::encoding::{Decoder, Encoder};
 use crate::error::Result;
+use crate::storage::shared::{Shared, SharedStr};
 
 /// A row: the column values in table order.
-pub type Row = Arc<[Value]>;
+pub type Row = Shared<Value>;
 
 /// A key: the primary-key values of a row (or its hidden row id), or an index entry. It reads as the
 /// slice of its values.
@@ -22,15 +23,16 @@ pub type Row = Arc<[Value]>;
 /// Every row in a table's tree has a key, and most keys are one value (an integer primary key, a hidden
 /// row id), so a one-value key is held inline, in the tree's leaf entry, rather than in an allocation of
 /// its own: a row then costs one allocation (its values) instead of two, which is about a sixth of the
-/// memory a pgbench_accounts row takes and of the time a snapshot takes to load. Longer keys share an
-/// `Arc<[Value]>`. Equality, order and hash are those of the slice, however the key is held.
+/// memory a pgbench_accounts row takes and of the time a snapshot takes to load. Longer keys share a
+/// [`Shared`] slice (one pointer, so that a key is a value's 16 bytes). Equality, order and hash are those of
+/// the slice, however the key is held.
 #[derive(Clone)]
 pub enum Key {
     One(Value),
-    Many(Arc<[Value]>),
+    Many(Shared<Value>),
 }
 
-const _: () = assert!(std::mem::size_of::<Key>() == 24, "a key is a Value's size (the Many arm uses its niche)");
+const _: () = assert!(std::mem::size_of::<Key>() == 16, "a key is a Value's size (the Many arm uses its niche)");
 
 impl Key {
     /// The key of a row with these primary-key (or index) values.
@@ -75,8 +77,8 @@ impl From<&[Value]> for Key {
     }
 }
 
-impl From<Arc<[Value]>> for Key {
-    fn from(values: Arc<[Value]>) -> Key {
+impl From<Shared<Value>> for Key {
+    fn from(values: Shared<Value>) -> Key {
         match &*values {
             [v] => Key::One(v.clone()),
             _ => Key::Many(values),
@@ -87,7 +89,7 @@ impl From<Arc<[Value]>> for Key {
 impl FromIterator<Value> for Key {
     fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Key {
         let mut it = iter.into_iter();
-        let Some(first) = it.next() else { return Key::Many(Arc::from([])) };
+        let Some(first) = it.next() else { return Key::Many(Shared::from_vec(Vec::new())) };
         match it.next() {
             None => Key::One(first),
             Some(second) => {
@@ -262,9 +264,8 @@ impl DataType {
 
 /// An exact decimal: `mantissa * 10^-scale`.
 ///
-/// Packed to 4-byte alignment so that a [`Value`] is 24 bytes, not 48 (an `i128` would align the whole enum
-/// to 16): every row of every table is a slice of values, so this halves the memory of rows of integers.
-/// Fields are read by copy (`let m = d.mantissa;`), never by reference.
+/// Packed to 4-byte alignment (20 bytes, not 32: an `i128` would align it to 16), as it is boxed in a
+/// [`Value`]. Fields are read by copy (`let m = d.mantissa;`), never by reference.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 pub struct Decimal {
@@ -352,17 +353,19 @@ pub enum Value {
     Int(i64),
     /// float4 or float8.
     Float(f64),
-    Numeric(Decimal),
+    /// numeric; boxed, so that a value is two words (a decimal is 20 bytes).
+    Numeric(Arc<Decimal>),
     /// text, varchar, char.
-    Text(Arc<str>),
-    Bytes(Arc<[u8]>),
+    Text(SharedStr),
+    Bytes(Shared<u8>),
     /// Days since 2000-01-01, as PostgreSQL counts them.
     Date(i32),
     /// Microseconds since 2000-01-01 00:00:00.
     Timestamp(i64),
     /// Microseconds since 2000-01-01 00:00:00 UTC.
     TimestampTz(i64),
-    Interval(Interval),
+    /// Boxed, so that a value is two words.
+    Interval(Arc<Interval>),
 }
 
 /// A time span as PostgreSQL keeps it: months, days and microseconds, each counted apart (a month is not
@@ -385,12 +388,22 @@ impl Interval {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Value>() == 24, "a Value is three words; see Decimal");
+const _: () = assert!(std::mem::size_of::<Value>() == 16, "a Value is a tag and one word; see storage::shared");
 
 impl Value {
     /// A text value.
     pub fn text(s: &str) -> Value {
-        Value::Text(Arc::from(s))
+        Value::Text(SharedStr::from(s))
+    }
+
+    /// A numeric value.
+    pub fn numeric(d: Decimal) -> Value {
+        Value::Numeric(Arc::new(d))
+    }
+
+    /// An interval value.
+    pub fn interval(i: Interval) -> Value {
+        Value::Interval(Arc::new(i))
     }
 
     pub fn is_null(&self) -> bool {
@@ -473,10 +486,10 @@ impl Value {
                 if scale > 1000 {
                     return Err(d.malformed(format!("numeric scale {scale}")));
                 }
-                Value::Numeric(Decimal { mantissa: ((hi << 64) | lo) as i128, scale: scale as u32 })
+                Value::numeric(Decimal { mantissa: ((hi << 64) | lo) as i128, scale: scale as u32 })
             }
-            6 => Value::Text(Arc::from(d.str()?)),
-            7 => Value::Bytes(Arc::from(d.bytes()?)),
+            6 => Value::Text(SharedStr::from(d.str()?)),
+            7 => Value::Bytes(Shared::copy_from_slice(d.bytes()?)),
             8 => {
                 let v = d.svar()?;
                 Value::Date(i32::try_from(v).map_err(|_| d.malformed(format!("date {v} out of range")))?)
@@ -489,7 +502,7 @@ impl Value {
                     i32::try_from(v).map_err(|_| d.malformed(format!("interval {what} {v} out of range")))
                 };
                 let (months, days) = (field("months")?, field("days")?);
-                Value::Interval(Interval { months, days, micros: d.svar()? })
+                Value::interval(Interval { months, days, micros: d.svar()? })
             }
             t => return Err(d.malformed(format!("unknown value tag {t}"))),
         })
@@ -505,7 +518,7 @@ pub(crate) fn encode_values(e: &mut Encoder, values: &[Value]) {
 }
 
 /// Decodes what [`encode_values`] wrote.
-pub(crate) fn decode_values(d: &mut Decoder) -> Result<Arc<[Value]>> {
+pub(crate) fn decode_values(d: &mut Decoder) -> Result<Shared<Value>> {
     let n = d.count()?;
     let mut values = Vec::with_capacity(n);
     for _ in 0..n {
@@ -538,8 +551,8 @@ impl Ord for Value {
             (Int(a), Float(b)) => (*a as f64).total_cmp(b),
             (Float(a), Int(b)) => a.total_cmp(&(*b as f64)),
             (Numeric(a), Numeric(b)) => a.cmp(b),
-            (Int(a), Numeric(b)) => Decimal { mantissa: *a as i128, scale: 0 }.cmp(b),
-            (Numeric(a), Int(b)) => a.cmp(&Decimal { mantissa: *b as i128, scale: 0 }),
+            (Int(a), Numeric(b)) => Decimal { mantissa: *a as i128, scale: 0 }.cmp(&**b),
+            (Numeric(a), Int(b)) => (**a).cmp(&Decimal { mantissa: *b as i128, scale: 0 }),
             (Float(a), Numeric(b)) => a.total_cmp(&b.to_f64()),
             (Numeric(a), Float(b)) => a.to_f64().total_cmp(b),
             (Text(a), Text(b)) => a.cmp(b),
@@ -586,13 +599,13 @@ mod tests {
             Value::Bool(true),
             Value::Int(-42),
             Value::Float(1.5),
-            Value::Numeric(Decimal { mantissa: -12345, scale: 2 }),
+            Value::numeric(Decimal { mantissa: -12345, scale: 2 }),
             Value::text("abc"),
-            Value::Bytes(Arc::from(&b"\x00\xff"[..])),
+            Value::Bytes(Shared::copy_from_slice(b"\x00\xff")),
             Value::Date(-3),
             Value::Timestamp(1_000_000),
             Value::TimestampTz(-1),
-            Value::Interval(Interval { months: -14, days: 3, micros: i64::MIN + 1 }),
+            Value::interval(Interval { months: -14, days: 3, micros: i64::MIN + 1 }),
         ];
         let mut e = Encoder::default();
         encode_values(&mut e, &values);
@@ -600,7 +613,9 @@ mod tests {
         let back = decode_values(&mut d).unwrap();
         assert_eq!(&back[..], &values[..]);
         // Equal values compare equal; an interval's fields come back as they were, not just its span.
-        assert!(matches!(back[10], Value::Interval(i) if i == Interval { months: -14, days: 3, micros: i64::MIN + 1 }));
+        assert!(
+            matches!(back[10], Value::Interval(ref i) if **i == Interval { months: -14, days: 3, micros: i64::MIN + 1 })
+        );
     }
 
     #[test]
@@ -608,11 +623,11 @@ mod tests {
         assert!(Value::Int(1) < Value::Int(2));
         assert!(Value::Int(5) < Value::Null);
         assert_eq!(
-            Value::Numeric(Decimal { mantissa: 150, scale: 2 }),
-            Value::Numeric(Decimal { mantissa: 15, scale: 1 })
+            Value::numeric(Decimal { mantissa: 150, scale: 2 }),
+            Value::numeric(Decimal { mantissa: 15, scale: 1 })
         );
         assert!(Value::Int(1) < Value::Float(1.5));
-        let iv = |months, days, micros| Value::Interval(Interval { months, days, micros });
+        let iv = |months, days, micros| Value::interval(Interval { months, days, micros });
         assert_eq!(iv(1, 0, 0), iv(0, 30, 0), "a month compares as 30 days, as in PostgreSQL");
         assert!(iv(0, 1, 0) < iv(0, 0, USECS_PER_DAY + 1));
         assert_eq!(Decimal { mantissa: -5, scale: 3 }.to_string(), "-0.005");
@@ -629,7 +644,7 @@ mod tests {
         };
         let one: Key = vec![Value::Int(7)].into();
         assert!(matches!(one, Key::One(_)), "a one-value key is held inline");
-        let many_one = Key::Many(Arc::from(vec![Value::Int(7)]));
+        let many_one = Key::Many(vec![Value::Int(7)].into());
         assert_eq!(one, many_one);
         assert_eq!(hash(&one), hash(&many_one));
         assert_eq!(hash(&one), {
@@ -641,7 +656,7 @@ mod tests {
         assert!(matches!(pair, Key::Many(_)));
         assert!(one < pair, "a key orders as its slice: a prefix first");
         assert!(Key::from(&[Value::Int(8)][..]) > pair);
-        assert_eq!(&*Key::from(Arc::from(vec![Value::Null])), &[Value::Null]);
+        assert_eq!(&*Key::from(Row::from(vec![Value::Null])), &[Value::Null]);
         let empty: Key = std::iter::empty().collect();
         assert!(empty.is_empty() && empty < one);
     }

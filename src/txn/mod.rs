@@ -295,7 +295,7 @@ impl Transaction {
         let latest = lock_mutex(&self.core.latest);
         let row = latest.row(table, key).cloned();
         let changed = match (&row, self.base.row(table, key)) {
-            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => !Row::ptr_eq(a, b),
             (None, None) => false,
             _ => true,
         };
@@ -321,7 +321,7 @@ impl Transaction {
         let newest = self.newest(table, key);
         if self.isolation == Isolation::RepeatableRead && !self.owns(table, key) {
             let same = match (&newest, self.base.row(table, key)) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (Some(a), Some(b)) => Row::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
             };
