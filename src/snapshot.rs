@@ -258,7 +258,10 @@ fn decode_chunk(
         let key: Key = match key {
             Some(k) => k.into(),
             None => match &def.primary_key {
-                Some(pk) => pk.columns.iter().map(|&c| cur[c].clone()).collect(),
+                Some(pk) => match pk.columns[..] {
+                    [c] => Key::One(cur[c].clone()),
+                    _ => pk.columns.iter().map(|&c| cur[c].clone()).collect(),
+                },
                 None => return Err(d.malformed(format!("table {} has neither keys nor a primary key", def.name))),
             },
         };

@@ -155,8 +155,41 @@ impl<T> FromIterator<T> for Shared<T> {
 }
 
 impl<T: Clone> From<&[T]> for Shared<T> {
+    /// Clones `values` straight into a new allocation (one allocation, not a vector's and then this one's).
     fn from(values: &[T]) -> Shared<T> {
-        Shared::from_vec(values.to_vec())
+        let len = values.len();
+        let (layout, offset) = Self::layout(len);
+        /// Until every element is cloned, owns the allocation and the elements cloned so far, and frees
+        /// them if a clone panics.
+        struct Filling<T> {
+            ptr: NonNull<Header>,
+            data: *mut T,
+            done: usize,
+            layout: Layout,
+        }
+        impl<T> Drop for Filling<T> {
+            fn drop(&mut self) {
+                // SAFETY: the first `done` elements were written, and nothing else refers to the allocation.
+                unsafe {
+                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.data, self.done));
+                    alloc::dealloc(self.ptr.as_ptr() as *mut u8, self.layout);
+                }
+            }
+        }
+        // SAFETY: the layout is never zero-sized; each element is written once, in place, before `done`
+        // counts it; the header is written last, once every element is.
+        unsafe {
+            let p = alloc::alloc(layout);
+            let Some(ptr) = NonNull::new(p as *mut Header) else { alloc::handle_alloc_error(layout) };
+            let mut filling = Filling { ptr, data: p.add(offset) as *mut T, done: 0, layout };
+            for v in values {
+                filling.data.add(filling.done).write(v.clone());
+                filling.done += 1;
+            }
+            std::mem::forget(filling);
+            ptr.as_ptr().write(Header { count: AtomicUsize::new(1), len });
+            Shared { ptr, owns: PhantomData }
+        }
     }
 }
 
@@ -287,6 +320,34 @@ mod tests {
         assert_eq!(Arc::strong_count(&tracked), 4, "dropping clones drops no element");
         drop(s);
         assert_eq!(Arc::strong_count(&tracked), 1, "the last drop drops every element");
+    }
+
+    #[test]
+    fn a_clone_that_panics_drops_what_was_cloned_and_nothing_else() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        struct Fussy(u32);
+        impl Clone for Fussy {
+            fn clone(&self) -> Fussy {
+                assert!(self.0 != 3, "cannot clone 3");
+                Fussy(self.0)
+            }
+        }
+        impl Drop for Fussy {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let originals: Vec<Fussy> = (1..=4).map(Fussy).collect();
+        let copied: Shared<Fussy> = Shared::from(&originals[..2]);
+        assert_eq!(copied.iter().map(|f| f.0).collect::<Vec<_>>(), [1, 2]);
+        drop(copied);
+        assert_eq!(DROPS.swap(0, Ordering::SeqCst), 2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Shared::from(&originals[..])));
+        assert!(r.is_err());
+        assert_eq!(DROPS.swap(0, Ordering::SeqCst), 2, "the two clones made before the panic are dropped, once");
+        drop(originals);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 4);
     }
 
     #[test]
