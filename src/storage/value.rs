@@ -2,8 +2,8 @@
 //!
 //! A [`Value`] is one field of a row. Rows and keys are shared slices of values ([`Shared<Value>`], one
 //! pointer wide), because the persistent maps that hold tables copy their nodes on write, and copying an
-//! entry must only bump a reference count. Values order totally (NULL after everything, floats by IEEE total order), so any
-//! column list can be a key.
+//! entry must only bump a reference count. Values order totally (NULL after everything, floats by IEEE
+//! total order), so any column list can be a key.
 
 use std::cmp::Ordering;
 use std::fmt;
