@@ -743,7 +743,7 @@ fn run_basebackup(
         return Err(config_error(format!("transfer rate {rate} bytes/s is out of range"))
             .with_hint("--max-rate takes 32kB to 1GB (per second), as pg_basebackup's does."));
     }
-    let options = FetchOptions { progress, max_rate, slot: None, application_name: "tandem_basebackup".into() };
+    let options = FetchOptions { progress, max_rate, application_name: "tandem_basebackup".into() };
     let existed = empty_target(dir)?;
     let fetched = basebackup::fetch(host, port, dir, &options).and_then(|fetched| {
         if write_standby_config {
@@ -856,7 +856,7 @@ fn init_standby(host: &str, primary_port: u16, dir: &Path, port: u16, name: &str
         let _ = drop_slot(host, primary_port, &slot);
         clear_target(dir, existed);
     };
-    let options = FetchOptions { progress: true, max_rate: None, slot: None, application_name: name.to_string() };
+    let options = FetchOptions { progress: true, max_rate: None, application_name: name.to_string() };
     println!("taking a base backup of {host}:{primary_port} into {} (the primary keeps serving)", dir.display());
     let fetched = match basebackup::fetch(host, primary_port, dir, &options) {
         Ok(f) => f,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{TempDir, TestPrimary};
 use tandem::engine::{Engine, EngineConfig, InitOptions};
-use tandem::replication::basebackup::{fetch, write_standby_config, FetchOptions};
+use tandem::replication::basebackup::{fetch, replication_query, write_standby_config, FetchOptions};
 use tandem::replication::walreceiver::{ReceiverConfig, WalReceiver};
 use tandem::replication::walsender::SenderConfig;
 use tandem::storage::state::DbState;
@@ -75,8 +75,9 @@ fn tandem_basebackup_under_load_becomes_a_streaming_standby() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = load(p.engine.clone(), stop.clone());
     let sdir = tmp.path().join("standby");
-    let options =
-        FetchOptions { slot: Some("standby1".into()), application_name: "standby1".into(), ..FetchOptions::default() };
+    // The slot first, as `tandem init-standby` makes it: the primary holds WAL until the standby streams.
+    replication_query("127.0.0.1", p.port, "CREATE_REPLICATION_SLOT \"standby1\" PHYSICAL RESERVE_WAL").unwrap();
+    let options = FetchOptions { application_name: "standby1".into(), ..FetchOptions::default() };
     let fetched = fetch("127.0.0.1", p.port, &sdir, &options).unwrap();
     assert_eq!(fetched.system_id, p.engine.system_id());
     assert!(fetched.end >= fetched.start);

@@ -251,8 +251,6 @@ pub struct FetchOptions {
     pub progress: bool,
     /// Bytes per second, at most.
     pub max_rate: Option<u64>,
-    /// Create this physical slot first, so the primary holds WAL until the standby streams from it.
-    pub slot: Option<String>,
     /// The name the standby will stream as.
     pub application_name: String,
 }
@@ -352,9 +350,6 @@ pub fn fetch(host: &str, port: u16, dir: &Path, options: &FetchOptions) -> Resul
     let (_, ident) = conn.query("IDENTIFY_SYSTEM")?;
     let system_id: u64 =
         ident.first().and_then(|r| r.first().cloned().flatten()).and_then(|s| s.parse().ok()).unwrap_or(0);
-    if let Some(slot) = &options.slot {
-        conn.query(&format!("CREATE_REPLICATION_SLOT \"{slot}\" PHYSICAL RESERVE_WAL"))?;
-    }
     let mut cmd = String::from("BASE_BACKUP ( LABEL 'tandem basebackup', PROGRESS, WAL");
     if let Some(rate) = options.max_rate {
         cmd.push_str(&format!(", MAX_RATE {}", (rate / 1024).clamp(32, 1_048_576)));

@@ -19,7 +19,6 @@
 //! Equality, order, hash, `Debug` and `Display` are those of the slice (or `str`), as for `Arc`.
 
 use std::alloc::{self, Layout};
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -193,18 +192,6 @@ impl<T: Clone> From<&[T]> for Shared<T> {
     }
 }
 
-impl<T> Borrow<[T]> for Shared<T> {
-    fn borrow(&self) -> &[T] {
-        self
-    }
-}
-
-impl<T> AsRef<[T]> for Shared<T> {
-    fn as_ref(&self) -> &[T] {
-        self
-    }
-}
-
 impl<T: PartialEq> PartialEq for Shared<T> {
     fn eq(&self, other: &Shared<T>) -> bool {
         **self == **other
@@ -259,24 +246,6 @@ impl From<&str> for SharedStr {
 impl From<String> for SharedStr {
     fn from(s: String) -> SharedStr {
         SharedStr::from(s.as_str())
-    }
-}
-
-impl From<&String> for SharedStr {
-    fn from(s: &String) -> SharedStr {
-        SharedStr::from(s.as_str())
-    }
-}
-
-impl Borrow<str> for SharedStr {
-    fn borrow(&self) -> &str {
-        self
-    }
-}
-
-impl AsRef<str> for SharedStr {
-    fn as_ref(&self) -> &str {
-        self
     }
 }
 
