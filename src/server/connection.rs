@@ -47,7 +47,8 @@ struct Prepared {
     /// Its plan, kept between executions (by all its portals).
     plan: Rc<PlanSlot>,
     param_types: Vec<DataType>,
-    columns: Option<Vec<(String, DataType)>>,
+    /// Its result columns (shared with its portals: a Bind copies no column names).
+    columns: Option<Rc<[(String, DataType)]>>,
 }
 
 /// Statements a session has parsed with the Parse message, by text and declared parameter types, with the
@@ -86,7 +87,7 @@ struct Portal {
     text: Arc<str>,
     plan: Rc<PlanSlot>,
     params: Vec<Value>,
-    columns: Option<Vec<(String, DataType)>>,
+    columns: Option<Rc<[(String, DataType)]>>,
     binary: Vec<bool>,
 }
 
@@ -490,7 +491,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, 
                         text: Arc::from(query.as_str()),
                         plan: Rc::default(),
                         param_types,
-                        columns,
+                        columns: columns.map(Rc::from),
                     })
                 })();
                 match r {
@@ -530,7 +531,7 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, 
                         };
                         params.push(format::decode_param(p.as_deref(), ty, fmt == 1)?);
                     }
-                    let ncols = prep.columns.as_ref().map_or(0, Vec::len);
+                    let ncols = prep.columns.as_ref().map_or(0, |c| c.len());
                     let binary = (0..ncols)
                         .map(|i| match result_formats.len() {
                             0 => false,
@@ -590,17 +591,8 @@ fn serve_session(conn: &mut Conn, session: &mut Session, pid: i32, secret: i32, 
                     continue;
                 };
                 backend.start(portal.text.clone());
-                let (stmt, plan, params, binary) = (
-                    portal.stmt.clone(),
-                    portal.plan.clone(),
-                    std::mem::take(&mut portal.params),
-                    portal.binary.clone(),
-                );
-                let outcome = session.execute_prepared(&stmt, &params, Some(&plan));
-                if let Some(p) = portals.get_mut(&name) {
-                    p.params = params;
-                }
-                if !send_outcome(conn, session, outcome, &binary, false)? {
+                let outcome = session.execute_prepared(&portal.stmt, &portal.params, Some(&portal.plan));
+                if !send_outcome(conn, session, outcome, &portal.binary, false)? {
                     skip_to_sync = true;
                 }
             }
