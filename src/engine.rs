@@ -744,6 +744,7 @@ impl Engine {
             // Loaded: from here on this thread is what replay lag waits for (not before: the load would
             // take CPU from the primary it shares a machine with while a standby is being created).
             crate::priority::favour_replay_thread();
+            crate::priority::favour_replay_process();
             let mut restartpoint: Option<JoinHandle<()>> = None;
             // A flushed position that held no complete record past the replayed one (the receiver flushed
             // part of a record): wait for WAL beyond it, not beyond the replayed position, or the loop
@@ -803,6 +804,10 @@ impl Engine {
                     }
                     core.promote_requested.store(false, Ordering::Release);
                     let done = outcome.is_ok();
+                    if done {
+                        // A primary now: its sessions are not favoured over other processes.
+                        crate::priority::plain_process_priority();
+                    }
                     *lock(&core.promotion) = Some(outcome);
                     core.promotion_cv.notify_all();
                     if done {

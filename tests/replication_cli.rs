@@ -85,6 +85,12 @@ fn may_lower_nice() -> bool {
     .unwrap()
 }
 
+/// A process's autogroup nice value (`/autogroup-N nice K`), if the kernel has autogroups.
+fn autogroup_nice(pid: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok()?;
+    text.split_whitespace().skip_while(|w| *w != "nice").nth(1)?.parse().ok()
+}
+
 /// A primary in `TMP/primary`, started with `tandem start --detach`; its port and a free one for a standby.
 fn running_primary(tag: &str) -> (TempDir, u16, u16, Running) {
     let tmp = TempDir::new(tag);
@@ -295,6 +301,9 @@ fn standby_streams_while_its_snapshot_loads() {
     };
     assert_eq!(thread_nice(spid, "walreceiver"), Some(favoured), "the WAL receiver's nice value; {}", threads());
     assert_eq!(thread_nice(spid, "startup"), Some(0), "the startup process's nice value while it loads; {}", threads());
+    // So is its autogroup (init-standby starts it in a session, and so an autogroup, of its own), once loaded.
+    let group_before = autogroup_nice(spid);
+    assert!(group_before.is_none_or(|n| n == 0), "the standby's autogroup while it loads: {group_before:?}");
     let refused = psql(sport, "select count(*) from t").expect_err("a loading standby answered a query");
     assert!(refused.contains("the database system is not yet accepting connections"), "{refused}");
     assert!(refused.contains("Consistent recovery state has not been yet reached"), "{refused}");
@@ -313,6 +322,7 @@ fn standby_streams_while_its_snapshot_loads() {
         "the startup process's nice value once loaded; {}",
         threads()
     );
+    assert_eq!(autogroup_nice(spid), group_before.map(|_| favoured as i32), "the standby's autogroup once loaded");
     let log = std::fs::read_to_string(sdir.join("log").join("tandem.log")).unwrap();
     assert!(log.contains("snapshot loaded") && log.contains("consistent recovery state reached"), "{log}");
     // A standby taken away: its slot is dropped with PostgreSQL's function (not while it streams).
@@ -330,4 +340,16 @@ fn standby_streams_while_its_snapshot_loads() {
     assert_eq!(psql(pport, slots).unwrap(), "");
     let gone = psql(pport, &format!("select pg_drop_replication_slot('{slot}')")).expect_err("dropped a slot twice");
     assert!(gone.contains("does not exist"), "{gone}");
+    // Started again (favoured once loaded) and promoted, it is a primary: its autogroup gets its nice back.
+    if group_before.is_some() && favoured != 0 {
+        tandem(&["start", "--detach"], &sdir);
+        let spid = common::server_pid(&sdir).expect("the standby's tandem.pid");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while autogroup_nice(spid) != Some(-5) {
+            assert!(Instant::now() < deadline, "the restarted standby's autogroup: {:?}", autogroup_nice(spid));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tandem(&["promote", "--force"], &sdir);
+        assert_eq!(autogroup_nice(spid), group_before, "the promoted standby's autogroup");
+    }
 }
