@@ -192,6 +192,7 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Int(x), Value::Int(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
         (Value::Numeric(x), Value::Numeric(y)) => {
+            let (x, y) = (x.get(), y.get());
             let (xm, xs, ym, ys) = (x.mantissa, x.scale, y.mantissa, y.scale);
             xm == ym && xs == ys
         }

@@ -738,8 +738,8 @@ pub(crate) fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
         AggState::Count(n) => Value::Int(n),
         AggState::Sum(acc) => match acc {
             // sum(int) is bigint in PostgreSQL when it fits.
-            Some(Value::Numeric(d)) if d.scale == 0 && a.func == AggFunc::Sum && int_sum(&a.arg) => {
-                i64::try_from(d.mantissa).map(Value::Int).unwrap_or(Value::Numeric(d))
+            Some(Value::Numeric(d)) if d.get().scale == 0 && a.func == AggFunc::Sum && int_sum(&a.arg) => {
+                i64::try_from(d.get().mantissa).map(Value::Int).unwrap_or(Value::Numeric(d))
             }
             Some(v) => v,
             None => Value::Null,
@@ -748,7 +748,8 @@ pub(crate) fn finish(s: AggState, a: &Aggregate) -> Result<Value> {
             None => Value::Null,
             Some(Value::Float(f)) => Value::Float(f / n as f64),
             Some(Value::Numeric(d)) => {
-                let scaled = d.rescale_up(d.scale.max(16) + 1).unwrap_or(*d);
+                let d = d.get();
+                let scaled = d.rescale_up(d.scale.max(16) + 1).unwrap_or(d);
                 let q = Decimal { mantissa: scaled.mantissa / n as i128, scale: scaled.scale };
                 Value::numeric(types::round_decimal(q, d.scale.max(16)))
             }
@@ -782,7 +783,7 @@ fn variance(m: &Moments, sample: bool, root: bool) -> Result<Value> {
     }
     let overflow = || Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "value overflows numeric format");
     let decimal = |v: &Option<Value>| match v {
-        Some(Value::Numeric(d)) => Ok(**d),
+        Some(Value::Numeric(d)) => Ok(d.get()),
         _ => Err(Error::internal("variance of a non-numeric")),
     };
     let (sum, squares) = (decimal(&m.sum)?, decimal(&m.squares)?);

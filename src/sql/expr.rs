@@ -120,7 +120,10 @@ impl Expr {
                 Value::Null => Value::Null,
                 Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(overflow)?),
                 Value::Float(f) => Value::Float(-f),
-                Value::Numeric(d) => Value::numeric(Decimal { mantissa: -d.mantissa, scale: d.scale }),
+                Value::Numeric(d) => {
+                    let d = d.get();
+                    Value::numeric(Decimal { mantissa: -d.mantissa, scale: d.scale })
+                }
                 Value::Interval(i) => Value::interval(interval::negate(&i).ok_or_else(interval_overflow)?),
                 v => return Err(operator_error("-", &v)),
             },
@@ -462,7 +465,7 @@ pub fn like(s: &str, p: &str) -> bool {
 fn to_decimal(v: &Value) -> Option<Decimal> {
     match v {
         Value::Int(i) => Some(Decimal { mantissa: *i as i128, scale: 0 }),
-        Value::Numeric(d) => Some(**d),
+        Value::Numeric(d) => Some(d.get()),
         _ => None,
     }
 }
@@ -471,7 +474,7 @@ fn to_float(v: &Value) -> Option<f64> {
     match v {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
-        Value::Numeric(d) => Some(d.to_f64()),
+        Value::Numeric(d) => Some(d.get().to_f64()),
         _ => None,
     }
 }

@@ -266,7 +266,7 @@ fn float_arg(v: &Value) -> Result<f64> {
 
 fn numeric_arg(v: &Value) -> Result<Decimal> {
     match types::cast(v.clone(), &DataType::Numeric(None))? {
-        Value::Numeric(d) => Ok(*d),
+        Value::Numeric(d) => Ok(d.get()),
         _ => Err(Error::new(SqlState::INVALID_PARAMETER_VALUE, "numeric argument expected")),
     }
 }
@@ -635,7 +635,10 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 i.checked_abs()
                     .ok_or_else(|| Error::new(SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "integer out of range"))?,
             ),
-            Value::Numeric(d) => Value::numeric(Decimal { mantissa: d.mantissa.abs(), scale: d.scale }),
+            Value::Numeric(d) => {
+                let d = d.get();
+                Value::numeric(Decimal { mantissa: d.mantissa.abs(), scale: d.scale })
+            }
             v => Value::Float(float_arg(&v)?.abs()),
         },
         "sign" => match a(0)? {
@@ -651,7 +654,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 Value::Int(i) => {
                     Value::numeric(round_places(Decimal { mantissa: i as i128, scale: 0 }, places, trunc)?)
                 }
-                Value::Numeric(d) => Value::numeric(round_places(*d, places, trunc)?),
+                Value::Numeric(d) => Value::numeric(round_places(d.get(), places, trunc)?),
                 v => {
                     let f = float_arg(&v)?;
                     let k = 10f64.powi(places as i32);
@@ -667,7 +670,7 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
         "ceil" | "ceiling" | "floor" => match a(0)? {
             Value::Int(i) => Value::Int(i),
             Value::Numeric(d) => {
-                let f = d.to_f64();
+                let f = d.get().to_f64();
                 let r = if name == "floor" { f.floor() } else { f.ceil() };
                 Value::numeric(Decimal { mantissa: r as i128, scale: 0 })
             }
@@ -1288,10 +1291,10 @@ pub fn call(name: &str, args: Vec<Value>, env: &Env) -> Result<Value> {
                 )),
                 v @ (Value::Int(_) | Value::Numeric(_) | Value::Float(_)) => {
                     let d = match types::cast(v, &DataType::Numeric(None))? {
-                        Value::Numeric(d) => d,
+                        Value::Numeric(d) => d.get(),
                         _ => return Err(arg_error(name)),
                     };
-                    Value::text(&crate::sql::formatting::format_number(*d, &template)?)
+                    Value::text(&crate::sql::formatting::format_number(d, &template)?)
                 }
                 _ => return Err(arg_error(name)),
             }

@@ -498,7 +498,7 @@ pub fn format_value(v: &Value, ty: &DataType) -> Option<String> {
         Value::Bool(b) => if *b { "t" } else { "f" }.into(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => format_float(*f, *ty == DataType::Float4),
-        Value::Numeric(d) => d.to_string(),
+        Value::Numeric(d) => d.get().to_string(),
         Value::Text(s) => s.to_string(),
         Value::Bytes(b) => {
             let mut s = String::with_capacity(2 + b.len() * 2);
@@ -563,12 +563,12 @@ pub fn cast(v: Value, ty: &DataType) -> Result<Value> {
             coerce_numeric(d, *tm)?
         }
         (Value::Numeric(d), DataType::Int2 | DataType::Int4 | DataType::Int8 | DataType::Oid) => {
-            let r = round_decimal(*d, 0);
+            let r = round_decimal(d.get(), 0);
             let v = i64::try_from(r.mantissa).map_err(|_| out_of_range(ty))?;
             check_int(v, ty)?
         }
-        (Value::Numeric(d), DataType::Float4 | DataType::Float8) => Value::Float(d.to_f64()),
-        (Value::Numeric(d), DataType::Numeric(tm)) => coerce_numeric(*d, *tm)?,
+        (Value::Numeric(d), DataType::Float4 | DataType::Float8) => Value::Float(d.get().to_f64()),
+        (Value::Numeric(d), DataType::Numeric(tm)) => coerce_numeric(d.get(), *tm)?,
         (Value::Bool(b), DataType::Bool) => Value::Bool(b),
         (Value::Bool(b), DataType::Int4 | DataType::Int8) => Value::Int(b as i64),
         (Value::Date(d), DataType::Date) => Value::Date(d),

@@ -265,7 +265,7 @@ impl DataType {
 /// An exact decimal: `mantissa * 10^-scale`.
 ///
 /// Packed to 4-byte alignment (20 bytes, not 32: an `i128` would align it to 16), as it is boxed in a
-/// [`Value`]. Fields are read by copy (`let m = d.mantissa;`), never by reference.
+/// [`Value`] when it does not fit inline ([`Num`]). Fields are read by copy (`let m = d.mantissa;`), never by reference.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 pub struct Decimal {
@@ -329,6 +329,44 @@ impl Hash for Decimal {
     }
 }
 
+/// A numeric as a [`Value`] holds it, in the value's second word: inline when its mantissa fits 64 bits and
+/// its scale a byte (the scale sits beside the value's tag, so the value stays two words and a result of
+/// arithmetic costs no allocation), boxed otherwise. The choice depends only on the number's mantissa and
+/// scale. Read it with [`Num::get`].
+#[derive(Clone)]
+pub struct Num(NumRepr);
+
+#[derive(Clone)]
+enum NumRepr {
+    Inline { scale: u8, mantissa: i64 },
+    Boxed(Arc<Decimal>),
+}
+
+impl Num {
+    pub fn new(d: Decimal) -> Num {
+        let (mantissa, scale) = (d.mantissa, d.scale);
+        match (i64::try_from(mantissa), u8::try_from(scale)) {
+            (Ok(mantissa), Ok(scale)) => Num(NumRepr::Inline { scale, mantissa }),
+            _ => Num(NumRepr::Boxed(Arc::new(d))),
+        }
+    }
+
+    /// The number.
+    #[inline]
+    pub fn get(&self) -> Decimal {
+        match &self.0 {
+            NumRepr::Inline { scale, mantissa } => Decimal { mantissa: *mantissa as i128, scale: *scale as u32 },
+            NumRepr::Boxed(d) => **d,
+        }
+    }
+}
+
+impl fmt::Debug for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scale == 0 {
@@ -353,8 +391,8 @@ pub enum Value {
     Int(i64),
     /// float4 or float8.
     Float(f64),
-    /// numeric; boxed, so that a value is two words (a decimal is 20 bytes).
-    Numeric(Arc<Decimal>),
+    /// numeric: inline when it fits a 64-bit mantissa and a one-byte scale, else boxed (see [`Num`]).
+    Numeric(Num),
     /// text, varchar, char.
     Text(SharedStr),
     Bytes(Shared<u8>),
@@ -398,7 +436,7 @@ impl Value {
 
     /// A numeric value.
     pub fn numeric(d: Decimal) -> Value {
-        Value::Numeric(Arc::new(d))
+        Value::Numeric(Num::new(d))
     }
 
     /// An interval value.
@@ -438,6 +476,7 @@ impl Value {
                 e.u64(v.to_bits());
             }
             Value::Numeric(d) => {
+                let d = d.get();
                 e.u8(5);
                 e.u64(d.mantissa as u64);
                 e.u64((d.mantissa >> 64) as u64);
@@ -550,11 +589,11 @@ impl Ord for Value {
             (Float(a), Float(b)) => a.total_cmp(b),
             (Int(a), Float(b)) => (*a as f64).total_cmp(b),
             (Float(a), Int(b)) => a.total_cmp(&(*b as f64)),
-            (Numeric(a), Numeric(b)) => a.cmp(b),
-            (Int(a), Numeric(b)) => Decimal { mantissa: *a as i128, scale: 0 }.cmp(&**b),
-            (Numeric(a), Int(b)) => (**a).cmp(&Decimal { mantissa: *b as i128, scale: 0 }),
-            (Float(a), Numeric(b)) => a.total_cmp(&b.to_f64()),
-            (Numeric(a), Float(b)) => a.to_f64().total_cmp(b),
+            (Numeric(a), Numeric(b)) => a.get().cmp(&b.get()),
+            (Int(a), Numeric(b)) => Decimal { mantissa: *a as i128, scale: 0 }.cmp(&b.get()),
+            (Numeric(a), Int(b)) => a.get().cmp(&Decimal { mantissa: *b as i128, scale: 0 }),
+            (Float(a), Numeric(b)) => a.total_cmp(&b.get().to_f64()),
+            (Numeric(a), Float(b)) => a.get().to_f64().total_cmp(b),
             (Text(a), Text(b)) => a.cmp(b),
             (Bytes(a), Bytes(b)) => a.cmp(b),
             (Date(a), Date(b)) => a.cmp(b),
@@ -578,7 +617,7 @@ impl Hash for Value {
                 Decimal { mantissa: *f as i128, scale: 0 }.hash(state)
             }
             Value::Float(f) => f.to_bits().hash(state),
-            Value::Numeric(d) => d.hash(state),
+            Value::Numeric(d) => d.get().hash(state),
             Value::Text(s) => s.hash(state),
             Value::Bytes(b) => b.hash(state),
             Value::Date(d) => d.hash(state),
@@ -632,6 +671,39 @@ mod tests {
         assert!(iv(0, 1, 0) < iv(0, 0, USECS_PER_DAY + 1));
         assert_eq!(Decimal { mantissa: -5, scale: 3 }.to_string(), "-0.005");
         assert_eq!(Decimal { mantissa: 12345, scale: 2 }.to_string(), "123.45");
+    }
+
+    #[test]
+    fn numerics_inline_or_boxed_are_their_numbers() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |v: &Value| {
+            let mut h = DefaultHasher::new();
+            v.hash(&mut h);
+            h.finish()
+        };
+        let inline = |v: &Value| matches!(v, Value::Numeric(Num(NumRepr::Inline { .. })));
+        let small = Decimal { mantissa: i64::MIN as i128, scale: 255 };
+        let wide = Decimal { mantissa: i64::MAX as i128 + 1, scale: 0 };
+        let deep = Decimal { mantissa: 10i128.pow(30), scale: 256 };
+        assert!(inline(&Value::numeric(small)) && inline(&Value::numeric(Decimal { mantissa: 0, scale: 0 })));
+        assert!(!inline(&Value::numeric(wide)) && !inline(&Value::numeric(deep)));
+        for d in [small, wide, deep] {
+            let Value::Numeric(n) = Value::numeric(d) else { unreachable!() };
+            let back = n.get();
+            let (m, s, bm, bs) = (d.mantissa, d.scale, back.mantissa, back.scale);
+            assert_eq!((bm, bs), (m, s));
+        }
+        // The same number held both ways: equal, same hash, and ordered by value.
+        let one_inline = Value::numeric(Decimal { mantissa: 1, scale: 0 });
+        let one_boxed = Value::numeric(Decimal { mantissa: 10i128.pow(30), scale: 30 });
+        assert!(inline(&one_inline) && !inline(&one_boxed));
+        assert_eq!(one_inline, one_boxed);
+        assert_eq!(hash(&one_inline), hash(&one_boxed));
+        assert!(Value::numeric(wide) > Value::Int(i64::MAX) && Value::numeric(small) < Value::Int(0));
+        let mut e = Encoder::default();
+        let values = vec![one_inline, Value::numeric(wide), Value::numeric(deep)];
+        encode_values(&mut e, &values);
+        assert_eq!(&decode_values(&mut Decoder::new(&e.buf, "row")).unwrap()[..], &values[..]);
     }
 
     #[test]

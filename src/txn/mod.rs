@@ -858,7 +858,7 @@ pub fn display_value(v: &Value) -> String {
         Value::Bool(b) => if *b { "t" } else { "f" }.into(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Numeric(d) => d.to_string(),
+        Value::Numeric(d) => d.get().to_string(),
         Value::Text(s) => s.to_string(),
         Value::Bytes(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
         Value::Date(d) => format!("date {d}"),
