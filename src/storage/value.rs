@@ -630,6 +630,13 @@ impl Hash for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn hash<T: Hash + ?Sized>(v: &T) -> u64 {
+        let mut h = DefaultHasher::new();
+        v.hash(&mut h);
+        h.finish()
+    }
 
     #[test]
     fn values_round_trip() {
@@ -675,12 +682,6 @@ mod tests {
 
     #[test]
     fn numerics_inline_or_boxed_are_their_numbers() {
-        use std::collections::hash_map::DefaultHasher;
-        let hash = |v: &Value| {
-            let mut h = DefaultHasher::new();
-            v.hash(&mut h);
-            h.finish()
-        };
         let inline = |v: &Value| matches!(v, Value::Numeric(Num(NumRepr::Inline { .. })));
         let small = Decimal { mantissa: i64::MIN as i128, scale: 255 };
         let wide = Decimal { mantissa: i64::MAX as i128 + 1, scale: 0 };
@@ -708,12 +709,6 @@ mod tests {
 
     #[test]
     fn keys_are_their_values_however_held() {
-        use std::collections::hash_map::DefaultHasher;
-        let hash = |k: &Key| {
-            let mut h = DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
-        };
         let one: Key = vec![Value::Int(7)].into();
         assert!(matches!(one, Key::One(_)), "a one-value key is held inline");
         let many_one = Key::Many(vec![Value::Int(7)].into());
