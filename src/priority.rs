@@ -14,10 +14,10 @@
 //! (`kernel.sched_autogroup_enabled = 1`, the default of most distributions), a standby's threads compete
 //! with the primary and its clients as one group, whatever their nice values: in a replay-lag run, the
 //! threads' nice -5 alone left p99 at 29-87 ms where the group's nice -5 gave 16-21 ms (docs/BENCHMARKS.md,
-//! 2026-11-29, night). So once its snapshot is loaded a standby also gives its autogroup [`REPLAY_NICE`]
-//! (`/proc/self/autogroup`, where the server may and leads its session), and a promotion gives it back the nice value it had.
-//! Under systemd or another cgroup manager there is no autogroup, and the threads' nice values are what
-//! counts.
+//! 2026-11-29, night). So once its snapshot is loaded a standby that leads its own session also gives its
+//! autogroup [`REPLAY_NICE`] (`/proc/self/autogroup`, where the server may), and a promotion gives it back
+//! the nice value it had. Under systemd or another cgroup manager there is no autogroup, and the threads'
+//! nice values are what counts.
 
 use std::sync::Mutex;
 
