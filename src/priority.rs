@@ -61,7 +61,7 @@ pub fn plain_process_priority() {
 }
 
 /// The process's autogroup nice value (`/autogroup-N nice K`), if it has an autogroup.
-pub fn autogroup_nice() -> Option<i32> {
+fn autogroup_nice() -> Option<i32> {
     let text = std::fs::read_to_string(AUTOGROUP).ok()?;
     text.split_whitespace().skip_while(|w| *w != "nice").nth(1)?.parse().ok()
 }

@@ -265,7 +265,8 @@ impl DataType {
 /// An exact decimal: `mantissa * 10^-scale`.
 ///
 /// Packed to 4-byte alignment (20 bytes, not 32: an `i128` would align it to 16), as it is boxed in a
-/// [`Value`] when it does not fit inline ([`Num`]). Fields are read by copy (`let m = d.mantissa;`), never by reference.
+/// [`Value`] when it does not fit inline ([`Num`]). Fields are read by copy (`let m = d.mantissa;`), never
+/// by reference.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 pub struct Decimal {
@@ -714,11 +715,7 @@ mod tests {
         let many_one = Key::Many(vec![Value::Int(7)].into());
         assert_eq!(one, many_one);
         assert_eq!(hash(&one), hash(&many_one));
-        assert_eq!(hash(&one), {
-            let mut h = DefaultHasher::new();
-            <Key as std::borrow::Borrow<[Value]>>::borrow(&one).hash(&mut h);
-            h.finish()
-        });
+        assert_eq!(hash(&one), hash(<Key as std::borrow::Borrow<[Value]>>::borrow(&one)));
         let pair: Key = [Value::Int(7), Value::text("a")].into_iter().collect();
         assert!(matches!(pair, Key::Many(_)));
         assert!(one < pair, "a key orders as its slice: a prefix first");
